@@ -1,0 +1,20 @@
+// C helpers declared in binding.h.
+#include "binding.h"
+#include "mtmd-helper.h"
+
+// Defined in log.go (exported with //export).
+extern void vlmGoLog(int level, char *text);
+
+void vlm_log_trampoline(enum ggml_log_level level, const char *text, void *user_data) {
+    (void)user_data;
+    if (text == NULL) {
+        return;
+    }
+    vlmGoLog((int)level, (char *)text);
+}
+
+void vlm_install_log_callbacks(void) {
+    ggml_log_set(vlm_log_trampoline, NULL);
+    llama_log_set(vlm_log_trampoline, NULL);
+    mtmd_helper_log_set(vlm_log_trampoline, NULL);
+}

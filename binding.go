@@ -1,0 +1,55 @@
+// Package vlm is the thin cgo layer of vlm: the only package that imports "C".
+//
+// It compiles llama.cpp, ggml and llama.cpp's multimodal library (mtmd) from the
+// pinned github.com/ollama/ollama module, initialises the backends once per
+// process, routes their log output into log/slog and wraps the C API close to
+// 1:1 with Go types. Most programs import the Go-idiomatic packages built on
+// top of it (llama, mtmd, sampler, pipeline) rather than this one.
+//
+// Building needs cgo and the flags that build.sh exports; see the README.
+package vlm
+
+/*
+#include "binding.h"
+*/
+import "C"
+
+import (
+	"strings"
+	"sync"
+
+	// The pinned module's cgo packages compile ggml (core + CPU backend),
+	// libllama and libmtmd into the program.
+	_ "github.com/ollama/ollama/llama/llama.cpp/src"
+	_ "github.com/ollama/ollama/llama/llama.cpp/tools/mtmd"
+	_ "github.com/ollama/ollama/llama/llama.cpp/tools/mtmd/models"
+	_ "github.com/ollama/ollama/ml/backend/ggml/ggml/src"
+)
+
+// LlamaCppCommit is the upstream llama.cpp commit that the pinned
+// github.com/ollama/ollama module vendors (with ollama's patches applied).
+const LlamaCppCommit = "ec98e2002"
+
+// OllamaModuleVersion is the version of github.com/ollama/ollama pinned in
+// go.mod, the module that supplies llama.cpp, ggml and mtmd.
+const OllamaModuleVersion = "v0.17.4"
+
+var initOnce sync.Once
+
+// Init initialises llama.cpp's backends and installs vlm's log routing. It
+// runs its work exactly once per process, however often and from however many
+// goroutines it is called; every other function of this package calls it, so
+// programs rarely need to.
+func Init() {
+	initOnce.Do(func() {
+		C.vlm_install_log_callbacks()
+		C.llama_backend_init()
+	})
+}
+
+// SystemInfo returns llama.cpp's description of the CPU features and backends
+// compiled into this program, e.g. "CPU : SSE3 = 1 | AVX2 = 1 | ...".
+func SystemInfo() string {
+	Init()
+	return strings.TrimSpace(C.GoString(C.llama_print_system_info()))
+}

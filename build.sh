@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# build.sh — set up, build, test and run vlm.
+#
+#   ./build.sh [setup]        check tools, download modules, build everything
+#   ./build.sh test [args]    run the whole test suite (args go to `go test`)
+#   ./build.sh chat [flags]   build and run examples/chat (flags go to it)
+#   ./build.sh vet            go vet ./... with the same flags
+#   ./build.sh env            print the export lines a shell or consumer module needs
+#   ./build.sh go ARGS...     run any go command with vlm's cgo flags set
+#
+# Options (environment):
+#   VLM_PORTABLE=1   compile for any x86-64-v3 (AVX2) CPU instead of -march=native
+#   VLM_MARCH=...    compile with this -march value instead
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cd "$root"
+
+die() { echo "build.sh: $*" >&2; exit 1; }
+
+check_tools() {
+  command -v go >/dev/null 2>&1 ||
+    die "Go is not installed: install Go 1.26 or newer (https://go.dev/dl/, or 'apt-get install golang' where new enough)"
+  local gov
+  gov=$(go env GOVERSION | sed 's/^go//')
+  case "$gov" in
+    1.2[6-9]*|1.[3-9][0-9]*|[2-9].*) ;;
+    *) die "Go $gov is too old: vlm needs Go 1.26 or newer" ;;
+  esac
+  local cc cxx
+  cc=$(go env CC); cxx=$(go env CXX)
+  command -v "${cc%% *}" >/dev/null 2>&1 ||
+    die "no C compiler ('$cc'): install one, e.g. 'apt-get install gcc g++' (Debian) or Xcode's command line tools (macOS)"
+  command -v "${cxx%% *}" >/dev/null 2>&1 ||
+    die "no C++ compiler ('$cxx'): install one, e.g. 'apt-get install g++' (Debian)"
+  [ "$(go env CGO_ENABLED)" = 1 ] || die "cgo is disabled (CGO_ENABLED=0): vlm compiles llama.cpp through cgo; unset CGO_ENABLED"
+}
+
+march_flags() {
+  if [ -n "${VLM_MARCH:-}" ]; then
+    echo "-march=$VLM_MARCH"
+  elif [ "${VLM_PORTABLE:-0}" = 1 ]; then
+    case "$(go env GOARCH)" in
+      amd64) echo "-march=x86-64-v3 -mtune=generic" ;;
+      *) echo "" ;;
+    esac
+  else
+    case "$(go env GOOS)/$(go env GOARCH)" in
+      darwin/arm64) echo "-mcpu=native" ;;
+      *) echo "-march=native" ;;
+    esac
+  fi
+}
+
+# compute_env sets the cgo flags: include paths into the pinned module's
+# directory (computed, never hard-coded), our compat headers, optimisation.
+compute_env() {
+  local ollama
+  ollama=$(go list -m -f '{{.Dir}}' github.com/ollama/ollama 2>/dev/null) || true
+  if [ -z "$ollama" ] || [ ! -d "$ollama" ]; then
+    go mod download github.com/ollama/ollama >/dev/null
+    ollama=$(go list -m -f '{{.Dir}}' github.com/ollama/ollama)
+  fi
+  [ -d "$ollama/llama/llama.cpp/include" ] || die "the pinned module at $ollama has no llama/llama.cpp/include"
+  local opt="-O3 $(march_flags)"
+  VLM_CGO_CPPFLAGS="-I$root/third_party/compat -I$ollama/llama/llama.cpp/include -I$ollama/llama/llama.cpp/tools/mtmd -I$ollama/ml/backend/ggml/ggml/include"
+  VLM_CGO_CFLAGS="$opt"
+  VLM_CGO_CXXFLAGS="$opt"
+  export CGO_ENABLED=1
+  export CGO_CPPFLAGS="$VLM_CGO_CPPFLAGS"
+  export CGO_CFLAGS="$VLM_CGO_CFLAGS"
+  export CGO_CXXFLAGS="$VLM_CGO_CXXFLAGS"
+}
+
+cmd=${1:-setup}
+[ $# -gt 0 ] && shift
+
+case "$cmd" in
+  setup|build)
+    check_tools
+    echo "build.sh: downloading modules" >&2
+    go mod download
+    compute_env
+    echo "build.sh: compiling llama.cpp, mtmd and vlm (CFLAGS: $CGO_CFLAGS; the first build takes a few minutes)" >&2
+    go build ./...
+    echo "build.sh: done. './build.sh test' runs the tests; './build.sh env' prints the flags for your shell." >&2
+    ;;
+  test)
+    check_tools
+    compute_env
+    go test -count=1 "$@" ./...
+    ;;
+  vet)
+    check_tools
+    compute_env
+    go vet "$@" ./...
+    ;;
+  chat)
+    check_tools
+    compute_env
+    go run ./examples/chat "$@"
+    ;;
+  env)
+    check_tools
+    compute_env
+    printf "export CGO_ENABLED=1\n"
+    printf "export CGO_CPPFLAGS='%s'\n" "$CGO_CPPFLAGS"
+    printf "export CGO_CFLAGS='%s'\n" "$CGO_CFLAGS"
+    printf "export CGO_CXXFLAGS='%s'\n" "$CGO_CXXFLAGS"
+    ;;
+  go)
+    check_tools
+    compute_env
+    go "$@"
+    ;;
+  -h|--help|help)
+    sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+    ;;
+  *)
+    die "unknown command '$cmd' (try ./build.sh help)"
+    ;;
+esac
