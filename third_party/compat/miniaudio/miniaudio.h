@@ -10,8 +10,15 @@
 #ifndef VLM_COMPAT_MINIAUDIO_H
 #define VLM_COMPAT_MINIAUDIO_H
 
+/* The real library pulls in the C standard headers below, and mtmd-helper.cpp
+ * relies on them (va_copy, memcmp, strerror, errno, FILE). */
+#include <errno.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #ifndef MA_API
 #define MA_API
