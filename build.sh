@@ -36,40 +36,13 @@ check_tools() {
   [ "$(go env CGO_ENABLED)" = 1 ] || die "cgo is disabled (CGO_ENABLED=0): vlm compiles llama.cpp through cgo; unset CGO_ENABLED"
 }
 
-march_flags() {
-  if [ -n "${VLM_MARCH:-}" ]; then
-    echo "-march=$VLM_MARCH"
-  elif [ "${VLM_PORTABLE:-0}" = 1 ]; then
-    case "$(go env GOARCH)" in
-      amd64) echo "-march=x86-64-v3 -mtune=generic" ;;
-      *) echo "" ;;
-    esac
-  else
-    case "$(go env GOOS)/$(go env GOARCH)" in
-      darwin/arm64) echo "-mcpu=native" ;;
-      *) echo "-march=native" ;;
-    esac
-  fi
-}
-
-# compute_env sets the cgo flags: include paths into the pinned module's
-# directory (computed, never hard-coded), our compat headers, optimisation.
+# compute_env exports the cgo flags that cmd/vlm-env computes: include paths
+# into the pinned module's directory (never hard-coded), our compat headers,
+# -O3 and the CPU target (VLM_PORTABLE=1 or VLM_MARCH change it).
 compute_env() {
-  local ollama
-  ollama=$(go list -m -f '{{.Dir}}' github.com/ollama/ollama 2>/dev/null) || true
-  if [ -z "$ollama" ] || [ ! -d "$ollama" ]; then
-    go mod download github.com/ollama/ollama >/dev/null
-    ollama=$(go list -m -f '{{.Dir}}' github.com/ollama/ollama)
-  fi
-  [ -d "$ollama/llama/llama.cpp/include" ] || die "the pinned module at $ollama has no llama/llama.cpp/include"
-  local opt="-O3 $(march_flags)"
-  VLM_CGO_CPPFLAGS="-I$root/third_party/compat -I$ollama/llama/llama.cpp/include -I$ollama/llama/llama.cpp/tools/mtmd -I$ollama/ml/backend/ggml/ggml/include"
-  VLM_CGO_CFLAGS="$opt"
-  VLM_CGO_CXXFLAGS="$opt"
-  export CGO_ENABLED=1
-  export CGO_CPPFLAGS="$VLM_CGO_CPPFLAGS"
-  export CGO_CFLAGS="$VLM_CGO_CFLAGS"
-  export CGO_CXXFLAGS="$VLM_CGO_CXXFLAGS"
+  local lines
+  lines=$(CGO_ENABLED=0 go run ./cmd/vlm-env) || die "could not compute the cgo flags (see above)"
+  eval "$lines"
 }
 
 cmd=${1:-setup}
@@ -102,11 +75,7 @@ case "$cmd" in
     ;;
   env)
     check_tools
-    compute_env
-    printf "export CGO_ENABLED=1\n"
-    printf "export CGO_CPPFLAGS='%s'\n" "$CGO_CPPFLAGS"
-    printf "export CGO_CFLAGS='%s'\n" "$CGO_CFLAGS"
-    printf "export CGO_CXXFLAGS='%s'\n" "$CGO_CXXFLAGS"
+    CGO_ENABLED=0 go run ./cmd/vlm-env "$@"
     ;;
   go)
     check_tools
