@@ -1,0 +1,274 @@
+package template
+
+import (
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// tojsonFilter is the name under which our Python-compatible tojson is
+// registered; prepare renames the template's tojson filter calls to it,
+// because the engine looks its own filters up before the render's
+// variables and has no API to replace one.
+const tojsonFilter = "__vlm_tojson"
+
+// prepare rewrites a chat template's source so that the engine reads it the
+// way jinja2 does under transformers' settings:
+//
+//   - newlines are normalised to "\n" (jinja2's lexer splits the source on
+//     \r\n, \r and \n and joins it with \n);
+//   - one trailing newline is dropped (keep_trailing_newline=False);
+//   - string literals inside tags are decoded like Python's unicode_escape:
+//     backslash-newline is a line continuation and disappears, and the
+//     escapes the engine does not know (\r, \a, \b, \f, \v, octal, \x, \u,
+//     \U) become the characters they stand for; unknown escapes such as \s
+//     stay as they are;
+//   - the tojson filter is renamed to our implementation.
+//
+// Text outside tags, comments and {% raw %} bodies is left alone.
+func prepare(src string) string {
+	if strings.IndexByte(src, '\r') >= 0 {
+		src = strings.ReplaceAll(src, "\r\n", "\n")
+		src = strings.ReplaceAll(src, "\r", "\n")
+	}
+	src = strings.TrimSuffix(src, "\n")
+
+	var b strings.Builder
+	b.Grow(len(src) + 64)
+	i := 0
+	for i < len(src) {
+		j := strings.IndexByte(src[i:], '{')
+		if j < 0 || i+j+1 >= len(src) {
+			b.WriteString(src[i:])
+			break
+		}
+		j += i
+		b.WriteString(src[i:j])
+		switch src[j+1] {
+		case '#':
+			end := strings.Index(src[j+2:], "#}")
+			if end < 0 {
+				b.WriteString(src[j:])
+				return b.String()
+			}
+			end += j + 2 + 2
+			b.WriteString(src[j:end])
+			i = end
+		case '{', '%':
+			closer := "}}"
+			if src[j+1] == '%' {
+				closer = "%}"
+			}
+			end, body := rewriteTag(src, j+2, closer)
+			b.WriteString(src[j : j+2])
+			b.WriteString(body)
+			if end > len(src) {
+				return b.String()
+			}
+			b.WriteString(closer)
+			i = end
+			if src[j+1] == '%' && stmtName(body) == "raw" {
+				// Copy the raw body verbatim up to its {% endraw %}.
+				k := findEndraw(src, i)
+				b.WriteString(src[i:k])
+				i = k
+			}
+		default:
+			b.WriteByte('{')
+			i = j + 1
+		}
+	}
+	return b.String()
+}
+
+// rewriteTag rewrites the inside of a tag starting at src[start] up to the
+// closer (not inside a string literal). It returns the index just past the
+// closer (len(src)+1 when the tag is not closed) and the rewritten inside.
+func rewriteTag(src string, start int, closer string) (int, string) {
+	var b strings.Builder
+	prevSignificant := byte(0) // last non-space byte outside literals
+	i := start
+	for i < len(src) {
+		c := src[i]
+		switch {
+		case c == '\'' || c == '"':
+			end, lit := rewriteLiteral(src, i)
+			b.WriteString(lit)
+			i = end
+			prevSignificant = c
+		case c == closer[0] && i+1 < len(src) && src[i+1] == closer[1]:
+			return i + 2, b.String()
+		case isIdentStart(c):
+			k := i + 1
+			for k < len(src) && isIdentPart(src[k]) {
+				k++
+			}
+			word := src[i:k]
+			if word == "tojson" && prevSignificant == '|' {
+				word = tojsonFilter
+			}
+			b.WriteString(word)
+			i = k
+			prevSignificant = 'a'
+		default:
+			b.WriteByte(c)
+			if c != ' ' && c != '\t' && c != '\n' {
+				prevSignificant = c
+			}
+			i++
+		}
+	}
+	return len(src) + 1, b.String()
+}
+
+// rewriteLiteral decodes the string literal that opens at src[start] into
+// a literal the engine reads as jinja2 would. It returns the index just
+// past the closing quote and the rewritten literal (quotes included).
+func rewriteLiteral(src string, start int) (int, string) {
+	quote := src[start]
+	var b strings.Builder
+	b.WriteByte(quote)
+	i := start + 1
+	for i < len(src) && src[i] != quote {
+		c := src[i]
+		if c != '\\' || i+1 >= len(src) {
+			b.WriteByte(c)
+			i++
+			continue
+		}
+		n := src[i+1]
+		switch n {
+		case '\n': // line continuation
+			i += 2
+		case '\\', '\'', '"', 'n', 't':
+			// The engine decodes these itself.
+			b.WriteByte('\\')
+			b.WriteByte(n)
+			i += 2
+		case 'r':
+			b.WriteByte('\r')
+			i += 2
+		case 'a':
+			b.WriteByte('\a')
+			i += 2
+		case 'b':
+			b.WriteByte('\b')
+			i += 2
+		case 'f':
+			b.WriteByte('\f')
+			i += 2
+		case 'v':
+			b.WriteByte('\v')
+			i += 2
+		case '0', '1', '2', '3', '4', '5', '6', '7':
+			k := i + 1
+			for k < len(src) && k < i+4 && src[k] >= '0' && src[k] <= '7' {
+				k++
+			}
+			r, _ := strconv.ParseUint(src[i+1:k], 8, 32)
+			writeDecoded(&b, rune(r))
+			i = k
+		case 'x', 'u', 'U':
+			width := map[byte]int{'x': 2, 'u': 4, 'U': 8}[n]
+			hex := ""
+			if i+2+width <= len(src) {
+				hex = src[i+2 : i+2+width]
+			}
+			r, err := strconv.ParseUint(hex, 16, 32)
+			if err != nil || len(hex) != width || r > utf8.MaxRune {
+				// Python refuses to compile such a literal; keep it as written.
+				b.WriteByte('\\')
+				b.WriteByte(n)
+				i += 2
+				continue
+			}
+			writeDecoded(&b, rune(r))
+			i += 2 + width
+		default:
+			if n >= utf8.RuneSelf {
+				// jinja2 encodes the literal with backslashreplace before
+				// decoding it, so "\é" reads as a backslash followed by "xe9".
+				r, size := utf8.DecodeRuneInString(src[i+1:])
+				b.WriteString(`\\`)
+				switch {
+				case r < 0x100:
+					b.WriteString("x" + leftPad(strconv.FormatInt(int64(r), 16), 2))
+				case r < 0x10000:
+					b.WriteString("u" + leftPad(strconv.FormatInt(int64(r), 16), 4))
+				default:
+					b.WriteString("U" + leftPad(strconv.FormatInt(int64(r), 16), 8))
+				}
+				i += 1 + size
+				continue
+			}
+			// Unknown escape (e.g. \s): Python keeps the backslash.
+			b.WriteByte('\\')
+			b.WriteByte(n)
+			i += 2
+		}
+	}
+	if i < len(src) {
+		b.WriteByte(quote)
+		i++
+	}
+	return i, b.String()
+}
+
+// writeDecoded writes the character r into a literal being rewritten,
+// escaping the few characters the engine's own escapes must express.
+func writeDecoded(b *strings.Builder, r rune) {
+	switch r {
+	case '\\':
+		b.WriteString(`\\`)
+	case '\'':
+		b.WriteString(`\'`)
+	case '"':
+		b.WriteString(`\"`)
+	default:
+		b.WriteRune(r)
+	}
+}
+
+func leftPad(s string, n int) string {
+	for len(s) < n {
+		s = "0" + s
+	}
+	return s
+}
+
+func isIdentStart(c byte) bool {
+	return c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+}
+
+func isIdentPart(c byte) bool { return isIdentStart(c) || (c >= '0' && c <= '9') }
+
+// stmtName returns the first word of a statement tag's inside, without a
+// leading whitespace-control "-" or "+".
+func stmtName(body string) string {
+	body = strings.TrimLeft(body, "-+ \t\n")
+	k := 0
+	for k < len(body) && isIdentPart(body[k]) {
+		k++
+	}
+	return body[:k]
+}
+
+// findEndraw returns the index of the {% endraw %} tag at or after i, or
+// len(src) when there is none.
+func findEndraw(src string, i int) int {
+	for {
+		j := strings.Index(src[i:], "{%")
+		if j < 0 {
+			return len(src)
+		}
+		j += i
+		end := strings.Index(src[j:], "%}")
+		if end < 0 {
+			return len(src)
+		}
+		if stmtName(src[j+2:j+end]) == "endraw" {
+			return j
+		}
+		i = j + 2
+	}
+}
