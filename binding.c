@@ -18,3 +18,14 @@ void vlm_install_log_callbacks(void) {
     llama_log_set(vlm_log_trampoline, NULL);
     mtmd_helper_log_set(vlm_log_trampoline, NULL);
 }
+
+// Defined in model.go (exported with //export).
+extern bool vlmGoProgress(float progress, uintptr_t handle);
+
+bool vlm_progress_trampoline(float progress, void *user_data) {
+    return vlmGoProgress(progress, (uintptr_t)user_data);
+}
+
+bool vlm_abort_trampoline(void *data) {
+    return data != NULL && __atomic_load_n((int *)data, __ATOMIC_RELAXED) != 0;
+}

@@ -20,4 +20,19 @@ void vlm_log_trampoline(enum ggml_log_level level, const char *text, void *user_
 // through vlm_log_trampoline.
 void vlm_install_log_callbacks(void);
 
+// vlm_progress_trampoline is installed as llama.cpp's model-load progress
+// callback; user_data carries a runtime/cgo.Handle (as uintptr_t) to the Go
+// callback, which returns false to cancel the load.
+bool vlm_progress_trampoline(float progress, void *user_data);
+
+// vlm_set_progress installs vlm_progress_trampoline with a cgo.Handle.
+static inline void vlm_set_progress(struct llama_model_params *p, uintptr_t handle) {
+    p->progress_callback = vlm_progress_trampoline;
+    p->progress_callback_user_data = (void *)handle;
+}
+
+// vlm_abort_trampoline is installed as a context's abort callback; data
+// points to a C int that Go sets to 1 to stop the running llama_decode.
+bool vlm_abort_trampoline(void *data);
+
 #endif // VLM_BINDING_H

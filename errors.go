@@ -1,0 +1,39 @@
+package vlm
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors returned by the binding. Test for them with errors.Is.
+var (
+	// ErrClosed: the handle was freed or closed before this call.
+	ErrClosed = errors.New("vlm: use of a closed handle")
+	// ErrLoad: llama.cpp or mtmd could not load a file (its log says why).
+	ErrLoad = errors.New("vlm: load failed")
+	// ErrCancelled: a callback or context asked to stop.
+	ErrCancelled = errors.New("vlm: cancelled")
+	// ErrContextFull: the context has no room for the batch (KV cache full).
+	ErrContextFull = errors.New("vlm: context full")
+	// ErrInvalidArgument: an argument is out of range (an unknown token id,
+	// an empty batch, a sequence id the context does not have, ...).
+	ErrInvalidArgument = errors.New("vlm: invalid argument")
+	// ErrDecode: llama_decode or mtmd_encode failed for another reason.
+	ErrDecode = errors.New("vlm: decode failed")
+)
+
+// CodeError carries the status code a C function returned, wrapped around
+// one of the sentinel errors above.
+type CodeError struct {
+	Func string // the C function, e.g. "llama_decode"
+	Code int    // its return value
+	Err  error  // the class: ErrContextFull, ErrDecode, ErrCancelled, ...
+}
+
+// Error returns a message naming the function, its code and the class.
+func (e *CodeError) Error() string {
+	return fmt.Sprintf("%s returned %d: %v", e.Func, e.Code, e.Err)
+}
+
+// Unwrap returns the class of the error.
+func (e *CodeError) Unwrap() error { return e.Err }
