@@ -1,0 +1,324 @@
+package testmodel
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/vlm-go/vlm/gguf"
+)
+
+// GeneratorVersion changes whenever the generator's output bytes change for
+// an unchanged Spec; it is part of the content-addressed file names, so a
+// cache never serves files of an older generator.
+const GeneratorVersion = 1
+
+// kv is one metadata entry, in file order.
+type kv struct {
+	key string
+	val any // string, bool, uint32, int32, float32, []string, []float32, []int32
+}
+
+// initKind says how a tensor's values are drawn.
+type initKind int
+
+const (
+	initNormal initKind = iota // normal(0, std)
+	initOnes                   // all 1 (norm weights)
+)
+
+// tensorPlan is one tensor to write.
+type tensorPlan struct {
+	name  string
+	shape []uint64 // ggml order, ne0 first
+	typ   gguf.TensorType
+	init  initKind
+	std   float32
+}
+
+func (t tensorPlan) elems() uint64 {
+	n := uint64(1)
+	for _, d := range t.shape {
+		n *= d
+	}
+	return n
+}
+
+// filePlan is everything one GGUF file holds.
+type filePlan struct {
+	kvs     []kv
+	tensors []tensorPlan
+}
+
+// params returns the number of values in all tensors (what
+// llama_model_n_params reports for a text model).
+func (p *filePlan) params() uint64 {
+	var n uint64
+	for _, t := range p.tensors {
+		n += t.elems()
+	}
+	return n
+}
+
+// ggufString is the encoded size of a GGUF string (u64 length + bytes).
+func ggufString(s string) int64 { return 8 + int64(len(s)) }
+
+func kvValueSize(v any) int64 {
+	switch v := v.(type) {
+	case string:
+		return ggufString(v)
+	case bool:
+		return 1
+	case uint32, int32, float32:
+		return 4
+	case []string:
+		n := int64(4 + 8)
+		for _, s := range v {
+			n += ggufString(s)
+		}
+		return n
+	case []float32:
+		return 4 + 8 + 4*int64(len(v))
+	case []int32:
+		return 4 + 8 + 4*int64(len(v))
+	}
+	panic(fmt.Sprintf("testmodel: metadata value of type %T", v))
+}
+
+func alignUp(n, a int64) int64 { return (n + a - 1) / a * a }
+
+// size returns the exact size of the file: header, metadata, tensor infos,
+// padding to the alignment, and each tensor's data padded to the alignment
+// (as ggml's gguf writer lays it out).
+func (p *filePlan) size() (int64, error) {
+	n := int64(4 + 4 + 8 + 8) // magic, version, tensor count, kv count
+	for _, e := range p.kvs {
+		n += ggufString(e.key) + 4 + kvValueSize(e.val)
+	}
+	for _, t := range p.tensors {
+		n += ggufString(t.name) + 4 + 8*int64(len(t.shape)) + 4 + 8
+	}
+	n = alignUp(n, gguf.DefaultAlignment)
+	for _, t := range p.tensors {
+		b, err := gguf.RowBytes(t.typ, t.elems())
+		if err != nil {
+			return 0, err
+		}
+		n += alignUp(int64(b), gguf.DefaultAlignment)
+	}
+	return n, nil
+}
+
+// check verifies every tensor's shape against its type and the limits.
+func (p *filePlan) check() error {
+	for _, t := range p.tensors {
+		if n := t.elems(); n >= maxTensorN {
+			return cfgErr(t.name, "%d values in one tensor (shape %v), at most %d", n, t.shape, uint64(maxTensorN-1))
+		}
+		if bs := uint64(t.typ.BlockSize()); t.shape[0]%bs != 0 {
+			e := &ConfigError{Field: t.name, Reason: fmt.Sprintf("rows of %d values (shape %v) are not a multiple of %s's block size %d", t.shape[0], t.shape, t.typ, bs)}
+			if t.typ == gguf.TypeQ8_0 {
+				e.Err = ErrQ8Rows
+			}
+			return e
+		}
+	}
+	return nil
+}
+
+// fileType is general.file_type (llama_ftype) for a weight type.
+func fileType(t gguf.TensorType) uint32 {
+	switch t {
+	case gguf.TypeF16:
+		return 1 // LLAMA_FTYPE_MOSTLY_F16
+	case gguf.TypeQ8_0:
+		return 7 // LLAMA_FTYPE_MOSTLY_Q8_0
+	}
+	return 0 // LLAMA_FTYPE_ALL_F32
+}
+
+// plans validates s and returns the plans of both files.
+func (s Spec) plans() (text, proj *filePlan, err error) {
+	if err := s.validateShapes(); err != nil {
+		return nil, nil, err
+	}
+	voc, err := buildVocab(s.Text)
+	if err != nil {
+		return nil, nil, err
+	}
+	text = s.textPlan(voc)
+	if err := text.check(); err != nil {
+		return nil, nil, err
+	}
+	proj = s.projectorPlan()
+	if err := proj.check(); err != nil {
+		return nil, nil, err
+	}
+	return text, proj, nil
+}
+
+func (s Spec) description() string {
+	return fmt.Sprintf("random weights for tests and benchmarks, written by vlm's internal/testmodel (generator %d, seed %d); the text it generates is meaningless", GeneratorVersion, s.Seed)
+}
+
+// biasStd is the spread of bias values: small, so that they matter little.
+const biasStd = 0.02
+
+func invSqrt(n int) float32 { return float32(1 / math.Sqrt(float64(n))) }
+
+func (s Spec) textPlan(voc *Vocab) *filePlan {
+	c := s.Text
+	nv := uint64(len(voc.Tokens))
+	e, ff := uint64(c.NEmbd), uint64(c.NFF)
+	hd := c.NEmbd / c.NHead
+	kvw := uint64(hd * c.NHeadKV)
+	p := &filePlan{}
+	add := func(key string, val any) { p.kvs = append(p.kvs, kv{key, val}) }
+	add("general.architecture", "llama")
+	add("general.name", "vlm testmodel "+s.Name)
+	add("general.description", s.description())
+	add("general.file_type", fileType(s.WeightType))
+	add("llama.vocab_size", uint32(nv))
+	add("llama.context_length", uint32(c.NCtxTrain))
+	add("llama.embedding_length", uint32(c.NEmbd))
+	add("llama.block_count", uint32(c.NLayer))
+	add("llama.feed_forward_length", uint32(c.NFF))
+	add("llama.attention.head_count", uint32(c.NHead))
+	add("llama.attention.head_count_kv", uint32(c.NHeadKV))
+	add("llama.rope.dimension_count", uint32(hd))
+	add("llama.rope.freq_base", c.RopeFreqBase)
+	add("llama.attention.layer_norm_rms_epsilon", c.RMSNormEps)
+	add("tokenizer.ggml.model", "llama")
+	add("tokenizer.ggml.tokens", voc.Tokens)
+	add("tokenizer.ggml.scores", voc.Scores)
+	add("tokenizer.ggml.token_type", voc.Types)
+	add("tokenizer.ggml.bos_token_id", uint32(voc.BOS))
+	add("tokenizer.ggml.eos_token_id", uint32(voc.EOS))
+	if voc.EOT >= 0 {
+		add("tokenizer.ggml.eot_token_id", uint32(voc.EOT))
+	}
+	add("tokenizer.ggml.unknown_token_id", uint32(voc.UNK))
+	add("tokenizer.ggml.padding_token_id", uint32(voc.PAD))
+	add("tokenizer.ggml.add_bos_token", voc.AddBOS)
+	add("tokenizer.ggml.add_eos_token", false)
+	add("tokenizer.ggml.add_space_prefix", voc.AddSpacePrefix)
+	add("tokenizer.chat_template", voc.ChatTemplate)
+
+	w := s.WeightType
+	// Output projections of each block are scaled down by sqrt(2·n_layer)
+	// so that the residual stream stays near unit size however deep.
+	resid := invSqrt(2 * c.NLayer)
+	tensor := func(name string, typ gguf.TensorType, init initKind, std float32, shape ...uint64) {
+		p.tensors = append(p.tensors, tensorPlan{name: name, shape: shape, typ: typ, init: init, std: std})
+	}
+	tensor("token_embd.weight", w, initNormal, invSqrt(c.NEmbd), e, nv)
+	tensor("output_norm.weight", gguf.TypeF32, initOnes, 0, e)
+	if !c.TiedOutput {
+		tensor("output.weight", w, initNormal, invSqrt(c.NEmbd), e, nv)
+	}
+	for l := range c.NLayer {
+		b := fmt.Sprintf("blk.%d.", l)
+		tensor(b+"attn_norm.weight", gguf.TypeF32, initOnes, 0, e)
+		tensor(b+"attn_q.weight", w, initNormal, invSqrt(c.NEmbd), e, e)
+		tensor(b+"attn_k.weight", w, initNormal, invSqrt(c.NEmbd), e, kvw)
+		tensor(b+"attn_v.weight", w, initNormal, invSqrt(c.NEmbd), e, kvw)
+		tensor(b+"attn_output.weight", w, initNormal, invSqrt(c.NEmbd)*resid, e, e)
+		tensor(b+"ffn_norm.weight", gguf.TypeF32, initOnes, 0, e)
+		tensor(b+"ffn_gate.weight", w, initNormal, invSqrt(c.NEmbd), e, ff)
+		tensor(b+"ffn_up.weight", w, initNormal, invSqrt(c.NEmbd), e, ff)
+		tensor(b+"ffn_down.weight", w, initNormal, invSqrt(c.NFF)*resid, ff, e)
+	}
+	return p
+}
+
+func (s Spec) projectorPlan() *filePlan {
+	c := s.Projector
+	v, ff := uint64(c.NEmbd), uint64(c.NFF)
+	ps := uint64(c.PatchSize)
+	grid := uint64(c.ImageSize / c.PatchSize)
+	out := uint64(c.OutputEmbd)
+	siglip := c.Type != ProjectorMLP
+
+	p := &filePlan{}
+	add := func(key string, val any) { p.kvs = append(p.kvs, kv{key, val}) }
+	add("general.architecture", "clip")
+	add("general.name", "vlm testmodel "+s.Name+" mmproj")
+	add("general.description", s.description())
+	add("general.file_type", fileType(s.WeightType))
+	add("clip.has_vision_encoder", true)
+	add("clip.projector_type", string(c.Type))
+	add("clip.use_gelu", siglip) // SigLIP: gelu; LLaVA's CLIP: quick gelu
+	add("clip.vision.embedding_length", uint32(c.NEmbd))
+	add("clip.vision.feed_forward_length", uint32(c.NFF))
+	add("clip.vision.block_count", uint32(c.NLayer))
+	add("clip.vision.attention.head_count", uint32(c.NHead))
+	add("clip.vision.attention.layer_norm_epsilon", c.LayerNormEps)
+	add("clip.vision.projection_dim", uint32(c.OutputEmbd))
+	add("clip.vision.image_size", uint32(c.ImageSize))
+	add("clip.vision.patch_size", uint32(c.PatchSize))
+	add("clip.vision.image_mean", c.ImageMean[:])
+	add("clip.vision.image_std", c.ImageStd[:])
+	if c.Type != ProjectorMLP {
+		add("clip.vision.projector.scale_factor", uint32(c.ScaleFactor))
+	}
+	if c.PreprocImageSize > 0 {
+		add("clip.vision.preproc_image_size", uint32(c.PreprocImageSize))
+	}
+
+	w := s.WeightType
+	// The patch embedding feeds a convolution and gemma3's input projection
+	// is transposed in the graph: neither may be quantized.
+	unquantized := w
+	if w == gguf.TypeQ8_0 {
+		unquantized = gguf.TypeF16
+	}
+	f32 := gguf.TypeF32
+	resid := invSqrt(2 * c.NLayer)
+	tensor := func(name string, typ gguf.TensorType, init initKind, std float32, shape ...uint64) {
+		p.tensors = append(p.tensors, tensorPlan{name: name, shape: shape, typ: typ, init: init, std: std})
+	}
+	norm := func(name string, n uint64) {
+		tensor(name+".weight", f32, initOnes, 0, n)
+		tensor(name+".bias", f32, initNormal, biasStd, n)
+	}
+	tensor("v.patch_embd.weight", unquantized, initNormal, invSqrt(c.PatchSize*c.PatchSize*3), ps, ps, 3, v)
+	if siglip {
+		tensor("v.patch_embd.bias", f32, initNormal, biasStd, v)
+	}
+	tensor("v.position_embd.weight", f32, initNormal, 0.1, v, grid*grid)
+	if !siglip {
+		norm("v.pre_ln", v) // CLIP has a pre-layernorm, SigLIP a post-layernorm
+	}
+	for l := range c.NLayer {
+		b := fmt.Sprintf("v.blk.%d.", l)
+		linear := func(name string, in, outw uint64, std float32) {
+			tensor(b+name+".weight", w, initNormal, std, in, outw)
+			tensor(b+name+".bias", f32, initNormal, biasStd, outw)
+		}
+		norm(b+"ln1", v)
+		linear("attn_q", v, v, invSqrt(c.NEmbd))
+		linear("attn_k", v, v, invSqrt(c.NEmbd))
+		linear("attn_v", v, v, invSqrt(c.NEmbd))
+		linear("attn_out", v, v, invSqrt(c.NEmbd)*resid)
+		norm(b+"ln2", v)
+		linear("ffn_up", v, ff, invSqrt(c.NEmbd))
+		linear("ffn_down", ff, v, invSqrt(c.NFF)*resid)
+	}
+	if siglip {
+		norm("v.post_ln", v)
+	}
+	switch c.Type {
+	case ProjectorMLP:
+		h := uint64(c.MLPHidden)
+		tensor("mm.0.weight", w, initNormal, invSqrt(c.NEmbd), v, h)
+		tensor("mm.0.bias", f32, initNormal, biasStd, h)
+		tensor("mm.2.weight", w, initNormal, invSqrt(c.MLPHidden), h, out)
+		tensor("mm.2.bias", f32, initNormal, biasStd, out)
+	case ProjectorIdefics3:
+		s2 := uint64(c.ScaleFactor * c.ScaleFactor)
+		tensor("mm.model.fc.weight", w, initNormal, invSqrt(c.NEmbd*c.ScaleFactor*c.ScaleFactor), v*s2, out)
+	case ProjectorGemma3:
+		tensor("mm.soft_emb_norm.weight", f32, initOnes, 0, v)
+		tensor("mm.input_projection.weight", unquantized, initNormal, invSqrt(c.NEmbd), out, v)
+	}
+	return p
+}

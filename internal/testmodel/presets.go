@@ -1,0 +1,121 @@
+package testmodel
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/vlm-go/vlm/gguf"
+)
+
+// Image normalisation constants of the vision towers the presets imitate.
+var (
+	siglipMean = [3]float32{0.5, 0.5, 0.5}
+	siglipStd  = [3]float32{0.5, 0.5, 0.5}
+	clipMean   = [3]float32{0.48145466, 0.4578275, 0.40821073}
+	clipStd    = [3]float32{0.26862954, 0.26130258, 0.27577711}
+)
+
+// Preset names.
+const (
+	// PresetTiny is PresetTinyIdefics3.
+	PresetTiny = "tiny"
+	// PresetTinyMLP is a tiny LLaVA-style pair: text 64 wide, 2 layers, 4
+	// heads (2 KV), n_ff 128, untied output; vision 32 wide, 2 layers,
+	// image 32 px, patch 8 → 16 embeddings per image.
+	PresetTinyMLP = "tiny-mlp"
+	// PresetTinyIdefics3 is a tiny SmolVLM-style pair: text as tiny-mlp but
+	// tied output; vision 32 wide, 2 layers, image 32 px, patch 8, scale
+	// factor 2 → 4 embeddings per chunk; preproc 64 px, so an image becomes
+	// up to 2×2 tiles plus an overview (a 64×64 image: 5 chunks, 20
+	// embeddings).
+	PresetTinyIdefics3 = "tiny-idefics3"
+	// PresetTinyGemma3 is a tiny Gemma-3-style pair: text as tiny-idefics3;
+	// vision 32 wide, 2 layers, image 64 px, patch 8, pooling 4 → 4
+	// embeddings per image.
+	PresetTinyGemma3 = "tiny-gemma3"
+	// PresetSmolVLM256M has the shapes of SmolVLM-256M-Instruct: text 576
+	// wide, 30 layers, 9 heads (3 KV), n_ff 1536, vocabulary 49280, context
+	// 8192, RoPE base 100000, tied output; vision SigLIP-B/16 (768 wide, 12
+	// layers, 12 heads, n_ff 3072), image 512, patch 16, scale factor 4 → 64
+	// embeddings per chunk, preproc 2048 (up to 4×4 tiles plus overview).
+	PresetSmolVLM256M = "smolvlm-256m"
+)
+
+// DefaultSeed is the seed of every preset.
+const DefaultSeed = 1
+
+func tinyText(f Family, tied bool) TextConfig {
+	return TextConfig{
+		Family: f, NEmbd: 64, NLayer: 2, NHead: 4, NHeadKV: 2, NFF: 128, NCtxTrain: 4096,
+		RopeFreqBase: 10000, RMSNormEps: 1e-5, TiedOutput: tied,
+	}
+}
+
+func tinyVision(t ProjectorType) ProjectorConfig {
+	c := ProjectorConfig{
+		Type: t, NEmbd: 32, NLayer: 2, NHead: 2, NFF: 64, ImageSize: 32, PatchSize: 8,
+		OutputEmbd: 64, LayerNormEps: 1e-6, ImageMean: siglipMean, ImageStd: siglipStd,
+	}
+	switch t {
+	case ProjectorMLP:
+		c.MLPHidden, c.LayerNormEps, c.ImageMean, c.ImageStd = 64, 1e-5, clipMean, clipStd
+	case ProjectorIdefics3:
+		c.ScaleFactor, c.PreprocImageSize = 2, 64
+	case ProjectorGemma3:
+		c.ImageSize, c.ScaleFactor = 64, 4
+	}
+	return c
+}
+
+var presets = map[string]func() Spec{
+	PresetTinyMLP: func() Spec {
+		return Spec{Text: tinyText(FamilyLLaVA, false), Projector: tinyVision(ProjectorMLP)}
+	},
+	PresetTinyIdefics3: func() Spec {
+		return Spec{Text: tinyText(FamilySmolVLM, true), Projector: tinyVision(ProjectorIdefics3)}
+	},
+	PresetTinyGemma3: func() Spec {
+		return Spec{Text: tinyText(FamilyGemma3, true), Projector: tinyVision(ProjectorGemma3)}
+	},
+	PresetSmolVLM256M: func() Spec {
+		return Spec{
+			Text: TextConfig{
+				Family: FamilySmolVLM, NEmbd: 576, NLayer: 30, NHead: 9, NHeadKV: 3, NFF: 1536,
+				NCtxTrain: 8192, RopeFreqBase: 100000, RMSNormEps: 1e-5, VocabSize: 49280, TiedOutput: true,
+			},
+			Projector: ProjectorConfig{
+				Type: ProjectorIdefics3, NEmbd: 768, NLayer: 12, NHead: 12, NFF: 3072,
+				ImageSize: 512, PatchSize: 16, ScaleFactor: 4, PreprocImageSize: 2048,
+				OutputEmbd: 576, LayerNormEps: 1e-6, ImageMean: siglipMean, ImageStd: siglipStd,
+			},
+		}
+	},
+}
+
+// Presets returns the preset names, sorted ("tiny" is an alias of
+// "tiny-idefics3").
+func Presets() []string {
+	names := []string{PresetTiny}
+	for n := range presets {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Preset returns the named spec with Seed DefaultSeed and WeightType F16; the
+// caller may change both (or anything else) before writing. An unknown name
+// is ErrUnknownPreset.
+func Preset(name string) (Spec, error) {
+	key := name
+	if key == PresetTiny {
+		key = PresetTinyIdefics3
+	}
+	mk, ok := presets[key]
+	if !ok {
+		return Spec{}, fmt.Errorf("%w %q (known: %v)", ErrUnknownPreset, name, Presets())
+	}
+	s := mk()
+	s.Name, s.Seed, s.WeightType = key, DefaultSeed, gguf.TypeF16
+	return s, nil
+}
