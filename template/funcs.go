@@ -51,8 +51,10 @@ var (
 // Strftime formats t with a Python (C library, C locale) strftime format,
 // as transformers' strftime_now does with datetime.now().strftime(format).
 // It knows %a %A %b %B %c %C %d %D %e %F %G %g %h %H %I %j %m %M %n %p %r
-// %R %S %t %T %u %U %V %w %W %x %X %y %Y %z %Z %% and the glibc flag "-"
-// (no padding, e.g. %-d); other conversions are written unchanged.
+// %R %S %t %T %u %U %V %w %W %x %X %y %Y %% and the glibc flag "-" (no
+// padding, e.g. %-d). %z and %Z give "", as for the naive datetime that
+// transformers formats (t's wall clock is used as is); other conversions are
+// written unchanged, as glibc does.
 func Strftime(t time.Time, format string) string {
 	var b strings.Builder
 	for i := 0; i < len(format); i++ {
@@ -159,16 +161,8 @@ func Strftime(t time.Time, format string) string {
 			num(t.Year()%100, 2)
 		case 'Y':
 			num(t.Year(), 0)
-		case 'z':
-			_, off := t.Zone()
-			sign := byte('+')
-			if off < 0 {
-				sign, off = '-', -off
-			}
-			fmt.Fprintf(&b, "%c%02d%02d", sign, off/3600, off/60%60)
-		case 'Z':
-			name, _ := t.Zone()
-			b.WriteString(name)
+		case 'z', 'Z':
+			// Empty, as for Python's naive datetime.now().
 		case '%':
 			b.WriteByte('%')
 		default:
@@ -351,7 +345,7 @@ func writeJSONString(b *strings.Builder, s string, ensureASCII bool) {
 			case '\f':
 				b.WriteString(`\f`)
 			default:
-				if c < 0x20 {
+				if c < 0x20 || (c == 0x7f && ensureASCII) {
 					b.WriteString(`\u00`)
 					b.WriteByte(hexDigits[c>>4])
 					b.WriteByte(hexDigits[c&0xf])

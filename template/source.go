@@ -98,6 +98,11 @@ func rewriteTag(src string, start int, closer string) (int, string) {
 			prevSignificant = c
 		case c == closer[0] && i+1 < len(src) && src[i+1] == closer[1]:
 			return i + 2, b.String()
+		case c >= '0' && c <= '9':
+			end, num := rewriteNumber(src, i)
+			b.WriteString(num)
+			i = end
+			prevSignificant = '0'
 		case isIdentStart(c):
 			k := i + 1
 			for k < len(src) && isIdentPart(src[k]) {
@@ -119,6 +124,44 @@ func rewriteTag(src string, start int, closer string) (int, string) {
 		}
 	}
 	return len(src) + 1, b.String()
+}
+
+// rewriteNumber rewrites the number literal at src[start] into a form the
+// engine reads as jinja2 does: underscores between digits are dropped
+// (1_000) and a float with an exponent but no fraction gets one (1e-5 is
+// read by the engine as 1 followed by garbage; 1.0e-5 is read right). It
+// returns the index just past the literal and its rewritten text.
+func rewriteNumber(src string, start int) (int, string) {
+	i := start
+	digits := func() {
+		for i < len(src) && (src[i] >= '0' && src[i] <= '9' || src[i] == '_' && i+1 < len(src) && src[i+1] >= '0' && src[i+1] <= '9') {
+			i++
+		}
+	}
+	digits()
+	fraction := false
+	if i+1 < len(src) && src[i] == '.' && src[i+1] >= '0' && src[i+1] <= '9' {
+		fraction = true
+		i++
+		digits()
+	}
+	mantEnd := i
+	if i < len(src) && (src[i] == 'e' || src[i] == 'E') {
+		k := i + 1
+		if k < len(src) && (src[k] == '+' || src[k] == '-') {
+			k++
+		}
+		if k < len(src) && src[k] >= '0' && src[k] <= '9' {
+			i = k
+			digits()
+		}
+	}
+	mant := strings.ReplaceAll(src[start:mantEnd], "_", "")
+	exp := strings.ReplaceAll(src[mantEnd:i], "_", "")
+	if exp != "" && !fraction {
+		mant += ".0"
+	}
+	return i, mant + exp
 }
 
 // rewriteLiteral decodes the string literal that opens at src[start] into
