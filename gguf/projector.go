@@ -1,0 +1,415 @@
+package gguf
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors of Projector.CheckModel and Projector.CheckUBatch.
+var (
+	ErrProjectorMismatch = errors.New("gguf: projector does not fit the text model")
+	ErrUBatchTooSmall    = errors.New("gguf: n_ubatch smaller than the tokens of one image")
+)
+
+// Projector types clip.cpp knows (PROJECTOR_TYPE_NAMES in clip-impl.h).
+var projectorTypes = map[string]bool{
+	"mlp": true, "ldp": true, "ldpv2": true, "resampler": true, "adapter": true,
+	"qwen2vl_merger": true, "qwen2.5vl_merger": true, "qwen3vl_merger": true,
+	"gemma3": true, "idefics3": true, "pixtral": true, "ultravox": true,
+	"internvl": true, "llama4": true, "qwen2a": true, "glma": true, "qwen2.5o": true,
+	"voxtral": true, "lfm2": true, "kimivl": true, "lightonocr": true,
+	"cogvlm": true, "janus_pro": true, "glm4v": true,
+}
+
+// Projector summarizes a vision projector (mmproj) as clip.cpp reads it.
+type Projector struct {
+	// Type is the projector type as clip.cpp resolves it: clip.projector_type,
+	// else clip.vision.projector_type, else "mlp"; "qwen2.5o" reads as
+	// "qwen2.5vl_merger", and an mlp with mm.3.weight as "mlp_norm".
+	Type            string
+	ImageSize       uint32 // clip.vision.image_size: images are resized to it
+	PatchSize       uint32 // clip.vision.patch_size
+	EmbeddingLength uint32 // clip.vision.embedding_length: the vision tower's width
+	ProjectionDim   uint32 // clip.vision.projection_dim as stored (not always the output size)
+	BlockCount      uint32 // clip.vision.block_count
+	// MergeFactor is how many patches per side merge into one output token
+	// (clip's n_merge: clip.vision.projector.scale_factor for idefics3,
+	// 4 by default for gemma3, 2 by default for the qwen mergers); 1 if none.
+	MergeFactor uint32
+	// PreprocImageSize is clip.vision.preproc_image_size (idefics3 tiles), 0 if absent.
+	PreprocImageSize uint32
+	// OutputEmbd is the size of each output embedding, which must equal the
+	// text model's embedding length; 0 where this package does not know
+	// how to derive it for the type.
+	OutputEmbd uint64
+	// TokensPerImage is the number of output tokens for one image (one
+	// tile) of ImageSize×ImageSize; 0 where not known for the type.
+	TokensPerImage int
+	// NonCausal reports that mtmd decodes the image tokens with non-causal
+	// attention (gemma3): the whole image must fit in one micro-batch, so
+	// n_ubatch must be at least TokensPerImage or llama.cpp aborts.
+	NonCausal bool
+	ImageMean [3]float32
+	ImageStd  [3]float32
+}
+
+// resolveProjectorType mirrors clip_model_loader::load_hparams for vision.
+func resolveProjectorType(f *File) string {
+	t, _ := f.String("clip.projector_type")
+	if t == "" {
+		t, _ = f.String("clip.vision.projector_type")
+		if t == "" {
+			t = "mlp"
+		}
+	}
+	if t == "qwen2.5o" {
+		t = "qwen2.5vl_merger"
+	}
+	if t == "mlp" {
+		if _, ok := f.Tensor("mm.3.weight"); ok {
+			t = "mlp_norm"
+		}
+	}
+	return t
+}
+
+// ProjectorInfo reads the projector parameters that callers need to size
+// prompts and batches. It fails with the *ValidationError values of
+// ValidateProjector for the keys it needs; call ValidateProjector for the
+// full check.
+func ProjectorInfo(f *File) (*Projector, error) {
+	c := &checker{f: f}
+	p := c.projectorKeys()
+	if err := c.err(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// ValidateProjector checks a vision projector (mmproj) for what makes the
+// pinned clip.cpp/mtmd abort, crash or fail: the container; the keys
+// clip.cpp reads, with the exact types its getters assert; a known
+// projector type; image_mean/image_std of at least 3 f32; values it divides
+// by; use_gelu and use_silu not both true; and for the types mlp, idefics3
+// and gemma3 the tensors their graphs use, with their shapes. For other
+// projector types only keys are checked. It returns nil or the problems
+// found, joined (at most 32), each a *ValidationError.
+func ValidateProjector(f *File) error {
+	c := &checker{f: f}
+	c.container()
+	p := c.projectorKeys()
+	if p != nil {
+		c.projectorTensors(p)
+	}
+	return c.err()
+}
+
+// projectorKeys checks the metadata and returns the summary, or nil when a
+// key the summary needs is unusable.
+func (c *checker) projectorKeys() *Projector {
+	const v = "clip.vision."
+	// clip.cpp reads every key with a getter that asserts the type: a
+	// wrong type aborts. A missing required key throws (a clean error),
+	// except image_mean/std, which are GGML_ASSERTed.
+	c.str("general.name", false, true, false)
+	c.str("general.description", false, true, false)
+	c.boolean("clip.has_audio_encoder", false, true, false)
+	hasVision, ok := c.boolean("clip.has_vision_encoder", true, true, false)
+	if ok && !hasVision {
+		c.add(ErrBadValue, false, "clip.has_vision_encoder", "", "false: no vision encoder")
+	}
+	c.str("clip.projector_type", false, true, false)
+	c.str(v+"projector_type", false, true, false)
+	typ := resolveProjectorType(c.f)
+	if !projectorTypes[typ] && typ != "mlp_norm" {
+		c.add(ErrUnknownProjector, false, "clip.projector_type", "", "%q", typ)
+	}
+
+	p := &Projector{Type: typ, MergeFactor: 1}
+	var okAll = true
+	need := func(key string) uint32 {
+		x, ok := c.u32(key, true, true, false)
+		okAll = okAll && ok
+		return x
+	}
+	p.EmbeddingLength = need(v + "embedding_length")
+	nHead := need(v + "attention.head_count")
+	need(v + "feed_forward_length")
+	p.BlockCount = need(v + "block_count")
+	p.ProjectionDim = need(v + "projection_dim")
+	if _, ok := c.f32(v+"attention.layer_norm_epsilon", true, true, false); !ok {
+		okAll = false
+	}
+	p.ImageSize = need(v + "image_size")
+	p.PatchSize = need(v + "patch_size")
+
+	c.u32(v+"image_crop_resolution", false, true, false)
+	c.typed("clip.minicpmv_version", ValueInt32, false, true, false)
+	c.u32("clip.minicpmv_query_num", false, true, false)
+	gelu, _ := c.boolean("clip.use_gelu", false, true, false)
+	silu, _ := c.boolean("clip.use_silu", false, true, false)
+	if gelu && silu {
+		c.add(ErrBadValue, false, "clip.use_gelu", "", "clip.use_gelu and clip.use_silu are both true")
+	}
+	c.str(v+"mm_patch_merge_type", false, true, false)
+	for _, key := range []string{v + "image_grid_pinpoints", v + "feature_layer"} {
+		kv, ok := c.f.Get(key)
+		if !ok {
+			continue
+		}
+		// read as raw int32 memory of gguf_get_arr_n elements
+		if !kv.IsArray() || (kv.ArrayType != ValueInt32 && kv.ArrayType != ValueUint32) {
+			c.add(ErrKeyType, true, key, "", "type %s, want arr[i32]", kv.TypeName())
+		} else if key == v+"image_grid_pinpoints" && kv.Len()%2 != 0 {
+			c.add(ErrBadValue, true, key, "", "%d elements, want (width, height) pairs", kv.Len())
+		}
+	}
+	for i, key := range []string{v + "image_mean", v + "image_std"} {
+		kv, ok := c.f.Get(key)
+		dst := &p.ImageMean
+		if i == 1 {
+			dst = &p.ImageStd
+		}
+		switch vals, isF32 := kv.Value.([]float32); {
+		case !ok:
+			c.add(ErrMissingKey, true, key, "", "want arr[f32] of 3")
+			okAll = false
+		case !isF32 || len(vals) < 3:
+			c.add(ErrKeyType, true, key, "", "type %s of %d, want arr[f32] of 3", kv.TypeName(), kv.Len())
+			okAll = false
+		default:
+			copy(dst[:], vals)
+		}
+	}
+
+	// merge factor as clip.cpp sets n_merge per type
+	scale, hasScale := c.u32(v+"projector.scale_factor", false, true, false)
+	spatial, hasSpatial := c.u32(v+"spatial_merge_size", false, true, false)
+	p.PreprocImageSize, _ = c.u32(v+"preproc_image_size", false, true, false)
+	_, hasWA := c.u32(v+"n_wa_pattern", false, true, false)
+	switch typ {
+	case "idefics3", "internvl", "llama4", "lfm2", "kimivl":
+		// n_merge defaults to 0 and is divided by
+		if !hasScale || scale == 0 {
+			c.add(ErrBadValue, true, v+"projector.scale_factor", "", "a %s projector needs a scale factor >= 1", typ)
+			okAll = false
+		}
+		p.MergeFactor = scale
+	case "gemma3":
+		p.MergeFactor = 4
+		if hasScale {
+			if scale == 0 {
+				c.add(ErrBadValue, true, v+"projector.scale_factor", "", "0")
+				okAll = false
+			}
+			p.MergeFactor = scale
+		}
+	case "qwen2vl_merger", "qwen2.5vl_merger", "qwen3vl_merger", "glm4v":
+		p.MergeFactor = 2
+		if hasSpatial {
+			if spatial == 0 {
+				c.add(ErrBadValue, true, v+"spatial_merge_size", "", "0")
+				okAll = false
+			}
+			p.MergeFactor = spatial
+		}
+		if typ == "qwen2.5vl_merger" && !hasWA {
+			c.add(ErrMissingKey, false, v+"n_wa_pattern", "", "qwen2.5vl_merger needs it")
+		}
+	case "pixtral", "lightonocr":
+		if hasSpatial && spatial > 0 {
+			p.MergeFactor = spatial
+		}
+	}
+
+	if !okAll {
+		return nil
+	}
+	// values clip.cpp divides by
+	if p.PatchSize == 0 || p.ImageSize < p.PatchSize {
+		c.add(ErrBadValue, true, v+"patch_size", "", "patch size %d for image size %d", p.PatchSize, p.ImageSize)
+		return nil
+	}
+	if nHead == 0 || p.EmbeddingLength%nHead != 0 {
+		c.add(ErrBadValue, true, v+"attention.head_count", "", "%d heads for embedding length %d", nHead, p.EmbeddingLength)
+		return nil
+	}
+	side := p.ImageSize / p.PatchSize
+	n := int(side) * int(side)
+	m := int(p.MergeFactor)
+	switch typ {
+	case "mlp", "mlp_norm", "janus_pro":
+		p.TokensPerImage = n
+	case "idefics3", "gemma3":
+		// the graph merges per side, clip_n_output_tokens divides the
+		// total: they only agree (else GGML_ABORT) when the side divides
+		if side%p.MergeFactor != 0 {
+			c.add(ErrBadValue, true, v+"projector.scale_factor", "", "%d patches per side not divisible by the merge factor %d", side, p.MergeFactor)
+			return nil
+		}
+		p.TokensPerImage = n / (m * m)
+	case "internvl", "llama4":
+		p.TokensPerImage = n / (m * m)
+	case "qwen2vl_merger", "qwen2.5vl_merger", "qwen3vl_merger", "glm4v":
+		s := int(p.ImageSize / (2 * p.PatchSize))
+		p.TokensPerImage = s * s
+	}
+	p.NonCausal = typ == "gemma3"
+	return p
+}
+
+// projectorTensors checks the tensors of the vision tower and projector for
+// mlp, idefics3 and gemma3, and derives OutputEmbd.
+func (c *checker) projectorTensors(p *Projector) {
+	if p.Type == "mlp_norm" {
+		if t, ok := c.f.Tensor("mm.3.bias"); ok {
+			p.OutputEmbd = t.Dim(0)
+		}
+		return
+	}
+	if p.Type != "mlp" && p.Type != "idefics3" && p.Type != "gemma3" {
+		return
+	}
+	ve := uint64(p.EmbeddingLength)
+	ps := uint64(p.PatchSize)
+	side := uint64(p.ImageSize / p.PatchSize)
+	nPos := side * side
+	if p.Type == "mlp" {
+		if _, ok := c.f.Tensor("v.class_embd"); ok {
+			nPos++
+		}
+	}
+	// Tensors clip.cpp loads as optional but its graph uses: a missing one
+	// is a null pointer dereference; a wrong shape a ggml assertion.
+	if t, ok := c.checkTensor(tensorCheck{"v.patch_embd.weight", []uint64{ps, ps, 3, ve}, true, false}, true, true); ok {
+		if t.Type != TypeF32 && t.Type != TypeF16 {
+			c.add(ErrTensorShape, true, "", t.Name, "type %s, want f32 or f16", t.Type)
+		}
+	}
+	if t, ok := c.f.Tensor("v.position_embd.weight"); !ok {
+		c.add(ErrMissingTensor, true, "", "v.position_embd.weight", "want shape [%d %d]", ve, nPos)
+	} else if len(t.Shape) > 2 || t.Dim(0) != ve || t.Dim(1) < nPos {
+		c.add(ErrTensorShape, true, "", t.Name, "shape %v, want [%d %d]", t.Shape, ve, nPos)
+	}
+	for i := 0; i < int(p.BlockCount); i++ {
+		b := func(s string) string { return fmt.Sprintf("v.blk.%d.%s", i, s) }
+		if _, fused := c.f.Tensor(b("attn_qkv.weight")); !fused {
+			for _, s := range []string{"attn_q.weight", "attn_k.weight", "attn_v.weight"} {
+				c.checkTensor(tensorCheck{b(s), []uint64{ve, ve}, true, false}, true, true)
+			}
+		}
+		// required by the loader: a clean error when missing
+		c.checkTensor(tensorCheck{b("attn_out.weight"), []uint64{ve, ve}, true, false}, false, true)
+		for _, s := range []string{"ln1.weight", "ln1.bias", "ln2.weight", "ln2.bias",
+			"attn_q.bias", "attn_k.bias", "attn_v.bias", "attn_out.bias"} {
+			c.checkTensor(tensorCheck{b(s), []uint64{ve}, false, false}, false, true)
+		}
+		up, okUp := c.f.Tensor(b("ffn_up.weight"))
+		down, okDown := c.f.Tensor(b("ffn_down.weight"))
+		if !okUp {
+			c.add(ErrMissingTensor, false, "", b("ffn_up.weight"), "")
+		}
+		if !okDown {
+			c.add(ErrMissingTensor, false, "", b("ffn_down.weight"), "")
+		}
+		if okUp && okDown {
+			// [v, f] and [f, v], or the legacy swapped naming clip.cpp
+			// swaps back when ffn_down's ne0 is the embedding length
+			f := up.Dim(1)
+			if down.Dim(0) == ve {
+				f = down.Dim(1)
+				up, down = down, up
+			}
+			if !sameShape(up.Shape, []uint64{ve, f}) || !sameShape(down.Shape, []uint64{f, ve}) {
+				c.add(ErrTensorShape, true, "", b("ffn_up.weight"), "ffn_up %v and ffn_down %v do not form [%d f] and [f %d]", up.Shape, down.Shape, ve, ve)
+			}
+		}
+	}
+	for _, s := range []string{"v.pre_ln.weight", "v.pre_ln.bias", "v.post_ln.weight", "v.post_ln.bias"} {
+		c.checkTensor(tensorCheck{s, []uint64{ve}, false, false}, false, true)
+	}
+
+	switch p.Type {
+	case "mlp":
+		in := ve
+		if _, ok := c.f.Get("clip.vision.feature_layer"); ok {
+			in = 0 // feature layers are concatenated: width not checked
+		}
+		w0, ok0 := c.f.Tensor("mm.0.weight")
+		switch {
+		case !ok0:
+			c.add(ErrMissingTensor, true, "", "mm.0.weight", "want shape [%d H]", ve)
+		case len(w0.Shape) > 2 || (in != 0 && w0.Dim(0) != in):
+			c.add(ErrTensorShape, true, "", "mm.0.weight", "shape %v, want [%d H]", w0.Shape, ve)
+			ok0 = false
+		}
+		if ok0 {
+			h := w0.Dim(1)
+			c.checkTensor(tensorCheck{"mm.0.bias", []uint64{h}, true, false}, true, true)
+			w2, ok2 := c.f.Tensor("mm.2.weight")
+			switch {
+			case !ok2:
+				// clip_n_mmproj_embd dereferences mm.2.weight
+				c.add(ErrMissingTensor, true, "", "mm.2.weight", "want shape [%d n_embd]", h)
+			case len(w2.Shape) > 2 || w2.Dim(0) != h:
+				c.add(ErrTensorShape, true, "", "mm.2.weight", "shape %v, want [%d n_embd]", w2.Shape, h)
+			default:
+				p.OutputEmbd = w2.Dim(1)
+				c.checkTensor(tensorCheck{"mm.2.bias", []uint64{p.OutputEmbd}, true, false}, true, true)
+			}
+		}
+	case "idefics3":
+		s := uint64(p.MergeFactor)
+		w, ok := c.f.Tensor("mm.model.fc.weight")
+		switch {
+		case !ok:
+			c.add(ErrMissingTensor, false, "", "mm.model.fc.weight", "want shape [%d n_embd]", ve*s*s)
+		case len(w.Shape) > 2 || w.Dim(0) != ve*s*s:
+			c.add(ErrTensorShape, true, "", w.Name, "shape %v, want [%d n_embd] (embedding length × scale factor²)", w.Shape, ve*s*s)
+		default:
+			p.OutputEmbd = w.Dim(1)
+		}
+	case "gemma3":
+		w, ok := c.f.Tensor("mm.input_projection.weight")
+		switch {
+		case !ok:
+			c.add(ErrMissingTensor, false, "", "mm.input_projection.weight", "want shape [n_embd %d]", ve)
+		case len(w.Shape) > 2 || w.Dim(1) != ve:
+			c.add(ErrTensorShape, true, "", w.Name, "shape %v, want [n_embd %d]", w.Shape, ve)
+		case w.Type != TypeF32 && w.Type != TypeF16:
+			// transposed and made contiguous: no quantized types
+			c.add(ErrTensorShape, true, "", w.Name, "type %s, want f32 or f16", w.Type)
+		default:
+			p.OutputEmbd = w.Dim(0)
+		}
+		c.checkTensor(tensorCheck{"mm.soft_emb_norm.weight", []uint64{ve}, true, false}, false, true)
+	}
+}
+
+// CheckModel checks that the projector's output size equals the text
+// model's embedding length ({arch}.embedding_length), as mtmd_init_from_file
+// requires. It passes when OutputEmbd is unknown (0).
+func (p *Projector) CheckModel(model *File) error {
+	if p.OutputEmbd == 0 {
+		return nil
+	}
+	arch := model.Architecture()
+	n, ok := model.Uint32(arch + ".embedding_length")
+	if !ok {
+		return fmt.Errorf("%w: the model has no u32 %s.embedding_length", ErrProjectorMismatch, arch)
+	}
+	if uint64(n) != p.OutputEmbd {
+		return fmt.Errorf("%w: projector output size %d, model embedding length %d", ErrProjectorMismatch, p.OutputEmbd, n)
+	}
+	return nil
+}
+
+// CheckUBatch checks that a context with micro-batch size nUBatch can decode
+// this projector's images: with non-causal image attention (gemma3) the
+// pinned llama.cpp aborts when an image has more tokens than n_ubatch.
+func (p *Projector) CheckUBatch(nUBatch int) error {
+	if p.NonCausal && nUBatch < p.TokensPerImage {
+		return fmt.Errorf("%w: %s images take %d tokens, n_ubatch is %d", ErrUBatchTooSmall, p.Type, p.TokensPerImage, nUBatch)
+	}
+	return nil
+}

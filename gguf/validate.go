@@ -1,0 +1,687 @@
+package gguf
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Validation error classes. Every *ValidationError matches ErrInvalid and
+// its Kind (one of these) with errors.Is, and ErrWouldAbort when the pinned
+// llama.cpp would abort or crash the process on the problem rather than
+// return an error. Read may report ErrBadAlignment and ErrDuplicateTensor
+// itself, inside a *FormatError.
+var (
+	ErrInvalid          = errors.New("gguf: file fails validation")
+	ErrWouldAbort       = errors.New("gguf: llama.cpp would abort the process")
+	ErrBadAlignment     = errors.New("general.alignment is not a power-of-two u32")
+	ErrDuplicateKey     = errors.New("duplicate metadata key")
+	ErrDuplicateTensor  = errors.New("duplicate tensor name")
+	ErrDuplicateToken   = errors.New("duplicate token string")
+	ErrTokenArray       = errors.New("tokenizer array of the wrong type or length")
+	ErrSpecialToken     = errors.New("bad special token id")
+	ErrByteTokens       = errors.New("SPM vocabulary without its byte tokens")
+	ErrKeyType          = errors.New("metadata key of the wrong type")
+	ErrMissingKey       = errors.New("required metadata key missing")
+	ErrBadValue         = errors.New("metadata value not allowed")
+	ErrMissingTensor    = errors.New("required tensor missing")
+	ErrUnexpectedTensor = errors.New("unexpected tensor")
+	ErrTensorShape      = errors.New("tensor of the wrong shape or type")
+	ErrLayout           = errors.New("tensor data not laid out as ggml writes it")
+	ErrUnknownProjector = errors.New("unknown projector type")
+)
+
+// ValidationError is one problem ValidateModel or ValidateProjector found.
+type ValidationError struct {
+	Kind   error  // the class: ErrDuplicateToken, ErrKeyType, ...
+	Key    string // the metadata key involved, if any
+	Tensor string // the tensor involved, if any
+	Reason string // what is wrong, in words
+	Abort  bool   // the pinned llama.cpp would abort/crash on it
+}
+
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	b.WriteString("gguf: ")
+	b.WriteString(e.Kind.Error())
+	if e.Key != "" {
+		fmt.Fprintf(&b, " (key %q)", e.Key)
+	}
+	if e.Tensor != "" {
+		fmt.Fprintf(&b, " (tensor %q)", e.Tensor)
+	}
+	if e.Reason != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Reason)
+	}
+	if e.Abort {
+		b.WriteString(" [would abort llama.cpp]")
+	}
+	return b.String()
+}
+
+// Is reports whether target is ErrInvalid, the error's Kind, or
+// ErrWouldAbort for an abort-class problem.
+func (e *ValidationError) Is(target error) bool {
+	return target == ErrInvalid || target == e.Kind || (e.Abort && target == ErrWouldAbort)
+}
+
+// maxProblems bounds how many problems one validation reports.
+const maxProblems = 32
+
+type checker struct {
+	f    *File
+	errs []error
+}
+
+func (c *checker) add(kind error, abort bool, key, tensor, format string, args ...any) {
+	if len(c.errs) >= maxProblems {
+		return
+	}
+	c.errs = append(c.errs, &ValidationError{Kind: kind, Key: key, Tensor: tensor, Reason: fmt.Sprintf(format, args...), Abort: abort})
+}
+
+func (c *checker) err() error {
+	return errors.Join(c.errs...)
+}
+
+// typed checks that key, when present, has scalar type t. A wrong type is
+// reported as abort-class when abort is set (llama.cpp's gguf getters
+// assert); a missing key only when required. It returns the value and
+// whether it is present with the right type.
+func (c *checker) typed(key string, t ValueType, required, abortType, abortMissing bool) (any, bool) {
+	kv, ok := c.f.Get(key)
+	if !ok {
+		if required {
+			c.add(ErrMissingKey, abortMissing, key, "", "want %s", t)
+		}
+		return nil, false
+	}
+	if kv.Type != t {
+		c.add(ErrKeyType, abortType, key, "", "type %s, want %s", kv.TypeName(), t)
+		return nil, false
+	}
+	return kv.Value, true
+}
+
+func (c *checker) u32(key string, required, abortType, abortMissing bool) (uint32, bool) {
+	v, ok := c.typed(key, ValueUint32, required, abortType, abortMissing)
+	if !ok {
+		return 0, false
+	}
+	return v.(uint32), true
+}
+
+func (c *checker) f32(key string, required, abortType, abortMissing bool) (float32, bool) {
+	v, ok := c.typed(key, ValueFloat32, required, abortType, abortMissing)
+	if !ok {
+		return 0, false
+	}
+	return v.(float32), true
+}
+
+func (c *checker) str(key string, required, abortType, abortMissing bool) (string, bool) {
+	v, ok := c.typed(key, ValueString, required, abortType, abortMissing)
+	if !ok {
+		return "", false
+	}
+	return v.(string), true
+}
+
+func (c *checker) boolean(key string, required, abortType, abortMissing bool) (bool, bool) {
+	v, ok := c.typed(key, ValueBool, required, abortType, abortMissing)
+	if !ok {
+		return false, false
+	}
+	return v.(bool), true
+}
+
+// container checks what gguf.cpp checks when it loads a file, for a File
+// that did not come from Read (Read already rejects most of it), and that
+// the tensor data is laid out exactly as ggml expects: each offset the sum
+// of the previous tensors' sizes padded to the alignment.
+func (c *checker) container() {
+	f := c.f
+	if kv, ok := f.Get(KeyAlignment); ok {
+		a, isU32 := kv.Value.(uint32)
+		switch {
+		case !isU32:
+			c.add(ErrBadAlignment, true, KeyAlignment, "", "type %s, want u32", kv.TypeName())
+		case a == 0 || a&(a-1) != 0:
+			c.add(ErrBadAlignment, false, KeyAlignment, "", "%d is not a power of two", a)
+		}
+	}
+	keys := make(map[string]struct{}, len(f.KVs))
+	for _, kv := range f.KVs {
+		if _, dup := keys[kv.Key]; dup {
+			c.add(ErrDuplicateKey, false, kv.Key, "", "key appears twice")
+		}
+		keys[kv.Key] = struct{}{}
+	}
+	align := uint64(f.Alignment)
+	if align == 0 || align&(align-1) != 0 {
+		align = DefaultAlignment
+	}
+	names := make(map[string]struct{}, len(f.Tensors))
+	var next uint64
+	for _, t := range f.Tensors {
+		if _, dup := names[t.Name]; dup {
+			c.add(ErrDuplicateTensor, false, "", t.Name, "name appears twice")
+		}
+		names[t.Name] = struct{}{}
+		if len(t.Name) > MaxTensorNameLen {
+			c.add(ErrTensorShape, false, "", t.Name, "name longer than %d bytes", MaxTensorNameLen)
+		}
+		_, size, err := tensorBytes(t.Type, t.Shape)
+		if err != nil {
+			c.add(ErrTensorShape, false, "", t.Name, "%v", err)
+			continue
+		}
+		if t.Offset != next {
+			c.add(ErrLayout, false, "", t.Name, "data offset %d, ggml expects %d", t.Offset, next)
+		}
+		next = t.Offset + pad(size, align)
+	}
+}
+
+// ValidateModel checks a text model for what makes the pinned llama.cpp
+// abort, crash or fail while loading or tokenizing: the container (see
+// ErrBadAlignment, ErrDuplicateTensor, ErrLayout), the types and values of
+// the architecture's hyperparameter keys, the tokenizer (tokens, scores,
+// token types, merges, special token ids, duplicate tokens, SPM byte
+// tokens), and for the "llama" architecture the presence, shapes and types
+// of all tensors. It returns nil or the problems found, joined (at most 32),
+// each a *ValidationError.
+func ValidateModel(f *File) error {
+	c := &checker{f: f}
+	c.container()
+	arch, ok := c.str("general.architecture", true, false, false)
+	if !ok {
+		return c.err()
+	}
+	if arch == "clip" {
+		c.add(ErrBadValue, false, "general.architecture", "", "a vision projector (clip), not a text model")
+		return c.err()
+	}
+	hp := c.hparams(arch)
+	nVocab := c.vocab()
+	if arch == "llama" && hp.ok && nVocab >= 0 {
+		c.llamaTensors(hp, uint64(nVocab))
+	}
+	return c.err()
+}
+
+type hparams struct {
+	ok                   bool
+	nEmbd, nLayer        uint32
+	nFF, nHead, nHeadKV  []uint32 // per layer
+	nEmbdHeadK, nEmbdHdV uint32
+	nRot                 uint32
+	nExpert              uint32
+	longrope             bool
+}
+
+// perLayer reads a key llama.cpp reads with get_key_or_arr: a u32, or an
+// array of u32/i32 with one element per layer.
+// With known false the layer count is unknown and only the type is checked.
+func (c *checker) perLayer(key string, nLayer uint32, known bool, def []uint32) []uint32 {
+	kv, ok := c.f.Get(key)
+	if !ok {
+		return def
+	}
+	out := make([]uint32, nLayer)
+	switch {
+	case kv.Type == ValueUint32:
+		for i := range out {
+			out[i] = kv.Value.(uint32)
+		}
+	case kv.IsArray() && (kv.ArrayType == ValueUint32 || kv.ArrayType == ValueInt32):
+		if !known {
+			return def
+		}
+		if kv.Len() != int(nLayer) {
+			c.add(ErrBadValue, false, key, "", "array of %d elements, want one per layer (%d)", kv.Len(), nLayer)
+			return def
+		}
+		switch v := kv.Value.(type) {
+		case []uint32:
+			copy(out, v)
+		case []int32:
+			for i, x := range v {
+				out[i] = uint32(x)
+			}
+		}
+	case kv.IsArray() && (kv.ArrayType == ValueFloat32 || kv.ArrayType == ValueString):
+		// get_arr's GGML_ASSERT on the element type
+		c.add(ErrKeyType, true, key, "", "type %s, want u32 or an array of u32/i32", kv.TypeName())
+		return def
+	default:
+		c.add(ErrKeyType, false, key, "", "type %s, want u32 or an array of u32/i32", kv.TypeName())
+		return def
+	}
+	return out
+}
+
+// maxLayers is LLAMA_MAX_LAYERS, maxExperts LLAMA_MAX_EXPERTS.
+const (
+	maxLayers  = 512
+	maxExperts = 512
+)
+
+var ropeScalingTypes = map[string]bool{"none": true, "linear": true, "yarn": true, "longrope": true}
+
+// hparams checks the keys llama_model::load_hparams reads for every
+// architecture, and for "llama" its own.
+func (c *checker) hparams(arch string) hparams {
+	k := func(s string) string { return arch + "." + s }
+	var hp hparams
+	_, ok1 := c.u32(k("context_length"), true, false, false)
+	nEmbd, ok2 := c.u32(k("embedding_length"), true, false, false)
+	nLayer, ok3 := c.u32(k("block_count"), true, false, false)
+	hp.ok = ok1 && ok2 && ok3
+	if ok3 && nLayer > maxLayers {
+		c.add(ErrBadValue, false, k("block_count"), "", "%d layers, at most %d", nLayer, maxLayers)
+		hp.ok = false
+	}
+	hp.nEmbd, hp.nLayer = nEmbd, nLayer
+
+	nExpert, _ := c.u32(k("expert_count"), false, false, false)
+	nUsed, _ := c.u32(k("expert_used_count"), false, false, false)
+	nGroups, _ := c.u32(k("expert_group_count"), false, false, false)
+	nGroupUsed, _ := c.u32(k("expert_group_used_count"), false, false, false)
+	hp.nExpert = nExpert
+	// GGML_ASSERTs in load_hparams
+	switch {
+	case nExpert > maxExperts:
+		c.add(ErrBadValue, true, k("expert_count"), "", "%d experts, at most %d", nExpert, maxExperts)
+	case nUsed > nExpert:
+		c.add(ErrBadValue, true, k("expert_used_count"), "", "%d used of %d experts", nUsed, nExpert)
+	case nExpert > 0 && nUsed == 0:
+		c.add(ErrBadValue, true, k("expert_used_count"), "", "0 with %d experts", nExpert)
+	case nExpert > 0 && nGroups >= nExpert:
+		c.add(ErrBadValue, true, k("expert_group_count"), "", "%d groups for %d experts", nGroups, nExpert)
+	case nExpert > 0 && nGroups > 1 && (nExpert%nGroups != 0 || nGroupUsed == 0 || nGroupUsed >= nGroups):
+		c.add(ErrBadValue, true, k("expert_group_count"), "", "%d groups (%d used) for %d experts", nGroups, nGroupUsed, nExpert)
+	case nExpert == 0 && nGroups != 0:
+		c.add(ErrBadValue, true, k("expert_group_count"), "", "groups without experts")
+	}
+
+	if !hp.ok {
+		nLayer = 0 // unknown: check only the per-layer keys' types
+	}
+	hp.nFF = c.perLayer(k("feed_forward_length"), nLayer, hp.ok, make([]uint32, nLayer))
+	hp.nHead = c.perLayer(k("attention.head_count"), nLayer, hp.ok, make([]uint32, nLayer))
+	hp.nHeadKV = c.perLayer(k("attention.head_count_kv"), nLayer, hp.ok, hp.nHead)
+
+	c.boolean(k("rope.scaling.finetuned"), false, false, false)
+	c.u32(k("rope.scaling.original_context_length"), false, false, false)
+	c.f32(k("rope.freq_base"), false, false, false)
+	if st, ok := c.str(k("rope.scaling.type"), false, false, false); ok {
+		if !ropeScalingTypes[st] {
+			c.add(ErrBadValue, true, k("rope.scaling.type"), "", "unknown rope scaling type %q", st)
+		}
+		hp.longrope = st == "longrope"
+	}
+	c.f32(k("rope.scaling.factor"), false, false, false)
+	c.f32(k("rope.scale_linear"), false, false, false)
+	c.f32(k("rope.scaling.attn_factor"), false, false, false)
+	c.u32(k("vocab_size"), false, false, false)
+
+	var nHead uint32
+	if len(hp.nHead) > 0 {
+		nHead = hp.nHead[0]
+	}
+	if nHead > 0 {
+		hp.nEmbdHeadK = hp.nEmbd / nHead
+		hp.nEmbdHdV = hp.nEmbd / nHead
+		if v, ok := c.u32(k("attention.key_length"), false, false, false); ok {
+			hp.nEmbdHeadK = v
+		}
+		if v, ok := c.u32(k("attention.value_length"), false, false, false); ok {
+			hp.nEmbdHdV = v
+		}
+		hp.nRot = hp.nEmbdHeadK
+		if v, ok := c.u32(k("rope.dimension_count"), false, false, false); ok {
+			hp.nRot = v
+			if arch == "llama" && v != hp.nEmbdHeadK {
+				c.add(ErrBadValue, false, k("rope.dimension_count"), "", "%d, llama needs the head size %d", v, hp.nEmbdHeadK)
+			}
+		}
+	}
+
+	if arch == "llama" {
+		if _, ok := c.f32(k("attention.layer_norm_rms_epsilon"), true, false, false); !ok {
+			hp.ok = false
+		}
+		for _, key := range []string{"feed_forward_length", "attention.head_count"} {
+			if _, ok := c.f.Get(k(key)); !ok {
+				c.add(ErrMissingKey, false, k(key), "", "llama needs it")
+				hp.ok = false
+			}
+		}
+		if hp.ok && nHead == 0 {
+			c.add(ErrBadValue, false, k("attention.head_count"), "", "0 heads")
+			hp.ok = false
+		}
+	}
+	return hp
+}
+
+// specialTokenKeys are the ids llama_vocab::load reads with get_key<u32>.
+var specialTokenKeys = []string{
+	"bos_token_id", "eos_token_id", "eot_token_id", "eom_token_id",
+	"unknown_token_id", "seperator_token_id", "padding_token_id", "mask_token_id",
+	"fim_pre_token_id", "fim_suf_token_id", "fim_mid_token_id", "fim_pad_token_id",
+	"fim_rep_token_id", "fim_sep_token_id",
+	"prefix_token_id", "suffix_token_id", "middle_token_id",
+}
+
+// defaultSpecial gives llama.cpp's default ids per tokenizer model for the
+// keys where a default is not "none" (-1).
+var defaultSpecial = map[string]map[string]int64{
+	"llama": {"bos_token_id": 1, "eos_token_id": 2, "unknown_token_id": 0},
+	"bert":  {"bos_token_id": 101, "unknown_token_id": 100, "seperator_token_id": 102, "padding_token_id": 0, "mask_token_id": 103},
+	"gpt2":  {"bos_token_id": 11, "eos_token_id": 11},
+	"t5":    {"eos_token_id": 1, "unknown_token_id": 2, "padding_token_id": 0},
+}
+
+var tokenizerModels = map[string]bool{
+	"no_vocab": true, "none": true, "llama": true, "bert": true, "gpt2": true,
+	"t5": true, "rwkv": true, "plamo2": true,
+}
+
+// Token types (tokenizer.ggml.token_type).
+const tokenTypeByte = 6
+
+func isByteTokenText(s string) bool {
+	if len(s) != 6 || !strings.HasPrefix(s, "<0x") || s[5] != '>' {
+		return false
+	}
+	return isHex(s[3]) && isHex(s[4])
+}
+
+func isHex(b byte) bool {
+	return '0' <= b && b <= '9' || 'a' <= b && b <= 'f' || 'A' <= b && b <= 'F'
+}
+
+// vocab checks the tokenizer keys as llama_vocab::load reads them and
+// returns the number of tokens (-1 when unknown).
+func (c *checker) vocab() int {
+	const p = "tokenizer.ggml."
+	model, ok := c.str(p+"model", true, false, false)
+	if !ok {
+		return -1
+	}
+	if !tokenizerModels[model] {
+		c.add(ErrBadValue, false, p+"model", "", "unknown tokenizer %q", model)
+		return -1
+	}
+	c.str(p+"pre", false, false, false)
+	c.u32(p+"token_type_count", false, false, false)
+	if model == "no_vocab" || model == "none" {
+		return 0
+	}
+	if model == "gpt2" {
+		if kv, ok := c.f.Get(p + "merges"); !ok {
+			c.add(ErrMissingKey, false, p+"merges", "", "a gpt2 (BPE) tokenizer needs merges")
+		} else if !kv.IsArray() || kv.ArrayType != ValueString {
+			c.add(ErrKeyType, true, p+"merges", "", "type %s, want arr[str]", kv.TypeName())
+		}
+	}
+	if model == "t5" {
+		if kv, ok := c.f.Get(p + "precompiled_charsmap"); ok && !kv.IsArray() {
+			c.add(ErrKeyType, true, p+"precompiled_charsmap", "", "type %s, want an array", kv.TypeName())
+		}
+	}
+	c.boolean(p+"add_space_prefix", false, false, false)
+	c.boolean(p+"remove_extra_whitespaces", false, false, false)
+
+	kv, ok := c.f.Get(p + "tokens")
+	if !ok {
+		c.add(ErrMissingKey, false, p+"tokens", "", "no vocabulary")
+		return -1
+	}
+	tokens, ok := kv.Value.([]string)
+	if !ok {
+		// gguf_get_arr_str asserts the string type
+		c.add(ErrKeyType, kv.Type != ValueString, p+"tokens", "", "type %s, want arr[str]", kv.TypeName())
+		return -1
+	}
+	n := len(tokens)
+
+	checkArr := func(key string, types ...ValueType) []int32 {
+		kv, ok := c.f.Get(key)
+		if !ok {
+			return nil
+		}
+		good := kv.IsArray()
+		if good {
+			good = false
+			for _, t := range types {
+				good = good || kv.ArrayType == t
+			}
+		}
+		if !good {
+			// read as raw memory of the expected type
+			c.add(ErrTokenArray, true, key, "", "type %s, want arr[%s] of %d", kv.TypeName(), types[0], n)
+			return nil
+		}
+		if kv.Len() != n {
+			c.add(ErrTokenArray, kv.Len() < n, key, "", "%d elements for %d tokens", kv.Len(), n)
+			return nil
+		}
+		switch v := kv.Value.(type) {
+		case []int32:
+			return v
+		case []uint32:
+			out := make([]int32, len(v))
+			for i, x := range v {
+				out[i] = int32(x)
+			}
+			return out
+		}
+		return nil
+	}
+	checkArr(p+"scores", ValueFloat32)
+	types := checkArr(p+"token_type", ValueInt32, ValueUint32)
+
+	// Duplicates (GGML_ASSERT(id_to_token.size() == token_to_id.size())),
+	// with llama.cpp's renaming of empty tokens.
+	seen := make(map[string]int, n)
+	dups := 0
+	for i, s := range tokens {
+		if s == "" {
+			s = fmt.Sprintf("[EMPTY_%d]", i)
+		}
+		if j, dup := seen[s]; dup {
+			if dups < 3 {
+				c.add(ErrDuplicateToken, true, p+"tokens", "", "token %d %q repeats token %d", i, s, j)
+			}
+			dups++
+			continue
+		}
+		seen[s] = i
+	}
+	if dups > 3 {
+		c.add(ErrDuplicateToken, true, p+"tokens", "", "%d duplicate tokens in all", dups)
+	}
+
+	if model == "llama" {
+		// byte fallback: tokenizing a character no token covers throws
+		// an uncaught exception out of llama_tokenize.
+		missing := 0
+		first := -1
+		for b := 0; b < 256; b++ {
+			if _, ok := seen[fmt.Sprintf("<0x%02X>", b)]; !ok {
+				if first < 0 {
+					first = b
+				}
+				missing++
+			}
+		}
+		if missing > 0 {
+			c.add(ErrByteTokens, true, p+"tokens", "", "%d of the 256 byte tokens <0x00>..<0xFF> missing (first <0x%02X>)", missing, first)
+		}
+	}
+	if (model == "llama" || model == "t5") && types != nil {
+		for i, t := range types {
+			if t == tokenTypeByte && !isByteTokenText(tokens[i]) {
+				// token_to_byte takes substr(3, 2) of the text
+				c.add(ErrTokenArray, len(tokens[i]) < 3, p+"token_type", "", "token %d %q has the byte type but is not <0xHH>", i, tokens[i])
+				break
+			}
+		}
+	}
+
+	// Special ids: a present id must be a u32; an out-of-range one keeps
+	// the default, which must be in range too (or absent).
+	defs := defaultSpecial[model]
+	ids := map[string]int64{}
+	for _, name := range specialTokenKeys {
+		key := p + name
+		eff, hasDef := defs[name]
+		if !hasDef {
+			eff = -1
+		}
+		if id, ok := c.u32(key, false, false, false); ok {
+			if int64(id) < int64(n) {
+				eff = int64(id)
+			} else {
+				c.add(ErrSpecialToken, eff >= int64(n), key, "", "id %d outside the %d tokens (llama.cpp falls back to %d)", id, n, eff)
+				continue
+			}
+		}
+		if eff >= int64(n) {
+			c.add(ErrSpecialToken, true, key, "", "default id %d is outside the %d tokens; set the key", eff, n)
+		}
+		ids[name] = eff
+	}
+	for _, name := range []string{"add_bos_token", "add_eos_token", "add_sep_token"} {
+		on, ok := c.boolean(p+name, false, false, false)
+		if !ok || !on {
+			continue
+		}
+		need := map[string]string{"add_bos_token": "bos_token_id", "add_eos_token": "eos_token_id", "add_sep_token": "seperator_token_id"}[name]
+		if id, ok := ids[need]; ok && id < 0 {
+			c.add(ErrSpecialToken, true, p+name, "", "set but there is no %s", need)
+		}
+	}
+	if kv, ok := c.f.Get("tokenizer.chat_template"); ok && kv.Type != ValueString {
+		c.add(ErrKeyType, false, "tokenizer.chat_template", "", "type %s, want str", kv.TypeName())
+	}
+	return n
+}
+
+// tensorCheck describes one expected tensor.
+type tensorCheck struct {
+	name     string
+	shape    []uint64
+	required bool
+	f32Only  bool // 1-D norms and biases: the CPU add/mul kernels abort on other types
+}
+
+// checkTensor checks presence, shape (trailing 1s ignored, as llama.cpp
+// compares ne) and type.
+func (c *checker) checkTensor(tc tensorCheck, abortMissing, abortShape bool) (TensorInfo, bool) {
+	t, ok := c.f.Tensor(tc.name)
+	if !ok {
+		if tc.required {
+			c.add(ErrMissingTensor, abortMissing, "", tc.name, "want shape %v", tc.shape)
+		}
+		return t, false
+	}
+	if !sameShape(t.Shape, tc.shape) {
+		c.add(ErrTensorShape, abortShape, "", tc.name, "shape %v, want %v", t.Shape, tc.shape)
+		return t, false
+	}
+	if tc.f32Only && t.Type != TypeF32 {
+		c.add(ErrTensorShape, true, "", tc.name, "type %s, want f32", t.Type)
+		return t, false
+	}
+	return t, true
+}
+
+func sameShape(a, b []uint64) bool {
+	for i := 0; i < MaxDims; i++ {
+		if dim(a, i) != dim(b, i) {
+			return false
+		}
+	}
+	return true
+}
+
+func dim(s []uint64, i int) uint64 {
+	if i < len(s) {
+		return s[i]
+	}
+	return 1
+}
+
+// llamaTensors checks the tensors llama_model::load_tensors creates for
+// LLM_ARCH_LLAMA (dense models; mixtures of experts are only checked for
+// their keys). Missing, mis-shaped or extra tensors are load errors;
+// non-f32 norms abort at run time.
+func (c *checker) llamaTensors(hp hparams, nVocab uint64) {
+	if hp.nExpert > 0 {
+		return
+	}
+	e := uint64(hp.nEmbd)
+	var want []tensorCheck
+	want = append(want,
+		tensorCheck{"token_embd.weight", []uint64{e, nVocab}, true, false},
+		tensorCheck{"output_norm.weight", []uint64{e}, true, true},
+		tensorCheck{"output.weight", []uint64{e, nVocab}, false, false},
+	)
+	rot := uint64(hp.nRot / 2)
+	if hp.longrope {
+		want = append(want,
+			tensorCheck{"rope_factors_long.weight", []uint64{rot}, false, false},
+			tensorCheck{"rope_factors_short.weight", []uint64{rot}, false, false})
+	} else {
+		want = append(want, tensorCheck{"rope_freqs.weight", []uint64{rot}, false, false})
+	}
+	for i := 0; i < int(hp.nLayer); i++ {
+		b := func(s string) string { return fmt.Sprintf("blk.%d.%s", i, s) }
+		hk, hv := uint64(hp.nEmbdHeadK), uint64(hp.nEmbdHdV)
+		nh, nkv, ff := uint64(hp.nHead[i]), uint64(hp.nHeadKV[i]), uint64(hp.nFF[i])
+		want = append(want,
+			tensorCheck{b("attn_norm.weight"), []uint64{e}, true, true},
+			tensorCheck{b("attn_q.weight"), []uint64{e, hk * nh}, true, false},
+			tensorCheck{b("attn_k.weight"), []uint64{e, hk * nkv}, true, false},
+			tensorCheck{b("attn_v.weight"), []uint64{e, hv * nkv}, true, false},
+			tensorCheck{b("attn_output.weight"), []uint64{hk * nh, e}, true, false},
+			tensorCheck{b("attn_q.bias"), []uint64{e}, false, true},
+			tensorCheck{b("attn_k.bias"), []uint64{hk * nkv}, false, true},
+			tensorCheck{b("attn_v.bias"), []uint64{hv * nkv}, false, true},
+			tensorCheck{b("attn_output.bias"), []uint64{e}, false, true},
+			tensorCheck{b("ffn_norm.weight"), []uint64{e}, true, true},
+			tensorCheck{b("ffn_gate.weight"), []uint64{e, ff}, true, false},
+			tensorCheck{b("ffn_down.weight"), []uint64{ff, e}, true, false},
+			tensorCheck{b("ffn_up.weight"), []uint64{e, ff}, true, false},
+			tensorCheck{b("ffn_gate.bias"), []uint64{ff}, false, true},
+			tensorCheck{b("ffn_down.bias"), []uint64{e}, false, true},
+			tensorCheck{b("ffn_up.bias"), []uint64{ff}, false, true},
+		)
+	}
+	known := make(map[string]struct{}, len(want))
+	for _, tc := range want {
+		known[tc.name] = struct{}{}
+		c.checkTensor(tc, false, false)
+	}
+	for _, t := range c.f.Tensors {
+		if _, ok := known[t.Name]; !ok {
+			c.add(ErrUnexpectedTensor, false, "", t.Name, "not a llama tensor (llama.cpp: wrong number of tensors)")
+		}
+	}
+}
+
+// ValidateLayout checks only the container: general.alignment a
+// power-of-two u32, unique keys and tensor names, valid tensor shapes and
+// types, and each tensor's data offset exactly where ggml's writer puts it
+// (the previous tensors' sizes, each padded to the alignment), as
+// gguf_init_from_file requires. ValidateModel and ValidateProjector include it.
+func ValidateLayout(f *File) error {
+	c := &checker{f: f}
+	c.container()
+	return c.err()
+}
