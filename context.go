@@ -186,35 +186,63 @@ func (x *LlamaContext) Synchronize() { C.llama_synchronize(x.c) }
 // select [p0, p1); negative values mean "from the start" and "to the end".
 func (x *LlamaContext) mem() C.llama_memory_t { return C.llama_get_memory(x.c) }
 
+// validSeq reports whether seq is a sequence id of this context; llama.cpp
+// asserts (aborts) on others.
+func (x *LlamaContext) validSeq(seq int32) bool { return seq >= 0 && int(seq) < x.NSeqMax() }
+
 // MemoryClear empties the KV cache; data also zeroes the buffers.
 func (x *LlamaContext) MemoryClear(data bool) { C.llama_memory_clear(x.mem(), C.bool(data)) }
 
 // MemorySeqRemove removes positions [p0, p1) of sequence seq (seq < 0: all
 // sequences). It returns false if a partial removal is impossible.
 func (x *LlamaContext) MemorySeqRemove(seq, p0, p1 int32) bool {
+	if seq >= 0 && !x.validSeq(seq) {
+		return false
+	}
 	return bool(C.llama_memory_seq_rm(x.mem(), C.llama_seq_id(seq), C.llama_pos(p0), C.llama_pos(p1)))
 }
 
 // MemorySeqCopy copies positions [p0, p1) of sequence src to dst.
 func (x *LlamaContext) MemorySeqCopy(src, dst, p0, p1 int32) {
+	if !x.validSeq(src) || !x.validSeq(dst) {
+		return
+	}
 	C.llama_memory_seq_cp(x.mem(), C.llama_seq_id(src), C.llama_seq_id(dst), C.llama_pos(p0), C.llama_pos(p1))
 }
 
 // MemorySeqKeep removes every sequence but seq.
-func (x *LlamaContext) MemorySeqKeep(seq int32) { C.llama_memory_seq_keep(x.mem(), C.llama_seq_id(seq)) }
+func (x *LlamaContext) MemorySeqKeep(seq int32) {
+	if x.validSeq(seq) {
+		C.llama_memory_seq_keep(x.mem(), C.llama_seq_id(seq))
+	}
+}
 
-// MemorySeqAdd shifts positions [p0, p1) of sequence seq by delta.
-func (x *LlamaContext) MemorySeqAdd(seq, p0, p1, delta int32) {
+// MemorySeqAdd shifts positions [p0, p1) of sequence seq by delta. It is
+// refused for M-RoPE models (llama.cpp asserts on them).
+func (x *LlamaContext) MemorySeqAdd(seq, p0, p1, delta int32) error {
+	if !x.validSeq(seq) {
+		return fmt.Errorf("sequence %d: %w", seq, ErrInvalidArgument)
+	}
+	if x.model.PositionsPerToken() != 1 {
+		return fmt.Errorf("shifting positions of an M-RoPE model: %w", ErrInvalidArgument)
+	}
 	C.llama_memory_seq_add(x.mem(), C.llama_seq_id(seq), C.llama_pos(p0), C.llama_pos(p1), C.llama_pos(delta))
+	return nil
 }
 
 // MemorySeqPosMin returns the smallest position of seq, -1 if it is empty.
 func (x *LlamaContext) MemorySeqPosMin(seq int32) int32 {
+	if !x.validSeq(seq) {
+		return -1
+	}
 	return int32(C.llama_memory_seq_pos_min(x.mem(), C.llama_seq_id(seq)))
 }
 
 // MemorySeqPosMax returns the largest position of seq, -1 if it is empty.
 func (x *LlamaContext) MemorySeqPosMax(seq int32) int32 {
+	if !x.validSeq(seq) {
+		return -1
+	}
 	return int32(C.llama_memory_seq_pos_max(x.mem(), C.llama_seq_id(seq)))
 }
 

@@ -98,10 +98,26 @@ func vlmGoLog(level C.int, text *C.char) {
 	}
 }
 
+// demoted are warnings llama.cpp prints in normal use that a library user
+// cannot act on; they are logged at Info instead.
+var demoted = []string{
+	"llama_context: n_ctx_seq (", // "... < n_ctx_train: the full capacity of the model will not be utilized"
+}
+
 func emitLocked(level slog.Level, line string) {
 	line = strings.TrimRight(line, " \r\t")
 	if line == "" {
 		return
+	}
+	if level == slog.LevelWarn {
+		for _, p := range demoted {
+			if strings.HasPrefix(line, p) {
+				level = slog.LevelInfo
+				if level < slog.Level(minLogLevel.Load()) {
+					return
+				}
+			}
+		}
 	}
 	logger := logState.logger
 	if logger == nil {

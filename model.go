@@ -113,6 +113,16 @@ func (m *LlamaModel) NHead() int { return int(C.llama_model_n_head(m.c)) }
 // NHeadKV returns the number of key/value heads.
 func (m *LlamaModel) NHeadKV() int { return int(C.llama_model_n_head_kv(m.c)) }
 
+// PositionsPerToken returns how many position values each token takes: 4
+// for M-RoPE models (Qwen2-VL style), else 1.
+func (m *LlamaModel) PositionsPerToken() int {
+	switch C.llama_model_rope_type(m.c) {
+	case C.LLAMA_ROPE_TYPE_MROPE, C.LLAMA_ROPE_TYPE_IMROPE:
+		return 4
+	}
+	return 1
+}
+
 // NCtxTrain returns the context length the model was trained with.
 func (m *LlamaModel) NCtxTrain() int { return int(C.llama_model_n_ctx_train(m.c)) }
 

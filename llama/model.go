@@ -1,0 +1,232 @@
+package llama
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"runtime"
+	"sync"
+
+	"github.com/vlm-go/vlm"
+	"github.com/vlm-go/vlm/gguf"
+)
+
+// LoadOptions configure Load. The zero value loads everything on the CPU
+// with mmap.
+type LoadOptions struct {
+	// GPULayers is the number of layers to offload to a GPU; -1 offloads
+	// all of them. Ignored when no GPU backend is loaded.
+	GPULayers int
+	// MainGPU is the index of the GPU used when the model is not split.
+	MainGPU int
+	// NoMmap reads the file into memory instead of mapping it.
+	NoMmap bool
+	// Mlock locks the weights in RAM.
+	Mlock bool
+	// VocabOnly loads the vocabulary and metadata but no weights.
+	VocabOnly bool
+	// Progress, if set, is called with values from 0 to 1 while weights
+	// load; returning false cancels the load with ErrCancelled.
+	Progress func(progress float32) bool
+}
+
+func (o LoadOptions) validate() error {
+	if o.GPULayers < -1 {
+		return fmt.Errorf("GPULayers %d (want -1 for all, or ≥ 0): %w", o.GPULayers, ErrInvalidArgument)
+	}
+	if o.MainGPU < 0 {
+		return fmt.Errorf("MainGPU %d: %w", o.MainGPU, ErrInvalidArgument)
+	}
+	return nil
+}
+
+// Model is a loaded text model. It is safe for concurrent use.
+type Model struct {
+	mu      sync.RWMutex // held for reading by every call, for writing by free
+	c       *vlm.LlamaModel
+	closed  bool // Close was called
+	refs    int  // open children (contexts, projectors)
+	path    string
+	file    *gguf.File
+	cleanup runtime.Cleanup
+}
+
+// Load checks the GGUF file at path and loads it. ctx cancels the load
+// while weights are read.
+func Load(ctx context.Context, path string, opts LoadOptions) (*Model, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("loading %s: %w (%w)", path, ErrCancelled, err)
+	}
+	f, err := CheckFile(path)
+	if err != nil {
+		return nil, err
+	}
+	progress := func(p float32) bool {
+		if ctx.Err() != nil {
+			return false
+		}
+		if opts.Progress != nil {
+			return opts.Progress(p)
+		}
+		return true
+	}
+	c, err := vlm.LoadModel(path, vlm.ModelParams{
+		GPULayers: opts.GPULayers, MainGPU: opts.MainGPU, NoMmap: opts.NoMmap,
+		Mlock: opts.Mlock, VocabOnly: opts.VocabOnly, Progress: progress,
+	})
+	if err != nil {
+		if cerr := ctx.Err(); cerr != nil && errors.Is(err, vlm.ErrCancelled) {
+			return nil, fmt.Errorf("%w (%w)", err, cerr)
+		}
+		return nil, err
+	}
+	m := &Model{c: c, path: path, file: f}
+	m.cleanup = runtime.AddCleanup(m, func(c *vlm.LlamaModel) { c.Free() }, c)
+	return m, nil
+}
+
+// CheckFile reads the GGUF metadata at path and checks it for what would
+// make llama.cpp abort, without loading weights. Load calls it first.
+func CheckFile(path string) (*gguf.File, error) {
+	if _, err := os.Stat(path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s: %w (%w)", path, ErrNotFound, err)
+		}
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: %w", path, ErrInvalidModel, err)
+	}
+	if err := gguf.ValidateModel(f); err != nil {
+		return nil, fmt.Errorf("%s: %w: %w", path, ErrInvalidModel, err)
+	}
+	if arch := f.Architecture(); !supportedArchitectures[arch] {
+		return nil, fmt.Errorf("%s: %w: %q", path, ErrUnsupportedArchitecture, arch)
+	}
+	return f, nil
+}
+
+// use runs f with the native model, unless the model is closed.
+func (m *Model) use(f func(c *vlm.LlamaModel) error) error {
+	if m == nil {
+		return ErrClosed
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed || m.c == nil {
+		return ErrClosed
+	}
+	return f(m.c)
+}
+
+// Native returns the binding's model handle for packages of this module that
+// need it (mtmd); fn must not keep it.
+func (m *Model) Native(fn func(c *vlm.LlamaModel) error) error { return m.use(fn) }
+
+// Acquire records a child (a context or projector) that uses the model; the
+// model is freed only after every child has called Release. It fails with
+// ErrClosed on a closed model.
+func (m *Model) Acquire() error {
+	if m == nil {
+		return ErrClosed
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed || m.c == nil {
+		return ErrClosed
+	}
+	m.refs++
+	return nil
+}
+
+// Release undoes one Acquire.
+func (m *Model) Release() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.refs--
+	m.freeIfUnusedLocked()
+}
+
+func (m *Model) freeIfUnusedLocked() {
+	if m.closed && m.refs <= 0 && m.c != nil {
+		m.cleanup.Stop()
+		m.c.Free()
+		m.c = nil
+	}
+}
+
+// Close frees the model, or, while contexts or projectors made from it are
+// open, marks it closed and frees it when the last of them closes. It is
+// idempotent; later calls on the model return ErrClosed.
+func (m *Model) Close() error {
+	if m == nil {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	m.freeIfUnusedLocked()
+	return nil
+}
+
+// Path returns the file the model was loaded from.
+func (m *Model) Path() string { return m.path }
+
+// File returns the model file's GGUF metadata: every key/value and tensor.
+func (m *Model) File() *gguf.File { return m.file }
+
+// Architecture returns general.architecture, e.g. "llama".
+func (m *Model) Architecture() string { return m.file.Architecture() }
+
+// ChatTemplate returns the model's embedded Jinja chat template
+// (tokenizer.chat_template); ok is false when it has none.
+func (m *Model) ChatTemplate() (tmpl string, ok bool) {
+	tmpl = m.file.ChatTemplate()
+	return tmpl, tmpl != ""
+}
+
+// Info is a summary of a loaded model.
+type Info struct {
+	Architecture string // general.architecture
+	Description  string // llama.cpp's one-line description
+	NParams      uint64 // number of parameters
+	Size         uint64 // bytes of weights
+	NCtxTrain    int    // training context length
+	NEmbd        int    // embedding width
+	NEmbdInput   int    // input embedding width (what a projector must produce)
+	NLayer       int    // layers
+	NHead        int    // attention heads
+	NHeadKV      int    // key/value heads
+	NVocab       int    // vocabulary size
+}
+
+// Info returns the model's summary.
+func (m *Model) Info() (Info, error) {
+	var info Info
+	err := m.use(func(c *vlm.LlamaModel) error {
+		info = Info{
+			Architecture: m.file.Architecture(), Description: c.Description(), NParams: c.NParams(),
+			Size: c.Size(), NCtxTrain: c.NCtxTrain(), NEmbd: c.NEmbd(), NEmbdInput: c.NEmbdInput(),
+			NLayer: c.NLayer(), NHead: c.NHead(), NHeadKV: c.NHeadKV(), NVocab: c.VocabSize(),
+		}
+		return nil
+	})
+	return info, err
+}
+
+// Metadata returns the GGUF key/values as llama.cpp renders them (arrays are
+// summarised). File gives typed access to every value.
+func (m *Model) Metadata() (map[string]string, error) {
+	var md map[string]string
+	err := m.use(func(c *vlm.LlamaModel) error { md = c.Metadata(); return nil })
+	return md, err
+}
+
+// Vocab returns the model's vocabulary.
+func (m *Model) Vocab() *Vocab { return &Vocab{m: m} }
