@@ -73,13 +73,18 @@ func resolveProjectorType(f *File) string {
 	return t
 }
 
-// ProjectorInfo reads the projector parameters that callers need to size
-// prompts and batches. It fails with the *ValidationError values of
-// ValidateProjector for the keys it needs; call ValidateProjector for the
-// full check.
+// ProjectorInfo checks the projector as ValidateProjector does and returns
+// the parameters callers need to size prompts and batches: tokens per image,
+// the output embedding size to compare with the text model, whether images
+// need n_ubatch >= their tokens. It fails with the same errors as
+// ValidateProjector.
 func ProjectorInfo(f *File) (*Projector, error) {
 	c := &checker{f: f}
+	c.container()
 	p := c.projectorKeys()
+	if p != nil {
+		c.projectorTensors(p)
+	}
 	if err := c.err(); err != nil {
 		return nil, err
 	}
@@ -95,13 +100,8 @@ func ProjectorInfo(f *File) (*Projector, error) {
 // projector types only keys are checked. It returns nil or the problems
 // found, joined (at most 32), each a *ValidationError.
 func ValidateProjector(f *File) error {
-	c := &checker{f: f}
-	c.container()
-	p := c.projectorKeys()
-	if p != nil {
-		c.projectorTensors(p)
-	}
-	return c.err()
+	_, err := ProjectorInfo(f)
+	return err
 }
 
 // projectorKeys checks the metadata and returns the summary, or nil when a

@@ -418,17 +418,7 @@ func (p *parser) array(t ValueType, n uint64) (any, error) {
 		if err := p.need(n, 8, "string array"); err != nil {
 			return nil, err
 		}
-		// Grow with the data actually read rather than trusting n: each
-		// string takes at least its 8-byte length.
-		out := make([]string, 0, min(n, 1<<16))
-		for i := uint64(0); i < n; i++ {
-			s, err := p.str("array string")
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, s)
-		}
-		return out, nil
+		return p.strings(n)
 	}
 	sz := uint64(t.size())
 	if sz == 0 {
@@ -474,6 +464,41 @@ func convert[T any](raw []byte, sz int, f func([]byte) T) []T {
 		out[i] = f(raw[i*sz:])
 	}
 	return out
+}
+
+// strings reads n strings into one shared backing string (two allocations
+// for the whole array instead of one per string). Memory grows with the
+// bytes actually read, not with n: each string takes at least its 8-byte
+// length in the file.
+func (p *parser) strings(n uint64) ([]string, error) {
+	arena := make([]byte, 0, min(n*8, 1<<16))
+	ends := make([]int, 0, min(n, 1<<16))
+	for i := uint64(0); i < n; i++ {
+		l, err := p.u64()
+		if err != nil {
+			return nil, err
+		}
+		if l > p.opts.MaxStringLen {
+			return nil, p.fail(ErrLimit, "array string %d: length %d above the limit %d", i, l, p.opts.MaxStringLen)
+		}
+		if err := p.need(l, 1, "array string"); err != nil {
+			return nil, err
+		}
+		start := len(arena)
+		arena = slices.Grow(arena, int(l))[:start+int(l)]
+		if err := p.read(arena[start:]); err != nil {
+			return nil, err
+		}
+		ends = append(ends, len(arena))
+	}
+	all := string(arena)
+	out := make([]string, len(ends))
+	start := 0
+	for i, end := range ends {
+		out[i] = all[start:end]
+		start = end
+	}
+	return out, nil
 }
 
 func (p *parser) tensorInfo() (TensorInfo, error) {
