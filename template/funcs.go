@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/ardanlabs/jinja"
@@ -170,6 +171,45 @@ func Strftime(t time.Time, format string) string {
 		}
 	}
 	return b.String()
+}
+
+// printString prints the value of a {{ expression }} as jinja2 does: str()
+// of the value, "" for an undefined one.
+func printString(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+	if len(args) == 0 {
+		return jinja.NewString(""), nil
+	}
+	if args[0].IsString() {
+		return args[0], nil
+	}
+	return jinja.NewString(pyStr(args[0])), nil
+}
+
+// toString is the filter string: str() of the value.
+func toString(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
+	return printString(args, kwargs)
+}
+
+// trim is the filter trim(value, chars=None): str(value).strip(chars).
+func trim(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
+	if len(args) == 0 {
+		return jinja.NewString(""), nil
+	}
+	s := pyStr(args[0])
+	chars, ok := kwargs["chars"]
+	if len(args) > 1 {
+		chars, ok = args[1], true
+	}
+	if ok && !chars.IsNone() && !chars.IsUndefined() {
+		return jinja.NewString(strings.Trim(s, pyStr(chars))), nil
+	}
+	return jinja.NewString(strings.TrimFunc(s, pyIsSpace)), nil
+}
+
+// pyIsSpace reports whether Python's str.isspace holds for r: Unicode
+// White_Space plus the separators U+001C..U+001F.
+func pyIsSpace(r rune) bool {
+	return unicode.IsSpace(r) || (r >= 0x1c && r <= 0x1f)
 }
 
 // tojson is the template filter tojson with transformers' signature:

@@ -92,7 +92,7 @@ func DetectImageStyle(source string) ImageStyle {
 			return StyleSmolVLM
 		case has("<|im_start|>"):
 			return StyleLFM2VL
-		case has("USER") || has("upper()"):
+		case has("ASSISTANT") || has("USER") || has("upper"):
 			return StyleLLaVA
 		}
 		return ImageStyle{Name: "image-tag", Placeholder: "<image>"}

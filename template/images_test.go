@@ -153,6 +153,16 @@ func TestPromptFamilies(t *testing.T) {
 	}
 }
 
+// TestLlamaSystemPartsRepr: Llama 3.2 Vision prints a system message given
+// as parts with Python's repr (expected string from jinja2).
+func TestLlamaSystemPartsRepr(t *testing.T) {
+	tmpl := readCorpusTemplate(t, "llama-3-2-vision")
+	msgs := []Message{System(Text("Don't guess.")), User(Image(), Text("What is it?"))}
+	got, err := tmpl.Render(msgs, Options{AddGenerationPrompt: true, BOSToken: "<|begin_of_text|>", EOSToken: "<|eot_id|>", Now: fixedClock})
+	require.NoError(t, err)
+	assert.Equal(t, "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\nToday Date: 15 Jan 2026\n\n[{'type': 'text', 'text': \"Don't guess.\"}]<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n<|image|>What is it?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n", got)
+}
+
 const mistralDefaultSystem = "You are Mistral Small 3, a Large Language Model (LLM) created by Mistral AI, a French startup headquartered in Paris.Your knowledge base was last updated on 2023-10-01. The current date is 2026-01-15.When you're not sure about some information, you say that you don't have the information and don't make up anything.If the user's question is not clear, ambiguous, or does not provide enough context for you to accurately answer the question, you do not try to answer it right away and you rather ask the user to clarify their request (e.g. \"What are some good restaurants around me?\" => \"Where are you?\" or \"When is the next flight to Tokyo\" => \"Where do you travel from?\")"
 
 // TestPromptTextContainingPlaceholder: a user typing the family's

@@ -6,11 +6,26 @@ import (
 	"unicode/utf8"
 )
 
-// tojsonFilter is the name under which our Python-compatible tojson is
-// registered; prepare renames the template's tojson filter calls to it,
-// because the engine looks its own filters up before the render's
-// variables and has no API to replace one.
-const tojsonFilter = "__vlm_tojson"
+// Names under which our Python-compatible functions are registered as
+// render variables. prepare renames the template's tojson, trim and string
+// filters to them, because the engine looks its own filters up before the
+// render's variables and has no API to replace one; and it pipes every
+// {{ expression }} through printFilter, because the engine prints values
+// its own way (None as "", 1.0 as "1", strings in lists always in single
+// quotes).
+const (
+	tojsonFilter = "__vlm_tojson"
+	trimFilter   = "__vlm_trim"
+	stringFilter = "__vlm_string"
+	printFilter  = "__vlm_print"
+)
+
+// renamedFilters maps a filter name to the name prepare gives it.
+var renamedFilters = map[string]string{
+	"tojson": tojsonFilter,
+	"trim":   trimFilter,
+	"string": stringFilter,
+}
 
 // prepare rewrites a chat template's source so that the engine reads it the
 // way jinja2 does under transformers' settings:
@@ -23,7 +38,14 @@ const tojsonFilter = "__vlm_tojson"
 //     escapes the engine does not know (\r, \a, \b, \f, \v, octal, \x, \u,
 //     \U) become the characters they stand for; unknown escapes such as \s
 //     stay as they are;
-//   - the tojson filter is renamed to our implementation.
+//   - number literals jinja2 reads and the engine does not (1e-5, 1_000)
+//     are rewritten;
+//   - the tojson, trim and string filters are renamed to our
+//     implementations, and {{ expressions }} are printed by ours (Python's
+//     str());
+//   - the "+" that turns lstrip_blocks/trim_blocks off for one tag ({%+,
+//     +%}) is dropped, since the engine rejects it: such a tag is trimmed
+//     like the others.
 //
 // Text outside tags, comments and {% raw %} bodies is left alone.
 func prepare(src string) string {
@@ -61,9 +83,15 @@ func prepare(src string) string {
 			}
 			end, body := rewriteTag(src, j+2, closer)
 			b.WriteString(src[j : j+2])
-			b.WriteString(body)
 			if end > len(src) {
+				// Not closed: the engine reports the error.
+				b.WriteString(body)
 				return b.String()
+			}
+			if src[j+1] == '{' {
+				b.WriteString(wrapOutput(body))
+			} else {
+				b.WriteString(dropPlus(body))
 			}
 			b.WriteString(closer)
 			i = end
@@ -109,8 +137,10 @@ func rewriteTag(src string, start int, closer string) (int, string) {
 				k++
 			}
 			word := src[i:k]
-			if word == "tojson" && prevSignificant == '|' {
-				word = tojsonFilter
+			if prevSignificant == '|' {
+				if renamed, ok := renamedFilters[word]; ok {
+					word = renamed
+				}
 			}
 			b.WriteString(word)
 			i = k
@@ -124,6 +154,28 @@ func rewriteTag(src string, start int, closer string) (int, string) {
 		}
 	}
 	return len(src) + 1, b.String()
+}
+
+// wrapOutput pipes the expression inside a {{ ... }} tag through
+// printFilter, keeping its whitespace-control markers in place.
+func wrapOutput(body string) string {
+	lead, trail := "", ""
+	if strings.HasPrefix(body, "-") {
+		lead, body = "-", body[1:]
+	}
+	if strings.HasSuffix(body, "-") {
+		trail, body = "-", body[:len(body)-1]
+	}
+	if strings.TrimSpace(body) == "" {
+		return lead + body + trail
+	}
+	return lead + " (" + body + ")|" + printFilter + " " + trail
+}
+
+// dropPlus removes the "+" markers from the inside of a {% ... %} tag.
+func dropPlus(body string) string {
+	body = strings.TrimPrefix(body, "+")
+	return strings.TrimSuffix(body, "+")
 }
 
 // rewriteNumber rewrites the number literal at src[start] into a form the

@@ -150,6 +150,9 @@ func (t *Template) render(messages jinja.Value, opts *Options) (string, error) {
 	data["raise_exception"] = raiseExceptionValue
 	data["strftime_now"] = strftimeNow(now)
 	data[tojsonFilter] = tojsonValue
+	data[trimFilter] = trimValue
+	data[stringFilter] = stringValue
+	data[printFilter] = printValue
 	if opts.BOSToken != "" {
 		data["bos_token"] = jinja.NewString(opts.BOSToken)
 	}
@@ -184,6 +187,9 @@ func (t *Template) render(messages jinja.Value, opts *Options) (string, error) {
 var (
 	raiseExceptionValue = jinja.NewCallable("raise_exception", raiseException)
 	tojsonValue         = jinja.NewCallable("tojson", tojson)
+	trimValue           = jinja.NewCallable("trim", trim)
+	stringValue         = jinja.NewCallable("string", toString)
+	printValue          = jinja.NewCallable("print", printString)
 )
 
 // cacheSize bounds the number of compiled templates kept by [Compile]; a
