@@ -291,6 +291,11 @@ func (c *checker) projectorTensors(p *Projector) {
 	} else if len(t.Shape) > 2 || t.Dim(0) != ve || t.Dim(1) < nPos {
 		c.add(ErrTensorShape, true, "", t.Name, "shape %v, want [%d %d]", t.Shape, ve, nPos)
 	}
+	if uint64(p.BlockCount)*3 > uint64(len(c.f.Tensors)) {
+		// each layer has at least attn_out, ffn_up and ffn_down
+		c.add(ErrMissingTensor, false, "", fmt.Sprintf("v.blk.%d.attn_out.weight", p.BlockCount-1), "%d layers but only %d tensors", p.BlockCount, len(c.f.Tensors))
+		return
+	}
 	for i := 0; i < int(p.BlockCount); i++ {
 		b := func(s string) string { return fmt.Sprintf("v.blk.%d.%s", i, s) }
 		if _, fused := c.f.Tensor(b("attn_qkv.weight")); !fused {

@@ -199,13 +199,13 @@ func TestF16(t *testing.T) {
 		{float32(math.Inf(1)), 0x7c00},
 		{float32(math.Inf(-1)), 0xfc00},
 		{float32(math.NaN()), 0x7e00},
-		{1.0 / (1 << 24), 0x0001},       // smallest subnormal
-		{1.0 / (1 << 25), 0x0000},       // tie: to even (0)
-		{1.5 / (1 << 24), 0x0002},       // tie: to even (2)
-		{2.5 / (1 << 24), 0x0002},       // tie: to even (2)
-		{1.0 / (1 << 14), 0x0400},       // smallest normal
-		{1 + 1.0/2048, 0x3c00},          // tie to even (down)
-		{1 + 3.0/2048, 0x3c02},          // tie to even (up)
+		{1.0 / (1 << 24), 0x0001}, // smallest subnormal
+		{1.0 / (1 << 25), 0x0000}, // tie: to even (0)
+		{1.5 / (1 << 24), 0x0002}, // tie: to even (2)
+		{2.5 / (1 << 24), 0x0002}, // tie: to even (2)
+		{1.0 / (1 << 14), 0x0400}, // smallest normal
+		{1 + 1.0/2048, 0x3c00},    // tie to even (down)
+		{1 + 3.0/2048, 0x3c02},    // tie to even (up)
 		{0.1, 0x2e66},
 		{1e-10, 0},
 	}
