@@ -21,6 +21,7 @@ type ProjectorParams struct {
 	ImageMinTokens int  // dynamic-resolution projectors only; 0: from the file
 	ImageMaxTokens int  // dynamic-resolution projectors only; 0: from the file
 	Warmup         bool // run a warm-up encode at load
+	Marker         string // media marker; empty: mtmd's default
 }
 
 // MtmdContext is a loaded vision projector bound to a text model (struct
@@ -45,6 +46,11 @@ func LoadProjector(path string, m *LlamaModel, p ProjectorParams) (*MtmdContext,
 	params.image_min_tokens = C.int(p.ImageMinTokens)
 	params.image_max_tokens = C.int(p.ImageMaxTokens)
 	params.warmup = C.bool(p.Warmup)
+	if p.Marker != "" {
+		cmarker := C.CString(p.Marker)
+		defer C.free(unsafe.Pointer(cmarker))
+		params.media_marker = cmarker
+	}
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
 	c := C.mtmd_init_from_file(cpath, m.c, params)

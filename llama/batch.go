@@ -28,6 +28,13 @@ func (m *Model) NewBatch(capacity, nSeqMax int) (*Batch, error) {
 	return newBatch(capacity, 0, nSeqMax, 1, info.NVocab)
 }
 
+// NewBatch returns a token batch for the context's model, for up to
+// capacity tokens of one sequence each. It works while the context is open,
+// even after the model was closed.
+func (x *Context) NewBatch(capacity int) (*Batch, error) {
+	return newBatch(capacity, 0, 1, 1, x.model.info.NVocab)
+}
+
 // NewEmbeddingBatch returns a batch for up to capacity embeddings of width
 // nEmbd; posPerToken is 1, or 4 for M-RoPE models.
 func NewEmbeddingBatch(capacity, nEmbd, posPerToken int) (*Batch, error) {

@@ -50,6 +50,7 @@ type Model struct {
 	refs    int  // open children (contexts, projectors)
 	path    string
 	file    *gguf.File
+	info    Info // read once at load; immutable
 	cleanup runtime.Cleanup
 }
 
@@ -86,6 +87,12 @@ func Load(ctx context.Context, path string, opts LoadOptions) (*Model, error) {
 		return nil, err
 	}
 	m := &Model{c: c, path: path, file: f}
+	m.info = Info{
+		Architecture: f.Architecture(), Description: c.Description(), NParams: c.NParams(),
+		Size: c.Size(), NCtxTrain: c.NCtxTrain(), NEmbd: c.NEmbd(), NEmbdInput: c.NEmbdInput(),
+		NLayer: c.NLayer(), NHead: c.NHead(), NHeadKV: c.NHeadKV(), NVocab: c.VocabSize(),
+		PositionsPerToken: c.PositionsPerToken(),
+	}
 	m.cleanup = runtime.AddCleanup(m, func(c *vlm.LlamaModel) { c.Free() }, c)
 	return m, nil
 }
@@ -204,21 +211,20 @@ type Info struct {
 	NHead        int    // attention heads
 	NHeadKV      int    // key/value heads
 	NVocab       int    // vocabulary size
+	// PositionsPerToken is 4 for M-RoPE models (Qwen2-VL style), else 1.
+	PositionsPerToken int
 }
 
 // Info returns the model's summary.
 func (m *Model) Info() (Info, error) {
-	var info Info
-	err := m.use(func(c *vlm.LlamaModel) error {
-		info = Info{
-			Architecture: m.file.Architecture(), Description: c.Description(), NParams: c.NParams(),
-			Size: c.Size(), NCtxTrain: c.NCtxTrain(), NEmbd: c.NEmbd(), NEmbdInput: c.NEmbdInput(),
-			NLayer: c.NLayer(), NHead: c.NHead(), NHeadKV: c.NHeadKV(), NVocab: c.VocabSize(),
-		}
-		return nil
-	})
-	return info, err
+	if err := m.use(func(*vlm.LlamaModel) error { return nil }); err != nil {
+		return Info{}, err
+	}
+	return m.info, nil
 }
+
+// Summary returns the model's summary even after Close (it is read at load).
+func (m *Model) Summary() Info { return m.info }
 
 // Metadata returns the GGUF key/values as llama.cpp renders them (arrays are
 // summarised). File gives typed access to every value.

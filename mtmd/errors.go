@@ -1,0 +1,39 @@
+package mtmd
+
+import (
+	"errors"
+
+	"github.com/vlm-go/vlm"
+)
+
+// Errors of this package; test for them with errors.Is.
+var (
+	// ErrClosed: the projector or chunks were closed.
+	ErrClosed = vlm.ErrClosed
+	// ErrNotFound: the projector file does not exist (also matches fs.ErrNotExist).
+	ErrNotFound = errors.New("mtmd: projector file not found")
+	// ErrInvalidProjector: the file is not a projector mtmd can load safely.
+	ErrInvalidProjector = errors.New("mtmd: invalid projector file")
+	// ErrProjectorMismatch: the projector's output width differs from the
+	// text model's input embedding width, or it belongs to another model.
+	ErrProjectorMismatch = errors.New("mtmd: projector does not fit the model")
+	// ErrImageTooLarge: the image has more pixels (or bytes) than allowed.
+	ErrImageTooLarge = errors.New("mtmd: image too large")
+	// ErrInvalidImage: the image is empty, truncated or corrupt.
+	ErrInvalidImage = errors.New("mtmd: invalid image")
+	// ErrUnsupportedFormat: the bytes are not an image format vlm decodes.
+	ErrUnsupportedFormat = errors.New("mtmd: unsupported image format")
+	// ErrMarkerMismatch: the number of media markers differs from the images.
+	ErrMarkerMismatch = errors.New("mtmd: media markers do not match the images")
+	// ErrUbatchTooSmall: the projector needs a whole image in one micro-batch
+	// (non-causal attention) and the context's NUbatch is smaller.
+	ErrUbatchTooSmall = errors.New("mtmd: context NUbatch smaller than an image's tokens")
+	// ErrCancelled: the context.Context was cancelled.
+	ErrCancelled = vlm.ErrCancelled
+	// ErrInvalidArgument: an argument is out of range.
+	ErrInvalidArgument = vlm.ErrInvalidArgument
+	// ErrContextFull: the prompt does not fit in the context.
+	ErrContextFull = vlm.ErrContextFull
+	// ErrAudioUnsupported: audio input is not supported by vlm.
+	ErrAudioUnsupported = errors.New("mtmd: audio input is not supported")
+)

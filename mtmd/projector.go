@@ -1,0 +1,173 @@
+package mtmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"runtime"
+	"sync"
+
+	"github.com/vlm-go/vlm"
+	"github.com/vlm-go/vlm/gguf"
+	"github.com/vlm-go/vlm/llama"
+)
+
+// Options configure Load. The zero value runs the encoder on the CPU with
+// mtmd's default thread count.
+type Options struct {
+	// UseGPU runs the vision encoder on the GPU when a GPU backend is loaded.
+	UseGPU bool
+	// Threads for the encoder; 0 means the number of CPUs.
+	Threads int
+	// ImageMinTokens and ImageMaxTokens bound the tokens per image for
+	// dynamic-resolution projectors (e.g. Qwen2-VL); 0 keeps the file's.
+	ImageMinTokens, ImageMaxTokens int
+	// Warmup runs one encode at load time so the first image is not slower.
+	Warmup bool
+	// Marker is the text that stands for an image in prompts; empty means
+	// mtmd's default "<__media__>".
+	Marker string
+}
+
+// Projector is a vision projector loaded for one text model. Its methods
+// are safe for concurrent use; encodes run one at a time.
+type Projector struct {
+	model   *llama.Model
+	info    *gguf.Projector
+	path    string
+	marker  string
+	nEmbd   int        // the model's input embedding width
+	mu      sync.Mutex // serialises native calls and Close
+	c       *vlm.MtmdContext
+	cleanup runtime.Cleanup
+}
+
+// Load checks the projector file at path, checks that it fits model, and
+// loads it. The projector keeps the model alive until it is closed.
+func Load(ctx context.Context, path string, model *llama.Model, opts Options) (*Projector, error) {
+	if opts.Threads < 0 || opts.ImageMinTokens < 0 || opts.ImageMaxTokens < 0 {
+		return nil, fmt.Errorf("negative option in %+v: %w", opts, ErrInvalidArgument)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%w (%w)", ErrCancelled, err)
+	}
+	info, err := CheckFile(path)
+	if err != nil {
+		return nil, err
+	}
+	minfo, err := model.Info()
+	if err != nil {
+		return nil, err
+	}
+	if info.OutputEmbd != 0 && int(info.OutputEmbd) != minfo.NEmbdInput {
+		return nil, fmt.Errorf("%s produces %d-wide embeddings, the model %s takes %d: %w",
+			path, info.OutputEmbd, model.Path(), minfo.NEmbdInput, ErrProjectorMismatch)
+	}
+	if opts.Threads == 0 {
+		opts.Threads = runtime.NumCPU()
+	}
+	marker := opts.Marker
+	if marker == "" {
+		marker = vlm.MediaMarker()
+	}
+	if err := model.Acquire(); err != nil {
+		return nil, err
+	}
+	var c *vlm.MtmdContext
+	err = model.Native(func(m *vlm.LlamaModel) (err error) {
+		c, err = vlm.LoadProjector(path, m, vlm.ProjectorParams{
+			UseGPU: opts.UseGPU, Threads: opts.Threads, ImageMinTokens: opts.ImageMinTokens,
+			ImageMaxTokens: opts.ImageMaxTokens, Warmup: opts.Warmup, Marker: opts.Marker,
+		})
+		return err
+	})
+	if err != nil {
+		model.Release()
+		if info.OutputEmbd == 0 && errors.Is(err, vlm.ErrLoad) {
+			return nil, fmt.Errorf("%w (mtmd refuses a projector whose output width differs from the model's): %w", err, ErrProjectorMismatch)
+		}
+		return nil, err
+	}
+	p := &Projector{model: model, info: info, path: path, marker: marker, c: c, nEmbd: minfo.NEmbdInput}
+	p.cleanup = runtime.AddCleanup(p, func(c *vlm.MtmdContext) { c.Free(); model.Release() }, c)
+	return p, nil
+}
+
+// CheckFile reads a projector file's metadata and checks it for what would
+// make mtmd abort, without loading it.
+func CheckFile(path string) (*gguf.Projector, error) {
+	if _, err := os.Stat(path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s: %w (%w)", path, ErrNotFound, err)
+		}
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: %w", path, ErrInvalidProjector, err)
+	}
+	if err := gguf.ValidateProjector(f); err != nil {
+		return nil, fmt.Errorf("%s: %w: %w", path, ErrInvalidProjector, err)
+	}
+	info, err := gguf.ProjectorInfo(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: %w", path, ErrInvalidProjector, err)
+	}
+	return info, nil
+}
+
+// Close frees the projector (idempotent) and releases its hold on the model.
+func (p *Projector) Close() error {
+	if p == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.c == nil {
+		return nil
+	}
+	p.cleanup.Stop()
+	p.c.Free()
+	p.c = nil
+	p.model.Release()
+	return nil
+}
+
+func (p *Projector) use(f func(c *vlm.MtmdContext) error) error {
+	if p == nil {
+		return ErrClosed
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.c == nil {
+		return ErrClosed
+	}
+	return f(p.c)
+}
+
+// Model returns the text model the projector was loaded for.
+func (p *Projector) Model() *llama.Model { return p.model }
+
+// Marker returns the text that stands for one image in a prompt.
+func (p *Projector) Marker() string { return p.marker }
+
+// Info returns the projector's metadata (type, image and patch size, merge
+// factor, tokens per image, non-causal attention).
+func (p *Projector) Info() gguf.Projector { return *p.info }
+
+// UsesNonCausal reports whether image embeddings are decoded with
+// non-causal attention; such projectors need NUbatch ≥ an image's tokens.
+func (p *Projector) UsesNonCausal() bool {
+	var b bool
+	_ = p.use(func(c *vlm.MtmdContext) error { b = c.UseNonCausal(); return nil })
+	return b
+}
+
+// UsesMRoPE reports whether the text model takes M-RoPE positions.
+func (p *Projector) UsesMRoPE() bool {
+	var b bool
+	_ = p.use(func(c *vlm.MtmdContext) error { b = c.UseMRoPE(); return nil })
+	return b
+}
