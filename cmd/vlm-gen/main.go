@@ -16,6 +16,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -85,6 +86,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	seed := fs.Uint64("seed", testmodel.DefaultSeed, "seed of the random weights")
 	dir := fs.String("out", "", "directory to write into (default: the user cache, reusing existing files)")
 	list := fs.Bool("list", false, "list the presets and exit")
+	asJSON := fs.Bool("json", false, "print the paths and predicted numbers as JSON")
+	image := fs.String("image", "64x64", "image size WxH whose embedding count to predict")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -104,6 +107,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 				name, s.Projector.Type, s.Text.NEmbd, s.Text.NLayer, mustVocab(s), s.Projector.NEmbd, s.Projector.NLayer, s.Projector.ImageSize)
 		}
 		return nil
+	}
+	var imgW, imgH int
+	if _, err := fmt.Sscanf(*image, "%dx%d", &imgW, &imgH); err != nil || imgW <= 0 || imgH <= 0 {
+		return fmt.Errorf("%w: -image %q: want WxH, e.g. 64x64", errUsage, *image)
 	}
 	seedSet := false
 	fs.Visit(func(f *flag.Flag) { seedSet = seedSet || f.Name == "seed" })
@@ -132,6 +139,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	elapsed := time.Since(start)
+	chunks, err := spec.ImageChunks(imgW, imgH)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(out, spec, model, proj, *image, chunks, elapsed)
+	}
 
 	for _, f := range []struct {
 		label, path string
@@ -144,7 +158,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		fmt.Fprintf(out, "%-6s %s\n       %d bytes (%.1f MiB), %d parameters\n", f.label, f.path, st.Size(), float64(st.Size())/(1<<20), f.params)
 	}
 	fmt.Fprintf(out, "spec   %s, %s weights, seed %d, text n_embd %d, n_vocab %d\n", spec.Name, spec.WeightType, spec.Seed, spec.Text.NEmbd, mustVocab(spec))
-	for _, sz := range [][2]int{{64, 64}, {spec.Projector.ImageSize, spec.Projector.ImageSize}, {640, 480}} {
+	for _, sz := range [][2]int{{imgW, imgH}, {spec.Projector.ImageSize, spec.Projector.ImageSize}, {640, 480}} {
 		chunks, err := spec.ImageChunks(sz[0], sz[1])
 		if err != nil {
 			return err
@@ -154,6 +168,41 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "took   %v\n", elapsed.Round(time.Millisecond))
 	return nil
+}
+
+// report is what -json prints.
+type report struct {
+	Spec            testmodel.Spec `json:"spec"`
+	Model           string         `json:"model"`
+	MMProj          string         `json:"mmproj"`
+	ModelBytes      int64          `json:"model_bytes"`
+	MMProjBytes     int64          `json:"mmproj_bytes"`
+	NEmbd           int            `json:"n_embd"`
+	NVocab          int            `json:"n_vocab"`
+	TextParams      uint64         `json:"text_params"`
+	ProjectorParams uint64         `json:"projector_params"`
+	Image           string         `json:"image"`
+	ImageChunks     []int          `json:"image_chunks"`
+	Seconds         float64        `json:"seconds"`
+}
+
+func printJSON(out io.Writer, spec testmodel.Spec, model, proj, image string, chunks []int, elapsed time.Duration) error {
+	r := report{Spec: spec, Model: model, MMProj: proj, NEmbd: spec.Text.NEmbd, NVocab: mustVocab(spec),
+		TextParams: spec.TextParams(), ProjectorParams: spec.ProjectorParams(), Image: image, ImageChunks: chunks,
+		Seconds: elapsed.Seconds()}
+	for _, f := range []struct {
+		path string
+		size *int64
+	}{{model, &r.ModelBytes}, {proj, &r.MMProjBytes}} {
+		st, err := os.Stat(f.path)
+		if err != nil {
+			return err
+		}
+		*f.size = st.Size()
+	}
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
 }
 
 func mustVocab(s testmodel.Spec) int {
