@@ -37,6 +37,7 @@ type FormatError struct {
 	kinds  []error
 }
 
+// Error describes the problem with its offset and key.
 func (e *FormatError) Error() string {
 	where := fmt.Sprintf("at offset %d", e.Offset)
 	if e.Key != "" {

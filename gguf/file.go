@@ -28,10 +28,10 @@ type File struct {
 // (Type == ValueArray) a slice of the element type given by ArrayType
 // ([]uint8, ..., []bool, []string).
 type KV struct {
-	Key       string
+	Key       string    // the metadata key, e.g. "general.architecture"
 	Type      ValueType // ValueArray for arrays
 	ArrayType ValueType // element type when Type == ValueArray
-	Value     any
+	Value     any       // the decoded value (see above)
 }
 
 // IsArray reports whether the value is an array.
@@ -79,11 +79,11 @@ func (kv KV) Len() int {
 
 // TensorInfo describes one tensor.
 type TensorInfo struct {
-	Name   string
-	Type   TensorType
-	Shape  []uint64 // ggml order: Shape[0] is the innermost dimension (ne0)
-	Offset uint64   // data offset relative to File.DataOffset
-	Size   uint64   // data size in bytes
+	Name   string     // unique, at most 63 bytes
+	Type   TensorType // ggml type of the data
+	Shape  []uint64   // ggml order: Shape[0] is the innermost dimension (ne0)
+	Offset uint64     // data offset relative to File.DataOffset
+	Size   uint64     // data size in bytes
 }
 
 // Elements returns the number of values in the tensor (1 for no dimensions).

@@ -49,8 +49,8 @@ type Projector struct {
 	// attention (gemma3): the whole image must fit in one micro-batch, so
 	// n_ubatch must be at least TokensPerImage or llama.cpp aborts.
 	NonCausal bool
-	ImageMean [3]float32
-	ImageStd  [3]float32
+	ImageMean [3]float32 // clip.vision.image_mean: per-channel mean subtracted from pixels in [0, 1]
+	ImageStd  [3]float32 // clip.vision.image_std: per-channel divisor after the mean
 }
 
 // resolveProjectorType mirrors clip_model_loader::load_hparams for vision.

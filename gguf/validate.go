@@ -40,6 +40,7 @@ type ValidationError struct {
 	Abort  bool   // the pinned llama.cpp would abort/crash on it
 }
 
+// Error describes the problem, its key or tensor, and whether it is abort-class.
 func (e *ValidationError) Error() string {
 	var b strings.Builder
 	b.WriteString("gguf: ")
@@ -533,8 +534,10 @@ func (c *checker) vocab() int {
 		}
 	}
 
-	// Special ids: a present id must be a u32; an out-of-range one keeps
-	// the default, which must be in range too (or absent).
+	// Special ids: a present id must be a u32. llama.cpp ignores an
+	// out-of-range id with a warning and keeps its default (real files with
+	// e.g. padding_token_id == n_vocab load fine), so that is only a problem
+	// when the id it ends up using is outside the vocabulary.
 	defs := defaultSpecial[model]
 	ids := map[string]int64{}
 	for _, name := range specialTokenKeys {
@@ -546,8 +549,8 @@ func (c *checker) vocab() int {
 		if id, ok := c.u32(key, false, false, false); ok {
 			if int64(id) < int64(n) {
 				eff = int64(id)
-			} else {
-				c.add(ErrSpecialToken, eff >= int64(n), key, "", "id %d outside the %d tokens (llama.cpp falls back to %d)", id, n, eff)
+			} else if eff >= int64(n) {
+				c.add(ErrSpecialToken, true, key, "", "id %d outside the %d tokens, and so is llama.cpp's fallback %d", id, n, eff)
 				continue
 			}
 		}

@@ -82,7 +82,7 @@ func TestValidateModelProblems(t *testing.T) {
 		}, ErrTokenArray, false},
 		{"token_type scalar", func(s *modelSpec) { s.override = map[string]any{"tokenizer.ggml.token_type": int32(1)} }, ErrTokenArray, true},
 		{"bos id type", func(s *modelSpec) { s.override = map[string]any{"tokenizer.ggml.bos_token_id": int32(1)} }, ErrKeyType, false},
-		{"eos id out of range", func(s *modelSpec) { s.override = map[string]any{"tokenizer.ggml.eos_token_id": uint32(100000)} }, ErrSpecialToken, false},
+
 		{"context_length i32", func(s *modelSpec) { s.override = map[string]any{"llama.context_length": int32(256)} }, ErrKeyType, false},
 		{"rms eps f64", func(s *modelSpec) {
 			s.override = map[string]any{"llama.attention.layer_norm_rms_epsilon": float64(1e-5)}
@@ -215,6 +215,14 @@ func TestValidateModelFileEdits(t *testing.T) {
 			expectProblem(t, ValidateModel(f), tc.kind, tc.abort)
 		})
 	}
+}
+
+func TestValidateModelSpecialFallback(t *testing.T) {
+	s := defaultModelSpec()
+	n := uint32(len(s.extraTokens) + 256)
+	// llama.cpp warns and keeps its default (pad: none, eos: 2)
+	s.override = map[string]any{"tokenizer.ggml.padding_token_id": n, "tokenizer.ggml.eos_token_id": n + 5}
+	assert.NoError(t, ValidateModel(modelFile(t, s)))
 }
 
 func TestValidateModelOtherArch(t *testing.T) {
