@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -665,4 +666,12 @@ func TestLargePreset(t *testing.T) {
 			assert.NoError(t, f.check(gf))
 		}
 	}
+}
+
+func TestHashOfInvalidSpec(t *testing.T) {
+	s, err := Preset("tiny-mlp")
+	require.NoError(t, err)
+	s.Projector.ImageMean[0] = float32(math.NaN())
+	assert.NotPanics(t, func() { _, _ = s.FileNames() })
+	assert.ErrorIs(t, s.Validate(), ErrInvalidConfig)
 }
