@@ -516,3 +516,55 @@ func BenchmarkReadVocabulary(b *testing.B) {
 		}
 	}
 }
+
+func TestTypedGetters(t *testing.T) {
+	w, _ := roundTripWriter(t)
+	f := mustRead(t, mustBytes(t, w))
+	get := func(fn func(string) (any, bool), key string) any {
+		v, ok := fn(key)
+		require.True(t, ok, key)
+		return v
+	}
+	tests := []struct {
+		key string
+		fn  func(string) (any, bool)
+	}{
+		{"u8", func(k string) (any, bool) { return f.Uint8(k) }},
+		{"i8", func(k string) (any, bool) { return f.Int8(k) }},
+		{"u16", func(k string) (any, bool) { return f.Uint16(k) }},
+		{"i16", func(k string) (any, bool) { return f.Int16(k) }},
+		{"u32", func(k string) (any, bool) { return f.Uint32(k) }},
+		{"i32", func(k string) (any, bool) { return f.Int32(k) }},
+		{"u64", func(k string) (any, bool) { return f.Uint64(k) }},
+		{"i64", func(k string) (any, bool) { return f.Int64(k) }},
+		{"f32", func(k string) (any, bool) { return f.Float32(k) }},
+		{"f64", func(k string) (any, bool) { return f.Float64(k) }},
+		{"bool", func(k string) (any, bool) { return f.Bool(k) }},
+		{"str", func(k string) (any, bool) { return f.String(k) }},
+		{"a.str", func(k string) (any, bool) { return f.Strings(k) }},
+		{"a.f32", func(k string) (any, bool) { return f.Float32s(k) }},
+		{"a.i32", func(k string) (any, bool) { return f.Int32s(k) }},
+		{"a.u32", func(k string) (any, bool) { return f.Uint32s(k) }},
+		{"a.u8", func(k string) (any, bool) { return f.Bytes(k) }},
+	}
+	for _, tc := range tests {
+		kv, _ := f.Get(tc.key)
+		assert.Equal(t, kv.Value, get(tc.fn, tc.key), tc.key)
+		// every getter refuses a key of another type and a missing key
+		other := "u8"
+		if tc.key == "u8" {
+			other = "i8"
+		}
+		_, ok := tc.fn(other)
+		assert.False(t, ok, "%s getter on %s", tc.key, other)
+		_, ok = tc.fn("missing")
+		assert.False(t, ok)
+	}
+	ti := f.Tensors[0]
+	assert.Equal(t, uint64(3), ti.Dim(1))
+	assert.Equal(t, uint64(1), ti.Dim(3))
+	_, err := f.ReadTensor(bytes.NewReader(nil), ti.Name)
+	assert.Error(t, err, "short reader")
+	_, err = f.ReadTensor(bytes.NewReader(nil), "missing")
+	assert.Error(t, err)
+}

@@ -203,6 +203,21 @@ func TestValidateModelFileEdits(t *testing.T) {
 			}
 			f.KVs = append(kvs, KV{Key: "tokenizer.ggml.merges", Type: ValueArray, ArrayType: ValueString, Value: []string{}})
 		}, ErrSpecialToken, true},
+		{"explicit id and fallback out of range", func(f *File) {
+			var kvs []KV
+			for _, kv := range f.KVs {
+				switch kv.Key {
+				case "tokenizer.ggml.scores", "tokenizer.ggml.token_type", "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.padding_token_id":
+				case "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id":
+					kvs = append(kvs, KV{Key: kv.Key, Type: ValueUint32, Value: uint32(100)})
+				case "tokenizer.ggml.tokens":
+					kvs = append(kvs, KV{Key: kv.Key, Type: ValueArray, ArrayType: ValueString, Value: []string{"a", "b"}})
+				default:
+					kvs = append(kvs, kv)
+				}
+			}
+			f.KVs = kvs // llama (SPM) defaults bos 1 (in range), eos 2 (not)
+		}, ErrSpecialToken, true},
 		{"clip file", func(f *File) {
 			replaceKV(f, "general.architecture", KV{Key: "general.architecture", Type: ValueString, Value: "clip"})
 		}, ErrBadValue, false},
