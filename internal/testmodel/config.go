@@ -110,7 +110,8 @@ type ProjectorConfig struct {
 	// (clip.vision.preproc_image_size): images are scaled so that their
 	// longer side is this long, then cut into ImageSize tiles, followed by an
 	// overview image. 0 means no tiles (one overview chunk per image). Only
-	// for idefics3; at least ImageSize.
+	// for idefics3; from ImageSize to 6·ImageSize (the tile tokens go up to
+	// <row_6_col_6>).
 	PreprocImageSize int `json:"preproc_image_size,omitempty"`
 	// MLPHidden is the width of the mlp projector's hidden layer (mm.0); only
 	// for mlp, where it is required.
@@ -297,7 +298,8 @@ func (c ProjectorConfig) Validate() error {
 			return cfgErr("projector.scale_factor", "patch grid %d (image_size/patch_size) is not divisible by scale_factor %d", grid, c.ScaleFactor)
 		}
 		if c.PreprocImageSize != 0 {
-			if err := checkRange("projector.preproc_image_size", c.PreprocImageSize, c.ImageSize, maxDim); err != nil {
+			// SmolVLM's vocabulary has <row_R_col_C> for R, C <= 6.
+			if err := checkRange("projector.preproc_image_size", c.PreprocImageSize, c.ImageSize, idefics3MaxTiles*c.ImageSize); err != nil {
 				return err
 			}
 		}

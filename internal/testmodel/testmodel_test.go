@@ -189,6 +189,7 @@ func TestInvalidConfigs(t *testing.T) {
 		{"idefics3 grid not divisible", ProjectorIdefics3, func(s *Spec) { s.Projector.ScaleFactor = 3 }, "projector.scale_factor", nil},
 		{"idefics3 scale factor 1", ProjectorIdefics3, func(s *Spec) { s.Projector.ScaleFactor = 1 }, "projector.scale_factor", nil},
 		{"idefics3 preproc below image size", ProjectorIdefics3, func(s *Spec) { s.Projector.PreprocImageSize = 16 }, "projector.preproc_image_size", nil},
+		{"idefics3 more tiles than tile tokens", ProjectorIdefics3, func(s *Spec) { s.Projector.PreprocImageSize = 7 * 32 }, "projector.preproc_image_size", nil},
 		{"idefics3 with mlp hidden", ProjectorIdefics3, func(s *Spec) { s.Projector.MLPHidden = 64 }, "projector.mlp_hidden", nil},
 		{"gemma3 pooling not dividing grid", ProjectorGemma3, func(s *Spec) { s.Projector.ScaleFactor = 3 }, "projector.scale_factor", nil},
 		{"gemma3 no pooling kernel", ProjectorGemma3, func(s *Spec) { s.Projector.ScaleFactor = 0 }, "projector.scale_factor", nil},

@@ -173,12 +173,11 @@ func buildVocab(c TextConfig) (*Vocab, error) {
 		if text == "" {
 			return -1
 		}
-		for i, t := range v.Tokens {
-			if t == text {
-				return i
-			}
+		i := v.ID(text)
+		if i < 0 {
+			panic("testmodel: special token " + text + " missing from its family's vocabulary")
 		}
-		panic("testmodel: special token " + text + " missing from its family's vocabulary")
+		return i
 	}
 	v.BOS, v.EOS, v.EOT, v.UNK, v.PAD = id(fam.bos), id(fam.eos), id(fam.eot), id(fam.unk), id(fam.pad)
 	return v, nil
