@@ -174,6 +174,16 @@ func TestErrors(t *testing.T) {
 		require.ErrorAs(t, err, &re)
 		assert.Contains(t, err.Error(), "missing 1 required positional argument")
 	})
+	t.Run("range beyond the sandbox limit", func(t *testing.T) {
+		for _, src := range []string{"{{ range(100001) | length }}", "{{ range(0, 200001, 2) | length }}", "{% for i in range(10000000000) %}{% endfor %}"} {
+			tmpl, err := Compile(src)
+			require.NoError(t, err)
+			_, err = tmpl.Render(nil, Options{})
+			var re *RenderError
+			require.ErrorAs(t, err, &re, src)
+			assert.Contains(t, err.Error(), "Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).")
+		}
+	})
 	t.Run("message with both parts and string", func(t *testing.T) {
 		tmpl, err := Builtin("chatml")
 		require.NoError(t, err)

@@ -26,7 +26,7 @@ var ErrImageCount = errors.New("template: media marker count does not match imag
 // CompileError reports a template source that the Jinja engine could not
 // compile. Err is the engine's error.
 type CompileError struct {
-	Err error
+	Err error // the engine's error
 }
 
 // Error returns the engine's message prefixed with the package name.
@@ -39,7 +39,7 @@ func (e *CompileError) Unwrap() error { return e.Err }
 // template's own raise_exception (an unknown filter, calling a
 // non-callable, a failing built-in, ...). Err is the engine's error.
 type RenderError struct {
-	Err error
+	Err error // the engine's error
 }
 
 // Error returns the engine's message prefixed with the package name.
@@ -53,7 +53,7 @@ func (e *RenderError) Unwrap() error { return e.Err }
 // the template's message exactly, with nothing added, so it compares equal
 // to str(error) in Python.
 type RaiseError struct {
-	Message string
+	Message string // str() of the argument of raise_exception
 }
 
 // Error returns the message the template passed to raise_exception.

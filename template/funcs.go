@@ -173,6 +173,51 @@ func Strftime(t time.Time, format string) string {
 	return b.String()
 }
 
+// maxRange is jinja2's sandbox limit on range() (MAX_RANGE), which keeps a
+// template from a model file from allocating without bound.
+const maxRange = 100000
+
+// safeRange is the template global range([start,] stop[, step]) as the
+// jinja2 sandbox has it: at most maxRange items.
+func safeRange(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+	var n [3]int64
+	for i, a := range args {
+		if i >= 3 || !a.IsInt() {
+			return jinja.Undefined(), fmt.Errorf("range() takes 1 to 3 integer arguments, got %d", len(args))
+		}
+		n[i] = a.AsInt()
+	}
+	start, stop, step := int64(0), int64(0), int64(1)
+	switch len(args) {
+	case 1:
+		stop = n[0]
+	case 2:
+		start, stop = n[0], n[1]
+	case 3:
+		start, stop, step = n[0], n[1], n[2]
+	default:
+		return jinja.Undefined(), fmt.Errorf("range expected at least 1 argument, got %d", len(args))
+	}
+	if step == 0 {
+		return jinja.Undefined(), errors.New("range() arg 3 must not be zero")
+	}
+	var count int64
+	switch {
+	case step > 0 && start < stop:
+		count = (stop-start-1)/step + 1
+	case step < 0 && start > stop:
+		count = (start-stop-1)/(-step) + 1
+	}
+	if count > maxRange {
+		return jinja.Undefined(), fmt.Errorf("Range too big. The sandbox blocks ranges larger than MAX_RANGE (%d).", maxRange)
+	}
+	items := make([]jinja.Value, count)
+	for i := range items {
+		items[i] = jinja.NewInt(start + int64(i)*step)
+	}
+	return jinja.NewList(items), nil
+}
+
 // printString prints the value of a {{ expression }} as jinja2 does: str()
 // of the value, "" for an undefined one.
 func printString(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {

@@ -103,8 +103,8 @@ func CountImages(msgs []Message) int {
 
 // KV is one key/value pair of a [Map].
 type KV struct {
-	Key   string
-	Value any
+	Key   string // the dict key
+	Value any    // converted as Options.Vars values are
 }
 
 // Map is an ordered mapping. Templates see it as a dict whose keys keep

@@ -357,11 +357,11 @@ func findEndraw(src string, i int) int {
 			return len(src)
 		}
 		j += i
-		end := strings.Index(src[j:], "%}")
+		end := strings.Index(src[j+2:], "%}")
 		if end < 0 {
 			return len(src)
 		}
-		if stmtName(src[j+2:j+end]) == "endraw" {
+		if stmtName(src[j+2:j+2+end]) == "endraw" {
 			return j
 		}
 		i = j + 2

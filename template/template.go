@@ -34,8 +34,8 @@ type Options struct {
 	// caller from the model's vocabulary. An empty string leaves the
 	// variable undefined, as for a tokenizer without that token (set it in
 	// Vars to define it as "").
-	BOSToken string
-	EOSToken string
+	BOSToken string // bos_token; "" leaves it undefined
+	EOSToken string // eos_token; "" leaves it undefined
 
 	// Vars are further template variables (e.g. "tools", "date_string",
 	// "add_vision_id", "enable_thinking"). Values may be nil, bools,
@@ -79,7 +79,7 @@ func Compile(source string) (*Template, error) {
 }
 
 func compile(source, name string) (*Template, error) {
-	tmpl, err := jinja.Compile(prepare(source))
+	tmpl, err := safeCompile(prepare(source))
 	if err != nil {
 		return nil, &CompileError{Err: err}
 	}
@@ -148,6 +148,7 @@ func (t *Template) render(messages jinja.Value, opts *Options) (string, error) {
 	}
 	data := make(map[string]jinja.Value, 8+len(opts.Vars))
 	data["raise_exception"] = raiseExceptionValue
+	data["range"] = rangeValue
 	data["strftime_now"] = strftimeNow(now)
 	data[tojsonFilter] = tojsonValue
 	data[trimFilter] = trimValue
@@ -173,7 +174,7 @@ func (t *Template) render(messages jinja.Value, opts *Options) (string, error) {
 	data["messages"] = messages
 	data["add_generation_prompt"] = jinja.NewBool(opts.AddGenerationPrompt)
 
-	out, err := t.tmpl.RenderValues(data)
+	out, err := safeRender(t.tmpl, data)
 	if err != nil {
 		var raise *RaiseError
 		if errors.As(err, &raise) {
@@ -184,9 +185,31 @@ func (t *Template) render(messages jinja.Value, opts *Options) (string, error) {
 	return out, nil
 }
 
+// safeCompile compiles with the engine, turning a panic into an error: a
+// template comes from a model file, which is outside input.
+func safeCompile(src string) (tmpl *jinja.Template, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			tmpl, err = nil, fmt.Errorf("jinja engine panicked: %v", r)
+		}
+	}()
+	return jinja.Compile(src)
+}
+
+// safeRender renders with the engine, turning a panic into an error.
+func safeRender(tmpl *jinja.Template, data map[string]jinja.Value) (out string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = "", fmt.Errorf("jinja engine panicked: %v", r)
+		}
+	}()
+	return tmpl.RenderValues(data)
+}
+
 var (
 	raiseExceptionValue = jinja.NewCallable("raise_exception", raiseException)
 	tojsonValue         = jinja.NewCallable("tojson", tojson)
+	rangeValue          = jinja.NewCallable("range", safeRange)
 	trimValue           = jinja.NewCallable("trim", trim)
 	stringValue         = jinja.NewCallable("string", toString)
 	printValue          = jinja.NewCallable("print", printString)

@@ -68,6 +68,8 @@ func TestWrapperMatchesJinja2(t *testing.T) {
 		{name: "generation block with whitespace control", source: "{%- for m in messages -%}\n    {%- generation -%}\n        {{ m.content }}\n    {%- endgeneration -%}\n{%- endfor -%}",
 			msgs: userAssistant, want: "qa"},
 		{name: "loop controls", source: "{% for i in range(10) %}{% if i == 2 %}{% continue %}{% endif %}{% if i == 5 %}{% break %}{% endif %}{{ i }}{% endfor %}", want: "0134"},
+		{name: "range", source: "{{ range(5) | list }}{{ range(1,10,3)|list }}{{ range(5,0,-2)|list }}{{ range(-3) | list }}{{ range(100000) | length }}",
+			want: "[0, 1, 2, 3, 4][1, 4, 7][5, 3, 1][]100000"},
 		{name: "trim_blocks and lstrip_blocks", source: "  {% if true %}\n  x\n  {% endif %}\ny {# c #}\n  {% if true %}z{% endif %}", want: "  x\ny z"},
 		// Content as a string or as parts.
 		{name: "string content vs parts", source: "{% for m in messages %}{{ m.role }}={{ m.content is string }}/{{ m.content is iterable }};{% endfor %}",
