@@ -109,51 +109,216 @@ func prepare(src string) string {
 	return b.String()
 }
 
-// rewriteTag rewrites the inside of a tag starting at src[start] up to the
-// closer (not inside a string literal). It returns the index just past the
-// closer (len(src)+1 when the tag is not closed) and the rewritten inside.
+// rewriteTag finds the end of the tag whose inside starts at src[start]:
+// the closer outside string literals and brackets (jinja2's lexer balances
+// brackets, so "{{ {'a': {'b': 1}} }}" is one tag). It returns the index
+// just past the closer, len(src)+1 when the tag is not closed, and the
+// rewritten inside.
 func rewriteTag(src string, start int, closer string) (int, string) {
-	var b strings.Builder
-	prevSignificant := byte(0) // last non-space byte outside literals
-	i := start
-	for i < len(src) {
+	depth := 0
+	for i := start; i < len(src); {
 		c := src[i]
 		switch {
 		case c == '\'' || c == '"':
-			end, lit := rewriteLiteral(src, i)
-			b.WriteString(lit)
+			i = skipLiteral(src, i)
+			continue
+		case depth == 0 && strings.HasPrefix(src[i:], closer):
+			return i + len(closer), rewriteExpr(src[start:i])
+		case c == '(' || c == '[' || c == '{':
+			depth++
+		case (c == ')' || c == ']' || c == '}') && depth > 0:
+			depth--
+		}
+		i++
+	}
+	return len(src) + 1, src[start:]
+}
+
+// rewriteExpr rewrites the inside of a tag: string literals decoded as
+// jinja2 decodes them, number literals the engine misreads, the filters we
+// replace renamed, dict(k=v, ...) calls turned into dict literals (the
+// engine's dict() loses the order of its keyword arguments, Python's keeps
+// it), and "}}" inside the expression split into "} }" so that the engine,
+// which ends a {{ tag at the first "}}", reads nested dict literals.
+func rewriteExpr(s string) string {
+	var b strings.Builder
+	b.Grow(len(s) + 16)
+	prevSignificant := byte(0) // last non-space byte outside literals
+	last := byte(0)            // last byte written
+	write := func(str string) {
+		if str != "" {
+			if last == '}' && str[0] == '}' {
+				b.WriteByte(' ')
+			}
+			b.WriteString(str)
+			last = str[len(str)-1]
+		}
+	}
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c == '\'' || c == '"':
+			end, lit := rewriteLiteral(s, i)
+			write(lit)
 			i = end
 			prevSignificant = c
-		case c == closer[0] && i+1 < len(src) && src[i+1] == closer[1]:
-			return i + 2, b.String()
 		case c >= '0' && c <= '9':
-			end, num := rewriteNumber(src, i)
-			b.WriteString(num)
+			end, num := rewriteNumber(s, i)
+			write(num)
 			i = end
 			prevSignificant = '0'
 		case isIdentStart(c):
 			k := i + 1
-			for k < len(src) && isIdentPart(src[k]) {
+			for k < len(s) && isIdentPart(s[k]) {
 				k++
 			}
-			word := src[i:k]
+			word := s[i:k]
 			if prevSignificant == '|' {
 				if renamed, ok := renamedFilters[word]; ok {
 					word = renamed
 				}
 			}
-			b.WriteString(word)
+			if word == "dict" && prevSignificant != '.' {
+				if lit, end, ok := dictCallLiteral(s, k); ok {
+					write(lit)
+					i = end
+					prevSignificant = '}'
+					continue
+				}
+			}
+			write(word)
 			i = k
 			prevSignificant = 'a'
 		default:
-			b.WriteByte(c)
+			write(s[i : i+1])
 			if c != ' ' && c != '\t' && c != '\n' {
 				prevSignificant = c
 			}
 			i++
 		}
 	}
-	return len(src) + 1, b.String()
+	return b.String()
+}
+
+// dictCallLiteral turns the call dict(k1=v1, k2=v2) whose "(" is the next
+// non-space byte at or after s[i] into the literal {'k1': v1, 'k2': v2}.
+// It returns the literal, the index just past the call's ")" and true; or
+// false for any other call (positional arguments, no call, unbalanced).
+func dictCallLiteral(s string, i int) (string, int, bool) {
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n') {
+		i++
+	}
+	if i >= len(s) || s[i] != '(' {
+		return "", 0, false
+	}
+	end := matchParen(s, i)
+	if end < 0 {
+		return "", 0, false
+	}
+	args := splitArgs(s[i+1 : end])
+	var b strings.Builder
+	b.WriteByte('{')
+	for n, arg := range args {
+		name, expr, ok := keywordArg(arg)
+		if !ok {
+			return "", 0, false
+		}
+		if n > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("'" + name + "': (" + rewriteExpr(expr) + ")")
+	}
+	b.WriteByte('}')
+	return b.String(), end + 1, true
+}
+
+// skipLiteral returns the index just past the string literal opening at
+// s[i], or len(s) when it is not closed.
+func skipLiteral(s string, i int) int {
+	quote := s[i]
+	for i++; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case quote:
+			return i + 1
+		}
+	}
+	return len(s)
+}
+
+// matchParen returns the index of the ")" closing the "(" at s[i], or -1.
+func matchParen(s string, i int) int {
+	depth := 0
+	for i < len(s) {
+		switch c := s[i]; c {
+		case '\'', '"':
+			i = skipLiteral(s, i)
+			continue
+		case '(', '[', '{':
+			depth++
+		case ')', ']', '}':
+			depth--
+			if depth == 0 {
+				if c != ')' {
+					return -1
+				}
+				return i
+			}
+		}
+		i++
+	}
+	return -1
+}
+
+// splitArgs splits an argument list at its top-level commas, dropping a
+// trailing empty argument.
+func splitArgs(s string) []string {
+	var args []string
+	depth, from := 0, 0
+	for i := 0; i < len(s); {
+		switch s[i] {
+		case '\'', '"':
+			i = skipLiteral(s, i)
+			continue
+		case '(', '[', '{':
+			depth++
+		case ')', ']', '}':
+			depth--
+		case ',':
+			if depth == 0 {
+				args = append(args, s[from:i])
+				from = i + 1
+			}
+		}
+		i++
+	}
+	if rest := s[from:]; strings.TrimSpace(rest) != "" {
+		args = append(args, rest)
+	}
+	return args
+}
+
+// keywordArg splits "name = expr" (not "name == expr").
+func keywordArg(arg string) (string, string, bool) {
+	arg = strings.TrimLeft(arg, " \t\n")
+	k := 0
+	for k < len(arg) && (isIdentPart(arg[k])) {
+		k++
+	}
+	if k == 0 || !isIdentStart(arg[0]) {
+		return "", "", false
+	}
+	name := arg[:k]
+	rest := strings.TrimLeft(arg[k:], " \t\n")
+	if !strings.HasPrefix(rest, "=") || strings.HasPrefix(rest, "==") {
+		return "", "", false
+	}
+	expr := rest[1:]
+	if strings.TrimSpace(expr) == "" {
+		return "", "", false
+	}
+	return name, expr, true
 }
 
 // wrapOutput pipes the expression inside a {{ ... }} tag through

@@ -85,6 +85,12 @@ func TestWrapperMatchesJinja2(t *testing.T) {
 			msgs: []Message{System(Text("Don't"))},
 			want: `[{'type': 'text', 'text': "Don't"}]|[{'type': 'text', 'text': "Don't"}]|None|2.0|[a]|a`},
 		{name: "whitespace control around outputs", source: `{{- "a" -}}  {{ "b" }}  {{- 3 }}{{ - 1 }}`, want: "ab3-1"},
+		// The lexer balances brackets; dict() keeps keyword order.
+		{name: "nested dict literals", source: `{{ {"a": {"b": 1}} }}|{% set x = {"a": {"b": [1, {"c": 2}]}}%}{{ x | tojson }}`,
+			want: `{'a': {'b': 1}}|{"a": {"b": [1, {"c": 2}]}}`},
+		{name: "dict() keeps keyword order", source: `{{ dict(b=1, a=dict(z=1, y="}}"), c=[1,2]) | tojson }}|{{ dict() }}|{{ dict(x=1,) }}|{{ {"k": dict(q=(1 + 2))} }}`,
+			want: `{"b": 1, "a": {"z": 1, "y": "}}"}, "c": [1, 2]}|{}|{'x': 1}|{'k': {'q': 3}}`},
+		{name: "dict() items in order", source: "{% set d = dict(b=2, a=1) %}{% for k, v in d.items() %}{{ k }}={{ v }};{% endfor %}", want: "b=2;a=1;"},
 		{name: "set in a loop does not leak", source: "{% set x = 0 %}{% for i in [1,2] %}{% set x = i %}{% endfor %}{{ x }}", want: "0"},
 		{name: "namespace counts images across messages", source: `{% set ns = namespace(n=0) %}{% for m in messages %}{% for p in m.content %}{% if p.type == "image" %}{% set ns.n = ns.n + 1 %}{% endif %}{% endfor %}{% endfor %}{{ ns.n }}`,
 			msgs: []Message{User(Image(), Image(), Text("x")), Assistant(Text("y")), User(Image())}, want: "3"},
