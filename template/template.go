@@ -41,8 +41,8 @@ type Options struct {
 	// "add_vision_id", "enable_thinking"). Values may be nil, bools,
 	// numbers, strings, slices, Go maps (keys sorted), [Map] and
 	// json.RawMessage (order kept), structs (through encoding/json),
-	// [Message] and [Part]. Vars override bos_token, eos_token,
-	// raise_exception and strftime_now; "messages" and
+	// [Message] and [Part]. Vars override bos_token, eos_token and the
+	// globals raise_exception, strftime_now and range; "messages" and
 	// "add_generation_prompt" are refused.
 	Vars map[string]any
 
@@ -146,14 +146,11 @@ func (t *Template) render(messages jinja.Value, opts *Options) (string, error) {
 	if now == nil {
 		now = time.Now
 	}
-	data := make(map[string]jinja.Value, 8+len(opts.Vars))
+	data := make(map[string]jinja.Value, 12+len(opts.Vars))
+	// Globals as transformers defines them; Vars may replace these.
 	data["raise_exception"] = raiseExceptionValue
-	data["range"] = rangeValue
 	data["strftime_now"] = strftimeNow(now)
-	data[tojsonFilter] = tojsonValue
-	data[trimFilter] = trimValue
-	data[stringFilter] = stringValue
-	data[printFilter] = printValue
+	data["range"] = rangeValue
 	if opts.BOSToken != "" {
 		data["bos_token"] = jinja.NewString(opts.BOSToken)
 	}
@@ -173,6 +170,11 @@ func (t *Template) render(messages jinja.Value, opts *Options) (string, error) {
 	}
 	data["messages"] = messages
 	data["add_generation_prompt"] = jinja.NewBool(opts.AddGenerationPrompt)
+	// The functions prepare's rewriting calls; nothing may replace them.
+	data[tojsonFilter] = tojsonValue
+	data[trimFilter] = trimValue
+	data[stringFilter] = stringValue
+	data[printFilter] = printValue
 
 	out, err := safeRender(t.tmpl, data)
 	if err != nil {
