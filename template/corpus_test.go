@@ -1,6 +1,8 @@
 package template
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -81,35 +83,77 @@ func loadCorpus(t testing.TB) (string, []corpusCase) {
 }
 
 // messageFromJSON converts one corpus message into a Message through the
-// public API: string content stays a string, a list becomes parts.
+// public API: string content stays a string, a list becomes parts, and
+// other keys become Extra, all in the JSON's key order.
 func messageFromJSON(t testing.TB, raw json.RawMessage) Message {
 	t.Helper()
-	var m struct {
-		Role    string          `json:"role"`
-		Content json.RawMessage `json:"content"`
-	}
-	require.NoError(t, json.Unmarshal(raw, &m))
-	var s string
-	if err := json.Unmarshal(m.Content, &s); err == nil {
-		return Message{Role: m.Role, Text: s}
-	}
-	var parts []map[string]string
-	require.NoError(t, json.Unmarshal(m.Content, &parts), "content of %s", raw)
-	msg := Message{Role: m.Role, Content: []Part{}}
-	for _, p := range parts {
-		switch p["type"] {
-		case TypeImage:
-			require.Len(t, p, 1, "image part with extra keys: %v", p)
-			msg.Content = append(msg.Content, Image())
-		case TypeText:
-			require.Len(t, p, 2, "text part with extra keys: %v", p)
-			msg.Content = append(msg.Content, Text(p["text"]))
+	var msg Message
+	hasContent := false
+	for _, kv := range orderedObject(t, raw) {
+		switch kv.Key {
+		case "role":
+			require.NoError(t, json.Unmarshal(kv.Value.(json.RawMessage), &msg.Role))
+		case "content":
+			hasContent = true
+			require.Empty(t, msg.Extra, "content must follow role in %s", raw)
+			content := kv.Value.(json.RawMessage)
+			var s string
+			if err := json.Unmarshal(content, &s); err == nil {
+				msg.Text = s
+				continue
+			}
+			var parts []json.RawMessage
+			require.NoError(t, json.Unmarshal(content, &parts), "content of %s", raw)
+			msg.Content = []Part{}
+			for _, p := range parts {
+				msg.Content = append(msg.Content, partFromJSON(t, p))
+			}
 		default:
-			t.Fatalf("unknown part type in %v", p)
+			msg.Extra = append(msg.Extra, kv)
 		}
 	}
-	// The conversion must give back the same JSON key order.
+	require.True(t, hasContent, "message without content: %s", raw)
 	return msg
+}
+
+func partFromJSON(t testing.TB, raw json.RawMessage) Part {
+	t.Helper()
+	var p Part
+	for i, kv := range orderedObject(t, raw) {
+		v := kv.Value.(json.RawMessage)
+		switch {
+		case i == 0 && kv.Key == "type":
+			require.NoError(t, json.Unmarshal(v, &p.Type))
+		case i == 1 && kv.Key == "text" && p.Type == TypeText:
+			require.NoError(t, json.Unmarshal(v, &p.Text))
+		default:
+			p.Extra = append(p.Extra, kv)
+		}
+	}
+	require.NotEmpty(t, p.Type, "part without a leading type: %s", raw)
+	if p.Type == TypeText {
+		require.Contains(t, string(raw), `"text"`, "text part without text: %s", raw)
+	}
+	return p
+}
+
+// orderedObject splits a JSON object into its keys, in order, with raw
+// values.
+func orderedObject(t testing.TB, raw json.RawMessage) Map {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	tok, err := dec.Token()
+	require.NoError(t, err)
+	require.Equal(t, json.Delim('{'), tok, "not an object: %s", raw)
+	var out Map
+	for dec.More() {
+		k, err := dec.Token()
+		require.NoError(t, err)
+		var v json.RawMessage
+		require.NoError(t, dec.Decode(&v))
+		out = append(out, KV{Key: k.(string), Value: v})
+	}
+	return out
 }
 
 // caseOptions returns the render options for a case: its variables, with
@@ -141,11 +185,42 @@ func caseOptions(t testing.TB, c corpusCase) Options {
 
 func TestCorpus(t *testing.T) {
 	dir, cases := loadCorpus(t)
-	ran := 0
+	passed := runCases(t, dir, cases, &corpusRan, &corpusPassed)
+	t.Logf("chat-template corpus: %d of %d cases passed, from %s", passed, len(cases), dir)
+}
+
+// diffRan and diffPassed count the jinja2 differential cases.
+var diffRan, diffPassed atomic.Int64
+
+// TestDifferential renders the corpus templates with the conversations of
+// testdata/jinja2-differential.json.gz (written by
+// testdata/jinja2_reference.py with Python's jinja2): quotes, backslashes,
+// Jinja syntax and placeholders inside text, emoji with joiners, tools,
+// tool calls, thinking, add_vision_id.
+func TestDifferential(t *testing.T) {
+	dir, why := findCorpus()
+	if dir == "" {
+		t.Skipf("chat-template corpus (the templates) not found, skipping: %s", why)
+	}
+	f, err := os.Open(filepath.Join("testdata", "jinja2-differential.json.gz"))
+	require.NoError(t, err)
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	require.NoError(t, err)
+	var cases []corpusCase
+	require.NoError(t, json.NewDecoder(zr).Decode(&cases))
+	require.NotEmpty(t, cases)
+	passed := runCases(t, dir, cases, &diffRan, &diffPassed)
+	t.Logf("jinja2 differential: %d of %d cases passed", passed, len(cases))
+}
+
+// runCases renders every case and compares it byte for byte; it returns
+// how many passed and adds to the counters.
+func runCases(t *testing.T, dir string, cases []corpusCase, ran, passedCount *atomic.Int64) int {
+	passed := 0
 	for _, c := range cases {
-		ran++
-		corpusRan.Add(1)
-		t.Run(c.name(), func(t *testing.T) {
+		ran.Add(1)
+		ok := t.Run(c.name(), func(t *testing.T) {
 			src, err := os.ReadFile(filepath.Join(dir, c.TemplateFile))
 			require.NoError(t, err)
 			tmpl, err := Compile(string(src))
@@ -168,8 +243,11 @@ func TestCorpus(t *testing.T) {
 			default:
 				t.Fatalf("case has neither expected nor expected_error")
 			}
-			corpusPassed.Add(1)
 		})
+		if ok {
+			passed++
+			passedCount.Add(1)
+		}
 	}
-	t.Logf("chat-template corpus: ran %d cases from %s", ran, dir)
+	return passed
 }

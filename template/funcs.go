@@ -577,7 +577,10 @@ func pyRepr(v jinja.Value) string {
 	return "<function>"
 }
 
-// pyStrRepr quotes s as Python's repr(str) does.
+// pyStrRepr quotes s as Python's repr(str) does: characters that are not
+// printable (str.isprintable: control, format, surrogate, private-use,
+// unassigned, separators other than " ") are escaped as \xhh, \uhhhh or
+// \Uhhhhhhhh; Go's unicode.IsPrint is the same set.
 func pyStrRepr(s string) string {
 	quote := byte('\'')
 	if strings.IndexByte(s, '\'') >= 0 && strings.IndexByte(s, '"') < 0 {
@@ -596,8 +599,12 @@ func pyStrRepr(s string) string {
 			b.WriteString(`\r`)
 		case r == '\t':
 			b.WriteString(`\t`)
-		case r < 0x20 || r == 0x7f:
+		case r < 0x100 && !unicode.IsPrint(r):
 			fmt.Fprintf(&b, `\x%02x`, r)
+		case r < 0x10000 && !unicode.IsPrint(r):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		case !unicode.IsPrint(r):
+			fmt.Fprintf(&b, `\U%08x`, r)
 		default:
 			b.WriteRune(r)
 		}

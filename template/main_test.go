@@ -15,5 +15,8 @@ func TestMain(m *testing.M) {
 	} else if dir, why := findCorpus(); dir == "" {
 		fmt.Printf("template: chat-template corpus not run: %s\n", why)
 	}
+	if n := diffRan.Load(); n > 0 {
+		fmt.Printf("template: jinja2 differential: %d/%d cases passed\n", diffPassed.Load(), n)
+	}
 	os.Exit(code)
 }

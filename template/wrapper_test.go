@@ -16,7 +16,8 @@ func fixedClock() time.Time { return corpusDate }
 // as transformers' apply_chat_template sets it up (ImmutableSandboxedEnvironment,
 // trim_blocks, lstrip_blocks, loopcontrols, a generation extension, its
 // tojson, raise_exception, strftime_now at 2026-01-15 00:00:00), with the
-// same messages and variables given as Python dicts in the same key order.
+// same messages and variables given as Python dicts in the same key order
+// (testdata/jinja2_reference.py builds that environment).
 func TestWrapperMatchesJinja2(t *testing.T) {
 	userImageHi := []Message{User(Image(), Text("hi"))}
 	userAssistant := []Message{UserText("q"), AssistantText("a")}
@@ -79,6 +80,8 @@ func TestWrapperMatchesJinja2(t *testing.T) {
 		// Printing is Python's str(), not the engine's.
 		{name: "print like Python str", source: `{{ none }}|{{ 1.0 }}|{{ 100000.0 }}|{{ [1.0, none, "it's", {"a": 'x"y'}, true] }}|{{ x }}|{{ 1e20 }}`,
 			vars: map[string]any{"x": nil}, want: `None|1.0|100000.0|[1.0, None, "it's", {'a': 'x"y'}, True]|None|1e+20`},
+		{name: "repr escapes what Python cannot print", source: "{{ [\"a\\u200d\\xa0\\u2028\\U000e0001\\ue000 é\\x85\\x00\"] }}",
+			want: `['a\u200d\xa0\u2028\U000e0001\ue000 é\x85\x00']`},
 		{name: "print dicts and lists from variables", source: "{{ x }}|{{ x.a }}|{{ y }}",
 			vars: map[string]any{"x": Map{{"a", nil}}, "y": []any{nil, 0.5, -1e-7}}, want: "{'a': None}|None|[None, 0.5, -1e-07]"},
 		{name: "trim and string of parts", source: `{{ messages[0].content | trim }}|{{ messages[0].content | string }}|{{ none | string }}|{{ 2.0 | string }}|[{{ "  a\x1c\x85" | trim }}]|{{ "xxaxx" | trim("x") }}`,
