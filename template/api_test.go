@@ -158,6 +158,15 @@ func TestErrors(t *testing.T) {
 		var raise *RaiseError
 		assert.False(t, errors.As(err, &raise))
 	})
+	t.Run("engine panic becomes an error", func(t *testing.T) {
+		// The pinned engine panics on a negative indent width.
+		tmpl, err := Compile("{{ 'a'|indent(-5) }}")
+		require.NoError(t, err)
+		_, err = tmpl.Render(nil, Options{})
+		var re *RenderError
+		require.ErrorAs(t, err, &re)
+		assert.Contains(t, err.Error(), "panicked")
+	})
 	t.Run("raise_exception with a non-string message", func(t *testing.T) {
 		tmpl, err := Compile("{{ raise_exception(5) }}")
 		require.NoError(t, err)

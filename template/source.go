@@ -178,6 +178,14 @@ func rewriteExpr(s string) string {
 					word = renamed
 				}
 			}
+			if (word == "selectattr" || word == "rejectattr") && prevSignificant == '|' {
+				if call, end, ok := truthyAttrCall(s, k); ok {
+					write(word + call)
+					i = end
+					prevSignificant = ')'
+					continue
+				}
+			}
 			if word == "dict" && prevSignificant != '.' {
 				if lit, end, ok := dictCallLiteral(s, k); ok {
 					write(lit)
@@ -230,6 +238,33 @@ func dictCallLiteral(s string, i int) (string, int, bool) {
 	}
 	b.WriteByte('}')
 	return b.String(), end + 1, true
+}
+
+// truthyAttrCall handles selectattr(attr) and rejectattr(attr) with one
+// argument, which the engine cannot take (it slices past its arguments and
+// panics): the argument list at or after s[i] becomes (attr, "truthy"),
+// the engine's name for the test-less form. It returns the new argument
+// list, the index just past the ")" and true, or false when the call has
+// another number of arguments.
+func truthyAttrCall(s string, i int) (string, int, bool) {
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n') {
+		i++
+	}
+	if i >= len(s) || s[i] != '(' {
+		return "", 0, false
+	}
+	end := matchParen(s, i)
+	if end < 0 {
+		return "", 0, false
+	}
+	args := splitArgs(s[i+1 : end])
+	if len(args) != 1 {
+		return "", 0, false
+	}
+	if _, _, kw := keywordArg(args[0]); kw {
+		return "", 0, false
+	}
+	return "(" + rewriteExpr(args[0]) + ", 'truthy')", end + 1, true
 }
 
 // skipLiteral returns the index just past the string literal opening at

@@ -94,6 +94,8 @@ func TestWrapperMatchesJinja2(t *testing.T) {
 		{name: "dict() keeps keyword order", source: `{{ dict(b=1, a=dict(z=1, y="}}"), c=[1,2]) | tojson }}|{{ dict() }}|{{ dict(x=1,) }}|{{ {"k": dict(q=(1 + 2))} }}`,
 			want: `{"b": 1, "a": {"z": 1, "y": "}}"}, "c": [1, 2]}|{}|{'x': 1}|{'k': {'q': 3}}`},
 		{name: "dict() items in order", source: "{% set d = dict(b=2, a=1) %}{% for k, v in d.items() %}{{ k }}={{ v }};{% endfor %}", want: "b=2;a=1;"},
+		{name: "selectattr and rejectattr with one argument", source: `{{ [{"a": 1}, {"b": 2}, {"a": 0}]|selectattr("a")|list }}|{{ [{"a": 1}, {"b": 2}]|rejectattr('a')|list }}|{{ messages|selectattr("role", "equalto", "user")|list|length }}`,
+			msgs: userAssistant, want: "[{'a': 1}]|[{'b': 2}]|1"},
 		{name: "set in a loop does not leak", source: "{% set x = 0 %}{% for i in [1,2] %}{% set x = i %}{% endfor %}{{ x }}", want: "0"},
 		{name: "namespace counts images across messages", source: `{% set ns = namespace(n=0) %}{% for m in messages %}{% for p in m.content %}{% if p.type == "image" %}{% set ns.n = ns.n + 1 %}{% endif %}{% endfor %}{% endfor %}{{ ns.n }}`,
 			msgs: []Message{User(Image(), Image(), Text("x")), Assistant(Text("y")), User(Image())}, want: "3"},
