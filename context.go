@@ -42,6 +42,11 @@ type LlamaContext struct {
 	model  *LlamaModel
 	abort  *C.int // read by vlm_abort_trampoline during llama_decode
 	nVocab int
+	// outputs[i] is whether batch entry i of the last successful Decode
+	// asked for logits; nOutputs counts them. llama.cpp aborts (debug) or
+	// returns NULL (release) for other indices, so they are checked here.
+	outputs  []bool
+	nOutputs int
 }
 
 // NewContext creates a context for m.
@@ -144,9 +149,16 @@ func (x *LlamaContext) Decode(b *Batch) error {
 	if b.nEmbd > 0 && b.c.embd != nil && b.nEmbd != x.model.NEmbdInput() {
 		return fmt.Errorf("batch of %d-wide embeddings for a model taking %d: %w", b.nEmbd, x.model.NEmbdInput(), ErrInvalidArgument)
 	}
+	x.outputs, x.nOutputs = x.outputs[:0], 0
 	rc := int(C.llama_decode(x.c, b.c))
 	switch {
 	case rc == 0:
+		for _, l := range unsafe.Slice(b.c.logits, int(b.c.n_tokens)) {
+			x.outputs = append(x.outputs, l != 0)
+			if l != 0 {
+				x.nOutputs++
+			}
+		}
 		return nil
 	case rc == 1:
 		return &CodeError{Func: "llama_decode", Code: rc, Err: ErrContextFull}
@@ -162,6 +174,9 @@ func (x *LlamaContext) Decode(b *Batch) error {
 // the index in the batch of a token whose logits flag was set; -1 means the
 // last output).
 func (x *LlamaContext) Logits(i int) ([]float32, error) {
+	if !x.hasOutput(i) {
+		return nil, fmt.Errorf("no logits for output %d of the last decode (%d outputs): %w", i, x.nOutputs, ErrInvalidArgument)
+	}
 	p := C.llama_get_logits_ith(x.c, C.int32_t(i))
 	if p == nil {
 		return nil, fmt.Errorf("no logits for output %d: %w", i, ErrInvalidArgument)
@@ -172,12 +187,27 @@ func (x *LlamaContext) Logits(i int) ([]float32, error) {
 // Embeddings returns a copy of the embedding of output i of the last Decode
 // (the context must have been made with Embeddings set).
 func (x *LlamaContext) Embeddings(i int) ([]float32, error) {
+	if !x.hasOutput(i) {
+		return nil, fmt.Errorf("no embeddings for output %d of the last decode (%d outputs): %w", i, x.nOutputs, ErrInvalidArgument)
+	}
 	p := C.llama_get_embeddings_ith(x.c, C.int32_t(i))
 	if p == nil {
 		return nil, fmt.Errorf("no embeddings for output %d: %w", i, ErrInvalidArgument)
 	}
 	return append([]float32(nil), unsafe.Slice((*float32)(unsafe.Pointer(p)), x.model.NEmbd())...), nil
 }
+
+// hasOutput reports whether output i (negative: from the end) exists.
+func (x *LlamaContext) hasOutput(i int) bool {
+	if i < 0 {
+		return x.nOutputs+i >= 0
+	}
+	return i < len(x.outputs) && x.outputs[i]
+}
+
+// HasOutput reports whether Logits(i) would find an output of the last
+// Decode (i < 0 counts from the last output).
+func (x *LlamaContext) HasOutput(i int) bool { return x.hasOutput(i) }
 
 // Synchronize waits for pending backend work.
 func (x *LlamaContext) Synchronize() { C.llama_synchronize(x.c) }
@@ -191,7 +221,10 @@ func (x *LlamaContext) mem() C.llama_memory_t { return C.llama_get_memory(x.c) }
 func (x *LlamaContext) validSeq(seq int32) bool { return seq >= 0 && int(seq) < x.NSeqMax() }
 
 // MemoryClear empties the KV cache; data also zeroes the buffers.
-func (x *LlamaContext) MemoryClear(data bool) { C.llama_memory_clear(x.mem(), C.bool(data)) }
+func (x *LlamaContext) MemoryClear(data bool) {
+	C.llama_memory_clear(x.mem(), C.bool(data))
+	x.outputs, x.nOutputs = x.outputs[:0], 0
+}
 
 // MemorySeqRemove removes positions [p0, p1) of sequence seq (seq < 0: all
 // sequences). It returns false if a partial removal is impossible.

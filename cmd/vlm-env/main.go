@@ -78,7 +78,10 @@ func cgoEnv(portable bool, march string) ([][2]string, error) {
 			return nil, fmt.Errorf("expected directory %s is missing: is %s complete? (try `go mod download`)", dir, filepath.Dir(dir))
 		}
 	}
-	var cpp []string
+	// NDEBUG makes llama.cpp a release build, as its own CMake build does:
+	// without it, debug checks abort the process instead of returning
+	// errors (and cost time).
+	cpp := []string{"-DNDEBUG"}
 	for _, dir := range includes {
 		cpp = append(cpp, "-I"+dir)
 	}
