@@ -16,11 +16,11 @@ func MediaMarker() string { Init(); return C.GoString(C.mtmd_default_marker()) }
 
 // ProjectorParams are the options of LoadProjector (mtmd_context_params).
 type ProjectorParams struct {
-	UseGPU         bool // run the vision encoder on the GPU when one is present
-	Threads        int  // encoder threads; 0: mtmd's default
-	ImageMinTokens int  // dynamic-resolution projectors only; 0: from the file
-	ImageMaxTokens int  // dynamic-resolution projectors only; 0: from the file
-	Warmup         bool // run a warm-up encode at load
+	UseGPU         bool   // run the vision encoder on the GPU when one is present
+	Threads        int    // encoder threads; 0: mtmd's default
+	ImageMinTokens int    // dynamic-resolution projectors only; 0: from the file
+	ImageMaxTokens int    // dynamic-resolution projectors only; 0: from the file
+	Warmup         bool   // run a warm-up encode at load
 	Marker         string // media marker; empty: mtmd's default
 }
 
