@@ -1,0 +1,236 @@
+package llama
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"strings"
+	"time"
+)
+
+// TokenSampler picks the next token from output i of a context's last
+// Decode; *sampler.Sampler implements it.
+type TokenSampler interface {
+	Sample(x *Context, i int) (Token, error)
+}
+
+// StopReason says why a generation ended.
+type StopReason string
+
+// Stop reasons.
+const (
+	StopEOG       StopReason = "eog"        // the model produced an end-of-generation token
+	StopMaxTokens StopReason = "max_tokens" // the token limit was reached
+	StopString    StopReason = "stop"       // a stop string appeared
+	StopCancelled StopReason = "cancelled"  // the context.Context was cancelled
+	StopError     StopReason = "error"      // decoding failed
+	StopBreak     StopReason = "break"      // the caller stopped iterating
+	StopContext   StopReason = "context"    // the KV cache is full
+)
+
+// GenerateOptions configure Generate.
+type GenerateOptions struct {
+	// Pos is the position of the first generated token: the number of
+	// positions the prompt took. The prompt's last output must hold logits.
+	Pos int32
+	// Seq is the sequence to generate in.
+	Seq int32
+	// MaxTokens bounds the tokens generated; 0 means until the context is full.
+	MaxTokens int
+	// Stop ends generation when one of these strings appears in the output;
+	// the stop string and what follows are not returned.
+	Stop []string
+	// Special renders special tokens in Token.Text.
+	Special bool
+	// Result, if set, is filled in when the iteration ends.
+	Result *GenerateResult
+}
+
+// GenerateResult summarises a finished generation.
+type GenerateResult struct {
+	Tokens    []Token       // every generated token (not the EOG token)
+	Text      string        // the text returned, stop string cut off
+	Reason    StopReason    // why it ended
+	NextPos   int32         // the position after the last token in the KV cache
+	FirstTime time.Duration // from the call to the first token
+	Elapsed   time.Duration // from the call to the end
+	Decoded   int           // tokens decoded into the KV cache
+}
+
+// GeneratedToken is one token yielded by Generate.
+type GeneratedToken struct {
+	// ID is the token; -1 for a final piece of held-back text that
+	// belongs to no new token.
+	ID Token
+	// Text is what this token completes: valid UTF-8, possibly empty while
+	// bytes are held back (a partial UTF-8 sequence or a possible stop string).
+	Text string
+	// Pos is the position the token was sampled for.
+	Pos int32
+	// Elapsed is the time from the start of Generate to this token.
+	Elapsed time.Duration
+}
+
+// Generate samples tokens one at a time from x, starting from the logits of
+// the last decoded output, and decodes each into the KV cache. It yields
+// each token as soon as its text is complete UTF-8, and ends at an
+// end-of-generation token, MaxTokens, a stop string, a full context, or when
+// ctx is cancelled (within one decode step; the error wraps ErrCancelled).
+// Breaking out of the loop stops generation and frees everything it made.
+func Generate(ctx context.Context, x *Context, s TokenSampler, opts GenerateOptions) iter.Seq2[GeneratedToken, error] {
+	return func(yield func(GeneratedToken, error) bool) {
+		start := time.Now()
+		res := GenerateResult{NextPos: opts.Pos, Reason: StopBreak}
+		defer func() {
+			res.Elapsed = time.Since(start)
+			if opts.Result != nil {
+				*opts.Result = res
+			}
+		}()
+		fail := func(reason StopReason, err error) {
+			res.Reason = reason
+			yield(GeneratedToken{}, err)
+		}
+		if x == nil || s == nil {
+			fail(StopError, fmt.Errorf("Generate needs a context and a sampler: %w", ErrInvalidArgument))
+			return
+		}
+		vocab := x.model.Vocab()
+		b, err := x.NewBatch(1)
+		if err != nil {
+			fail(StopError, err)
+			return
+		}
+		defer b.Close()
+		dec := vocab.NewDecoder(opts.Special)
+		stops := newStopMatcher(opts.Stop)
+		var text strings.Builder
+		pos := opts.Pos
+		nCtx := int32(x.opts.NCtx)
+		for n := 0; ; n++ {
+			if err := ctx.Err(); err != nil {
+				fail(StopCancelled, fmt.Errorf("%w (%w)", ErrCancelled, err))
+				return
+			}
+			if opts.MaxTokens > 0 && n >= opts.MaxTokens {
+				res.Reason = StopMaxTokens
+				if tail := stops.flush(); tail != "" {
+					text.WriteString(tail)
+					res.Text = text.String()
+					yield(GeneratedToken{ID: -1, Text: tail, Pos: pos, Elapsed: time.Since(start)}, nil)
+				}
+				return
+			}
+			tok, err := s.Sample(x, -1)
+			if err != nil {
+				fail(StopError, err)
+				return
+			}
+			if n == 0 {
+				res.FirstTime = time.Since(start)
+			}
+			if vocab.IsEOG(tok) {
+				res.Reason = StopEOG
+				tail := stops.flush() + dec.Flush()
+				if tail != "" {
+					text.WriteString(tail)
+					res.Text = text.String()
+					yield(GeneratedToken{ID: -1, Text: tail, Pos: pos, Elapsed: time.Since(start)}, nil)
+				}
+				return
+			}
+			res.Tokens = append(res.Tokens, tok)
+			piece, err := dec.Add(tok)
+			if err != nil {
+				fail(StopError, err)
+				return
+			}
+			out, hit := stops.add(piece)
+			text.WriteString(out)
+			res.Text = text.String()
+			if !yield(GeneratedToken{ID: tok, Text: out, Pos: pos, Elapsed: time.Since(start)}, nil) {
+				return
+			}
+			if hit {
+				res.Reason = StopString
+				return
+			}
+			if pos+1 >= nCtx {
+				res.Reason = StopContext
+				return
+			}
+			// Feed the token back.
+			b.Clear()
+			if err := b.Add(tok, pos, true, opts.Seq); err != nil {
+				fail(StopError, err)
+				return
+			}
+			if err := x.Decode(ctx, b); err != nil {
+				if ctx.Err() != nil {
+					fail(StopCancelled, err)
+				} else {
+					fail(StopError, err)
+				}
+				return
+			}
+			pos++
+			res.NextPos = pos
+			res.Decoded++
+		}
+	}
+}
+
+// stopMatcher holds back text that could be the start of a stop string.
+type stopMatcher struct {
+	stops   []string
+	pending string
+}
+
+func newStopMatcher(stops []string) *stopMatcher {
+	var s []string
+	for _, x := range stops {
+		if x != "" {
+			s = append(s, x)
+		}
+	}
+	return &stopMatcher{stops: s}
+}
+
+// add appends text and returns what can be released, and whether a stop
+// string was found (then nothing after it is released).
+func (m *stopMatcher) add(text string) (string, bool) {
+	if len(m.stops) == 0 {
+		return text, false
+	}
+	m.pending += text
+	cut := -1
+	for _, s := range m.stops {
+		if i := strings.Index(m.pending, s); i >= 0 && (cut < 0 || i < cut) {
+			cut = i
+		}
+	}
+	if cut >= 0 {
+		out := m.pending[:cut]
+		m.pending = ""
+		return out, true
+	}
+	// Keep the longest suffix that is a prefix of a stop string.
+	keep := 0
+	for _, s := range m.stops {
+		for k := min(len(s)-1, len(m.pending)); k > keep; k-- {
+			if strings.HasSuffix(m.pending, s[:k]) {
+				keep = k
+				break
+			}
+		}
+	}
+	out := m.pending[:len(m.pending)-keep]
+	m.pending = m.pending[len(m.pending)-keep:]
+	return out, false
+}
+
+func (m *stopMatcher) flush() string {
+	out := m.pending
+	m.pending = ""
+	return out
+}
