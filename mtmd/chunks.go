@@ -264,8 +264,11 @@ type EvalOptions struct {
 	Logits bool
 	// Cache, if set, supplies and keeps image embeddings by image ID.
 	Cache *EmbeddingCache
-	// Skip leaves out the first Skip chunks (already in the KV cache).
-	Skip int
+	// SkipTokens leaves out the prompt's first SkipTokens entries, which
+	// are already in the KV cache: text tokens count one each, an image
+	// chunk counts its NTokens and is skipped whole or not at all. Pos is
+	// then the position after them.
+	SkipTokens int
 }
 
 // EvalStats report what Eval did.
@@ -297,14 +300,28 @@ func (p *Projector) Eval(ctx context.Context, x *llama.Context, chunks *Chunks, 
 	if nBatch <= 0 || nBatch > xo.NBatch {
 		nBatch = xo.NBatch
 	}
-	if opts.Skip < 0 || opts.Skip > len(chunks.list) {
-		return opts.Pos, stats, fmt.Errorf("skip %d of %d chunks: %w", opts.Skip, len(chunks.list), ErrInvalidArgument)
+	// Where evaluation starts: chunk first, token offset within it.
+	first, firstOff, left := 0, 0, opts.SkipTokens
+	if left < 0 || left > chunks.NTokens() {
+		return opts.Pos, stats, fmt.Errorf("skip %d of %d tokens: %w", left, chunks.NTokens(), ErrInvalidArgument)
+	}
+	for first < len(chunks.list) && left > 0 {
+		ch := chunks.list[first]
+		if left < ch.NTokens {
+			if ch.Type != ChunkText {
+				return opts.Pos, stats, fmt.Errorf("skip %d tokens ends inside image chunk %d: %w", opts.SkipTokens, first, ErrInvalidArgument)
+			}
+			firstOff = left
+			break
+		}
+		left -= ch.NTokens
+		first++
 	}
 	if opts.Seq < 0 || int(opts.Seq) >= xo.NSeqMax {
 		return opts.Pos, stats, fmt.Errorf("sequence %d of a context with %d: %w", opts.Seq, xo.NSeqMax, ErrInvalidArgument)
 	}
-	need := int(opts.Pos)
-	for _, ch := range chunks.list[opts.Skip:] {
+	need := int(opts.Pos) - firstOff
+	for _, ch := range chunks.list[first:] {
 		need += ch.NPos
 	}
 	if need > xo.NCtx {
@@ -314,7 +331,7 @@ func (p *Projector) Eval(ctx context.Context, x *llama.Context, chunks *Chunks, 
 	nonCausal := p.UsesNonCausal()
 	mrope := p.UsesMRoPE()
 	if nonCausal {
-		for _, ch := range chunks.list[opts.Skip:] {
+		for _, ch := range chunks.list[first:] {
 			if ch.Type != ChunkText && ch.NTokens > xo.NUbatch {
 				return opts.Pos, stats, fmt.Errorf("an image of %d tokens needs NUbatch ≥ %d, the context has %d: %w",
 					ch.NTokens, ch.NTokens, xo.NUbatch, ErrUbatchTooSmall)
@@ -324,7 +341,7 @@ func (p *Projector) Eval(ctx context.Context, x *llama.Context, chunks *Chunks, 
 	nEmbd := p.nEmbd
 	pos := opts.Pos
 	lastText := -1
-	for i := len(chunks.list) - 1; i >= opts.Skip; i-- {
+	for i := len(chunks.list) - 1; i >= first; i-- {
 		if chunks.list[i].Type == ChunkText {
 			lastText = i
 			break
@@ -332,7 +349,7 @@ func (p *Projector) Eval(ctx context.Context, x *llama.Context, chunks *Chunks, 
 	}
 	var tokBatch *llama.Batch
 	defer func() { tokBatch.Close() }()
-	for i := opts.Skip; i < len(chunks.list); i++ {
+	for i := first; i < len(chunks.list); i++ {
 		if err := ctx.Err(); err != nil {
 			return pos, stats, fmt.Errorf("%w (%w)", ErrCancelled, err)
 		}
@@ -344,11 +361,15 @@ func (p *Projector) Eval(ctx context.Context, x *llama.Context, chunks *Chunks, 
 				}
 			}
 			t0 := nanotime()
-			for off := 0; off < len(ch.Tokens); off += nBatch {
-				end := min(off+nBatch, len(ch.Tokens))
+			toks := ch.Tokens
+			if i == first {
+				toks = toks[firstOff:]
+			}
+			for off := 0; off < len(toks); off += nBatch {
+				end := min(off+nBatch, len(toks))
 				tokBatch.Clear()
-				last := opts.Logits && i == lastText && end == len(ch.Tokens)
-				if err := tokBatch.AddSequence(ch.Tokens[off:end], pos+int32(off), opts.Seq, last); err != nil {
+				last := opts.Logits && i == lastText && end == len(toks)
+				if err := tokBatch.AddSequence(toks[off:end], pos+int32(off), opts.Seq, last); err != nil {
 					return pos, stats, err
 				}
 				if err := x.Decode(ctx, tokBatch); err != nil {
@@ -356,8 +377,8 @@ func (p *Projector) Eval(ctx context.Context, x *llama.Context, chunks *Chunks, 
 				}
 			}
 			stats.DecodeNanos += nanotime() - t0
-			stats.TextTokens += len(ch.Tokens)
-			pos += int32(ch.NPos)
+			stats.TextTokens += len(toks)
+			pos += int32(len(toks))
 			continue
 		}
 		if ch.Type == ChunkAudio {

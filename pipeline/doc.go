@@ -1,0 +1,14 @@
+// Package pipeline is vlm's one-call image-text-to-text API: what the
+// Hugging Face guide's pipeline("image-text-to-text") is in Python.
+//
+// New loads a text model and its vision projector once (optionally
+// converting the weights to 8-bit Q8_0 first); Run answers one input —
+// images plus text, or a whole chat — with the generated text
+// (ReturnFullText is off by default, as in transformers); Stream yields the
+// answer token by token; RunBatch answers several inputs. A Session keeps a
+// conversation and its KV cache, so each turn evaluates only what is new and
+// images already seen are not encoded again.
+//
+// Prompts are laid out with the model's own Jinja chat template (package
+// template), each image at its place.
+package pipeline

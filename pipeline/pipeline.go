@@ -1,0 +1,296 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/vlm-go/vlm"
+	"github.com/vlm-go/vlm/llama"
+	"github.com/vlm-go/vlm/mtmd"
+	"github.com/vlm-go/vlm/template"
+)
+
+// Errors of this package; the errors of llama, mtmd, sampler and template
+// pass through wrapped.
+var (
+	// ErrInvalidInput: the input is empty or inconsistent.
+	ErrInvalidInput = errors.New("pipeline: invalid input")
+	// ErrInvalidOptions: an option is out of range.
+	ErrInvalidOptions = errors.New("pipeline: invalid options")
+	// ErrClosed: the pipeline or session was closed.
+	ErrClosed = vlm.ErrClosed
+)
+
+// Options configure New. The zero value is sensible: every layer on the GPU
+// when one is loaded, else the CPU with all cores; a 4096-token context.
+type Options struct {
+	// GPULayers is how many layers go to the GPU: 0 means all when a GPU
+	// backend is loaded (none otherwise), -1 all, n > 0 that many.
+	GPULayers int
+	// NoGPU keeps the model and the projector on the CPU.
+	NoGPU bool
+	// MainGPU is the GPU used when the model is not split.
+	MainGPU int
+	// Threads for decoding and encoding; 0 means every CPU.
+	Threads int
+	// ContextSize is the context length in tokens; 0 means 4096.
+	ContextSize int
+	// BatchSize is the most tokens evaluated in one step; 0 means 512. It
+	// must hold an image's tokens for projectors with non-causal attention.
+	BatchSize int
+	// Parallel is how many inputs Run, Stream and RunBatch work on at once
+	// (each has its own KV cache); 0 means 1.
+	Parallel int
+	// Progress, if set, is called with values from 0 to 1 while the model
+	// loads; returning false cancels the load.
+	Progress func(progress float32) bool
+	// Quantize8Bit converts the model's weights to Q8_0 (8-bit) once, caches
+	// the result (QuantizedCacheDir) and loads that: about half the memory
+	// of F16.
+	Quantize8Bit bool
+	// QuantizedCacheDir is where quantized models are kept; empty means
+	// the user cache dir's vlm/quantized.
+	QuantizedCacheDir string
+	// ChatTemplate overrides the model's chat template: a built-in name of
+	// package template (e.g. "chatml"), a name llama.cpp knows for models
+	// without a Jinja template, or a Jinja source.
+	ChatTemplate string
+	// ImageLimits bound the images decoded from files and bytes.
+	ImageLimits mtmd.Limits
+}
+
+func (o Options) withDefaults() (Options, error) {
+	switch {
+	case o.GPULayers < -1, o.MainGPU < 0, o.Threads < 0, o.ContextSize < 0, o.BatchSize < 0, o.Parallel < 0:
+		return o, fmt.Errorf("negative option in %+v: %w", o, ErrInvalidOptions)
+	}
+	if o.Threads == 0 {
+		o.Threads = runtime.NumCPU()
+	}
+	if o.ContextSize == 0 {
+		o.ContextSize = llama.DefaultNCtx
+	}
+	if o.BatchSize == 0 {
+		o.BatchSize = 512
+	}
+	if o.Parallel == 0 {
+		o.Parallel = 1
+	}
+	return o, nil
+}
+
+// hasGPU reports whether a GPU backend is loaded.
+func hasGPU() bool {
+	for _, d := range vlm.Devices() {
+		if d.Type == vlm.DeviceGPU || d.Type == vlm.DeviceIntegrated {
+			return true
+		}
+	}
+	return false
+}
+
+// Pipeline answers image-text-to-text requests with one model and projector.
+// It is safe for concurrent use; Options.Parallel inputs run at once.
+type Pipeline struct {
+	opts      Options
+	model     *llama.Model
+	proj      *mtmd.Projector
+	tmpl      *template.Template // nil when builtinTmpl is used
+	builtin   string             // llama.cpp built-in template name, for models without Jinja
+	bos, eos  string
+	addBOS    bool
+	cache     *mtmd.EmbeddingCache
+	modelPath string
+
+	mu     sync.Mutex
+	closed bool
+	slots  chan *slot // free contexts
+	all    []*slot
+}
+
+// slot is a context with what its sequence 0 holds.
+type slot struct {
+	x     *llama.Context
+	state seqState
+}
+
+// New loads the model at modelPath and the projector at projectorPath.
+func New(ctx context.Context, modelPath, projectorPath string, opts Options) (*Pipeline, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	path := modelPath
+	if opts.Quantize8Bit {
+		if path, err = QuantizedModel(ctx, modelPath, opts.QuantizedCacheDir, opts.Threads); err != nil {
+			return nil, err
+		}
+	}
+	gpu := !opts.NoGPU && hasGPU()
+	layers := 0
+	if gpu {
+		layers = opts.GPULayers
+		if layers == 0 {
+			layers = -1
+		}
+	}
+	model, err := llama.Load(ctx, path, llama.LoadOptions{GPULayers: layers, MainGPU: opts.MainGPU, Progress: opts.Progress})
+	if err != nil {
+		return nil, err
+	}
+	p := &Pipeline{opts: opts, model: model, modelPath: path, cache: mtmd.NewEmbeddingCache(64)}
+	ok := false
+	defer func() {
+		if !ok {
+			p.Close()
+		}
+	}()
+	if p.proj, err = mtmd.Load(ctx, projectorPath, model, mtmd.Options{UseGPU: gpu, Threads: opts.Threads}); err != nil {
+		return nil, err
+	}
+	if err := p.setupTemplate(); err != nil {
+		return nil, err
+	}
+	p.slots = make(chan *slot, opts.Parallel)
+	for i := 0; i < opts.Parallel; i++ {
+		s, err := p.newSlot()
+		if err != nil {
+			return nil, err
+		}
+		p.all = append(p.all, s)
+		p.slots <- s
+	}
+	ok = true
+	return p, nil
+}
+
+func (p *Pipeline) newSlot() (*slot, error) {
+	x, err := p.model.NewContext(llama.ContextOptions{
+		NCtx: p.opts.ContextSize, NBatch: p.opts.BatchSize, NUbatch: p.opts.BatchSize, Threads: p.opts.Threads,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &slot{x: x}, nil
+}
+
+// setupTemplate picks the chat template: the caller's, else the model's,
+// else llama.cpp's built-in one the caller named.
+func (p *Pipeline) setupTemplate() error {
+	v := p.model.Vocab()
+	if t := v.BOS(); t >= 0 {
+		p.bos, _ = v.Text(t)
+	}
+	if t := v.EOS(); t >= 0 {
+		p.eos, _ = v.Text(t)
+	}
+	p.addBOS = v.AddBOS()
+	embedded, _ := p.model.ChatTemplate()
+	tmpl, err := template.Resolve(p.opts.ChatTemplate, embedded)
+	if err == nil {
+		p.tmpl = tmpl
+		return nil
+	}
+	if p.opts.ChatTemplate != "" && (errors.Is(err, template.ErrUnknownTemplate) || errors.Is(err, template.ErrNoTemplate)) {
+		for _, name := range vlm.BuiltinChatTemplates() {
+			if name == p.opts.ChatTemplate {
+				p.builtin = name
+				return nil
+			}
+		}
+	}
+	if errors.Is(err, template.ErrNoTemplate) {
+		return fmt.Errorf("pipeline: %s has no chat template; set Options.ChatTemplate to a template name (%s, or one of llama.cpp's: %s) or a Jinja source: %w",
+			p.model.Path(), strings.Join(template.BuiltinNames(), ", "), strings.Join(vlm.BuiltinChatTemplates(), ", "), err)
+	}
+	return err
+}
+
+// Close frees the model, projector and contexts (idempotent). Calls running
+// on other goroutines finish first.
+func (p *Pipeline) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	p.mu.Unlock()
+	for range p.all {
+		s := <-p.slots // wait for running calls
+		s.x.Close()
+	}
+	if p.proj != nil {
+		p.proj.Close()
+	}
+	if p.model != nil {
+		p.model.Close()
+	}
+	return nil
+}
+
+// Model returns the loaded text model.
+func (p *Pipeline) Model() *llama.Model { return p.model }
+
+// Projector returns the loaded vision projector.
+func (p *Pipeline) Projector() *mtmd.Projector { return p.proj }
+
+// acquire takes a free context, waiting for one; ctx cancels the wait.
+func (p *Pipeline) acquire(ctx context.Context) (*slot, error) {
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	select {
+	case s := <-p.slots:
+		p.mu.Lock()
+		closed := p.closed
+		p.mu.Unlock()
+		if closed {
+			p.slots <- s
+			return nil, ErrClosed
+		}
+		return s, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w (%w)", llama.ErrCancelled, ctx.Err())
+	}
+}
+
+func (p *Pipeline) release(s *slot) { p.slots <- s }
+
+// render lays out msgs with the chat template: the exact text transformers
+// would render (full) and the prompt for mtmd with one marker per image.
+func (p *Pipeline) render(msgs []template.Message) (full, prompt string, err error) {
+	if p.builtin != "" {
+		cm := make([]vlm.ChatMessage, len(msgs))
+		for i, m := range msgs {
+			cm[i] = vlm.ChatMessage{Role: m.Role, Content: m.Text}
+			if !m.IsString() {
+				var b strings.Builder
+				for _, part := range m.Content {
+					switch part.Type {
+					case template.TypeImage:
+						b.WriteString(p.proj.Marker())
+					case template.TypeText:
+						b.WriteString(part.Text)
+					}
+				}
+				cm[i].Content = b.String()
+			}
+		}
+		s, err := vlm.ApplyBuiltinChatTemplate(p.builtin, cm, true)
+		return s, s, err
+	}
+	o := template.Options{AddGenerationPrompt: true, BOSToken: p.bos, EOSToken: p.eos, Marker: p.proj.Marker()}
+	if full, err = p.tmpl.Render(msgs, o); err != nil {
+		return "", "", err
+	}
+	prompt, err = p.tmpl.Prompt(msgs, o)
+	return full, prompt, err
+}
