@@ -1,0 +1,245 @@
+// Command vlm-bench measures vlm on synthetic models of real shapes and
+// prints a table: weight memory, prefill and decode speed, image encode time
+// for each weight type, and each type's ratio to the first one, all from
+// one run (absolute speeds on shared machines are noisy; ratios within a
+// run are what to compare).
+//
+//	go run ./cmd/vlm-bench -preset smolvlm-256m -types f16,q8_0
+//
+// Models are written once into the cache dir (hundreds of MB for
+// smolvlm-256m). Speed does not depend on weight values, so random weights
+// measure what real ones would.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"image"
+	"image/color"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vlm-go/vlm/gguf"
+	"github.com/vlm-go/vlm/internal/testmodel"
+	"github.com/vlm-go/vlm/llama"
+	"github.com/vlm-go/vlm/mtmd"
+)
+
+type result struct {
+	typ                  string
+	fileMiB, rssMiB      float64
+	prefillTPS, decodeTP float64
+	encodeMS             float64
+	imageTokens          int
+}
+
+func main() {
+	preset := flag.String("preset", testmodel.PresetSmolVLM256M, "model preset (see internal/testmodel)")
+	types := flag.String("types", "f16,q8_0", "comma-separated weight types: f32, f16, q8_0")
+	nPrompt := flag.Int("prompt", 512, "prompt tokens for the prefill measurement")
+	nGen := flag.Int("gen", 128, "tokens for the decode measurement")
+	reps := flag.Int("reps", 3, "repetitions (the best is reported)")
+	threads := flag.Int("threads", runtime.NumCPU(), "CPU threads")
+	ngl := flag.Int("ngl", 0, "layers on the GPU (-1: all)")
+	gpuProj := flag.Bool("gpu-projector", false, "run the vision encoder on the GPU")
+	cache := flag.String("cache", "", "where models are written (default: the user cache dir)")
+	flag.Parse()
+	if err := run(*preset, strings.Split(*types, ","), *nPrompt, *nGen, *reps, *threads, *ngl, *gpuProj, *cache); err != nil {
+		fmt.Fprintln(os.Stderr, "vlm-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func parseType(s string) (gguf.TensorType, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "f32":
+		return gguf.TypeF32, nil
+	case "f16":
+		return gguf.TypeF16, nil
+	case "q8_0", "q8":
+		return gguf.TypeQ8_0, nil
+	}
+	return 0, fmt.Errorf("unknown weight type %q (f32, f16, q8_0)", s)
+}
+
+func run(preset string, types []string, nPrompt, nGen, reps, threads, ngl int, gpuProj bool, cache string) error {
+	ctx := context.Background()
+	if cache == "" {
+		d, err := testmodel.DefaultCacheDir()
+		if err != nil {
+			return err
+		}
+		cache = d
+	}
+	var results []result
+	for _, ts := range types {
+		typ, err := parseType(ts)
+		if err != nil {
+			return err
+		}
+		spec, err := testmodel.Preset(preset)
+		if err != nil {
+			return err
+		}
+		spec.WeightType = typ
+		spec.Projector.PreprocImageSize = 0 // one image_size tile per image: measures one encoder pass
+		t0 := time.Now()
+		mp, pp, err := testmodel.Ensure(ctx, cache, spec)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "%s: model ready in %v (%s)\n", typ, time.Since(t0).Round(time.Millisecond), filepath.Dir(mp))
+		r, err := measure(ctx, typ.String(), mp, pp, nPrompt, nGen, reps, threads, ngl, gpuProj)
+		if err != nil {
+			return err
+		}
+		results = append(results, r)
+	}
+	fmt.Printf("preset %s, %d threads, ngl %d, best of %d\n", preset, threads, ngl, reps)
+	fmt.Printf("%-6s %10s %10s %14s %13s %12s %8s\n", "type", "file MiB", "RSS MiB", "prefill tok/s", "decode tok/s", "encode ms", "img tok")
+	for _, r := range results {
+		fmt.Printf("%-6s %10.1f %10.1f %14.1f %13.1f %12.1f %8d\n", r.typ, r.fileMiB, r.rssMiB, r.prefillTPS, r.decodeTP, r.encodeMS, r.imageTokens)
+	}
+	if len(results) > 1 {
+		b := results[0]
+		for _, r := range results[1:] {
+			fmt.Printf("%s / %s: file %.2f×, RSS %.2f×, prefill %.2f×, decode %.2f×, encode time %.2f×\n",
+				r.typ, b.typ, r.fileMiB/b.fileMiB, r.rssMiB/b.rssMiB, r.prefillTPS/b.prefillTPS, r.decodeTP/b.decodeTP, r.encodeMS/b.encodeMS)
+		}
+	}
+	return nil
+}
+
+func measure(ctx context.Context, typ, mp, pp string, nPrompt, nGen, reps, threads, ngl int, gpuProj bool) (result, error) {
+	r := result{typ: typ}
+	st, err := os.Stat(mp)
+	if err != nil {
+		return r, err
+	}
+	r.fileMiB = float64(st.Size()) / (1 << 20)
+	rss0 := rssMiB()
+	// No mmap, so the weights' memory shows in RSS.
+	m, err := llama.Load(ctx, mp, llama.LoadOptions{GPULayers: ngl, NoMmap: true})
+	if err != nil {
+		return r, err
+	}
+	defer m.Close()
+	r.rssMiB = rssMiB() - rss0
+	proj, err := mtmd.Load(ctx, pp, m, mtmd.Options{Threads: threads, UseGPU: gpuProj, Warmup: true})
+	if err != nil {
+		return r, err
+	}
+	defer proj.Close()
+	x, err := m.NewContext(llama.ContextOptions{NCtx: nPrompt + nGen + 64, NBatch: nPrompt, NUbatch: nPrompt, Threads: threads})
+	if err != nil {
+		return r, err
+	}
+	defer x.Close()
+	info, _ := m.Info()
+	rng := rand.New(rand.NewPCG(1, 2))
+	prompt := make([]llama.Token, nPrompt)
+	for i := range prompt {
+		prompt[i] = llama.Token(300 + rng.IntN(info.NVocab-300))
+	}
+	b, err := x.NewBatch(nPrompt)
+	if err != nil {
+		return r, err
+	}
+	defer b.Close()
+	one, err := x.NewBatch(1)
+	if err != nil {
+		return r, err
+	}
+	defer one.Close()
+
+	img, err := mtmd.ImageFromGo(picture(512))
+	if err != nil {
+		return r, err
+	}
+	chunks, err := proj.Tokenize(proj.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{})
+	if err != nil {
+		return r, err
+	}
+	defer chunks.Close()
+	imgChunk := -1
+	for i, ch := range chunks.All() {
+		if ch.Type == mtmd.ChunkImage {
+			imgChunk = i
+			r.imageTokens += ch.NTokens
+			break
+		}
+	}
+	for rep := 0; rep < reps; rep++ {
+		if err := x.ClearMemory(); err != nil {
+			return r, err
+		}
+		b.Clear()
+		if err := b.AddSequence(prompt, 0, 0, true); err != nil {
+			return r, err
+		}
+		t0 := time.Now()
+		if err := x.Decode(ctx, b); err != nil {
+			return r, err
+		}
+		r.prefillTPS = max(r.prefillTPS, float64(nPrompt)/time.Since(t0).Seconds())
+
+		t0 = time.Now()
+		for i := 0; i < nGen; i++ {
+			one.Clear()
+			if err := one.Add(prompt[i%nPrompt], int32(nPrompt+i), true); err != nil {
+				return r, err
+			}
+			if err := x.Decode(ctx, one); err != nil {
+				return r, err
+			}
+			if _, err := x.Logits(-1); err != nil {
+				return r, err
+			}
+		}
+		r.decodeTP = max(r.decodeTP, float64(nGen)/time.Since(t0).Seconds())
+
+		t0 = time.Now()
+		if _, err := proj.Encode(ctx, chunks, imgChunk); err != nil {
+			return r, err
+		}
+		ms := float64(time.Since(t0).Microseconds()) / 1000
+		if r.encodeMS == 0 || ms < r.encodeMS {
+			r.encodeMS = ms
+		}
+	}
+	return r, nil
+}
+
+// rssMiB reads the resident set size (Linux; 0 elsewhere).
+func rssMiB() float64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")))
+			return float64(kb) / 1024
+		}
+	}
+	return 0
+}
+
+func picture(n int) image.Image {
+	img := image.NewNRGBA(image.Rect(0, 0, n, n))
+	for y := 0; y < n; y++ {
+		for x := 0; x < n; x++ {
+			img.SetNRGBA(x, y, color.NRGBA{uint8(x), uint8(y), uint8(x ^ y), 255})
+		}
+	}
+	return img
+}
