@@ -61,6 +61,9 @@ case "$cmd" in
   test)
     check_tools
     compute_env
+    # The chat-template corpus first, from inside its package so that go
+    # test shows the case counts it prints; then the whole suite.
+    (cd template && go test -count=1 -run '^(TestCorpus|TestDifferential)$' | grep '^template:')
     go test -count=1 "$@" ./...
     ;;
   vet)
