@@ -127,6 +127,7 @@ func TestGenerateBreakAndCancel(t *testing.T) {
 	require.NoError(t, x.ClearMemory())
 	prefill(t, x, prompt)
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	var cancelledAt time.Time
 	var gotErr error
 	count := 0

@@ -131,26 +131,17 @@ func (d *Decoder) Flush() string {
 	return out
 }
 
-// completeUTF8Prefix returns the length of b without a trailing incomplete
-// (but still possibly valid) UTF-8 sequence.
+// completeUTF8Prefix returns the length of b without a trailing UTF-8
+// sequence that is incomplete but could still become valid.
 func completeUTF8Prefix(b []byte) int {
-	// Look back at most 3 bytes for the start of a multi-byte sequence.
+	// A sequence is at most 4 bytes: look back at most 3 for its start.
 	for back := 1; back <= 3 && back <= len(b); back++ {
 		c := b[len(b)-back]
 		if c < 0x80 {
-			return len(b) // ASCII: everything is complete
+			return len(b) // ASCII: everything before is complete
 		}
-		if c >= 0xC0 { // a leading byte
-			need := 0
-			switch {
-			case c >= 0xF0:
-				need = 4
-			case c >= 0xE0:
-				need = 3
-			default:
-				need = 2
-			}
-			if back < need && utf8.FullRune(b[len(b)-back:]) == false {
+		if c >= 0xC0 { // the leading byte of the last sequence
+			if !utf8.FullRune(b[len(b)-back:]) {
 				return len(b) - back
 			}
 			return len(b)
