@@ -1,0 +1,72 @@
+package llama_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/vlm-go/vlm/gguf"
+	"github.com/vlm-go/vlm/llama"
+)
+
+func TestAccessorsAndSummary(t *testing.T) {
+	m, spec := loadTiny(t, gguf.TypeF16)
+	assert.Equal(t, "llama", m.Architecture())
+	v := m.Vocab()
+	assert.Less(t, int(v.EOT()), v.Size())
+	assert.Less(t, int(v.NL()), v.Size())
+	require.NoError(t, m.Close())
+	// The summary stays readable after Close.
+	assert.Equal(t, spec.Text.NEmbd, m.Summary().NEmbd)
+}
+
+func TestBatchAccessors(t *testing.T) {
+	m, _ := loadTiny(t, gguf.TypeF16)
+	b, err := m.NewBatch(8, 1)
+	require.NoError(t, err)
+	assert.Equal(t, 8, b.Cap())
+	assert.Zero(t, b.Len())
+	require.NoError(t, b.AddSequence([]llama.Token{1, 2, 3}, 0, 0, true))
+	assert.Equal(t, 3, b.Len())
+	require.NoError(t, b.SetPositions([]int32{5, 6, 7}))
+	assert.NotNil(t, b.Native())
+	b.Clear()
+	assert.Zero(t, b.Len())
+	require.NoError(t, b.Close())
+	assert.Zero(t, b.Len())
+	assert.Zero(t, b.Cap())
+	assert.Nil(t, (*llama.Batch)(nil).Native())
+	assert.ErrorIs(t, b.SetPositions(nil), llama.ErrClosed)
+	assert.ErrorIs(t, b.SetEmbeddings(nil, 0, 0), llama.ErrClosed)
+	_, err = llama.NewEmbeddingBatch(4, 0, 1)
+	assert.ErrorIs(t, err, llama.ErrInvalidArgument)
+}
+
+// TestAbortFromAnotherGoroutine stops a long decode from outside.
+func TestAbortFromAnotherGoroutine(t *testing.T) {
+	m, _ := loadTiny(t, gguf.TypeF32)
+	x := newCtx(t, m, llama.ContextOptions{NCtx: 4096, NBatch: 4096, Threads: 1})
+	b, err := x.NewBatch(4096)
+	require.NoError(t, err)
+	defer b.Close()
+	for i := 0; i < 4096; i++ {
+		require.NoError(t, b.Add(llama.Token(1+i%100), int32(i), i == 4095))
+	}
+	done := make(chan error)
+	go func() { done <- x.Decode(context.Background(), b) }()
+	time.Sleep(5 * time.Millisecond)
+	x.Abort()
+	err = <-done
+	// The decode may have finished before the abort arrived.
+	if err != nil {
+		assert.True(t, errors.Is(err, llama.ErrCancelled), "got %v", err)
+	}
+	require.NoError(t, x.ClearMemory())
+	b.Clear()
+	require.NoError(t, b.Add(1, 0, true))
+	require.NoError(t, x.Decode(context.Background(), b), "the context decodes again after an abort")
+}
