@@ -1,0 +1,573 @@
+package mtmd_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/vlm-go/vlm/gguf"
+	"github.com/vlm-go/vlm/internal/testmodel"
+	"github.com/vlm-go/vlm/llama"
+	"github.com/vlm-go/vlm/mtmd"
+	"github.com/vlm-go/vlm/sampler"
+)
+
+// ggufEdit is one mutation of a GGUF file, applied by rewriteGGUF.
+type ggufEdit struct {
+	// KV, if set, sees every KV in file order and returns the KV to write
+	// in its place (changed or not), or false to drop it.
+	KV func(kv gguf.KV) (gguf.KV, bool)
+	// AddKVs are written after the file's own KVs.
+	AddKVs []gguf.KV
+	// Tensor, if set, sees every tensor with its data in file order and
+	// returns what to write in its place, or false to drop it. Returned
+	// data of nil means zeros of the (new) type and shape.
+	Tensor func(t gguf.TensorInfo, data []byte) (gguf.TensorInfo, []byte, bool)
+	// AddTensors are written after the file's own tensors (nil data:
+	// zeros).
+	AddTensors []gguf.TensorInfo
+	// Bytes, if set, patches the written file: for what gguf.Writer
+	// rightly refuses to write (a bad alignment, a duplicate tensor name,
+	// a truncated file).
+	Bytes func(t *testing.T, b []byte) []byte
+}
+
+// rewriteGGUF reads the GGUF file src with gguf.Open, writes it again with
+// gguf.Writer into a new file in dir with edit applied, and returns the new
+// path. Without an edit the copy is byte-identical to src (checked by
+// TestRewriteGGUFWithoutEditIsIdentical), so an error loading a rewritten
+// file comes from its edit.
+func rewriteGGUF(t *testing.T, src, dir, name string, edit ggufEdit) string {
+	t.Helper()
+	f, err := gguf.Open(src)
+	require.NoError(t, err)
+	r, err := os.Open(src)
+	require.NoError(t, err)
+	defer r.Close()
+
+	w := gguf.NewWriter()
+	for _, kv := range f.KVs {
+		if edit.KV != nil {
+			var keep bool
+			if kv, keep = edit.KV(kv); !keep {
+				continue
+			}
+		}
+		require.NoError(t, w.AddKV(kv.Key, kv.Value), "KV %s", kv.Key)
+	}
+	for _, kv := range edit.AddKVs {
+		require.NoError(t, w.AddKV(kv.Key, kv.Value), "added KV %s", kv.Key)
+	}
+	add := func(ti gguf.TensorInfo, data []byte) {
+		if data == nil {
+			data = make([]byte, tensorSize(t, ti.Type, ti.Shape))
+		}
+		require.NoError(t, w.AddTensor(ti.Name, ti.Type, ti.Shape, data), "tensor %s", ti.Name)
+	}
+	for _, ti := range f.Tensors {
+		data, err := f.ReadTensor(r, ti.Name)
+		require.NoError(t, err)
+		if edit.Tensor != nil {
+			var keep bool
+			if ti, data, keep = edit.Tensor(ti, data); !keep {
+				continue
+			}
+		}
+		add(ti, data)
+	}
+	for _, ti := range edit.AddTensors {
+		add(ti, nil)
+	}
+	var buf bytes.Buffer
+	_, err = w.WriteTo(&buf)
+	require.NoError(t, err)
+	out := buf.Bytes()
+	if edit.Bytes != nil {
+		out = edit.Bytes(t, out)
+	}
+	path := filepath.Join(dir, name+".gguf")
+	require.NoError(t, os.WriteFile(path, out, 0o644))
+	return path
+}
+
+// tensorSize is the byte size of a tensor of type typ and shape.
+func tensorSize(t *testing.T, typ gguf.TensorType, shape []uint64) int {
+	t.Helper()
+	n, err := gguf.RowBytes(typ, shape[0])
+	require.NoError(t, err)
+	for _, d := range shape[1:] {
+		n *= d
+	}
+	return int(n)
+}
+
+// ggufString is a string as GGUF stores it: u64 length, then the bytes.
+func ggufString(s string) []byte {
+	b := binary.LittleEndian.AppendUint64(nil, uint64(len(s)))
+	return append(b, s...)
+}
+
+// replaceString replaces the one stored GGUF string old (a key or tensor
+// name) with new, of the same length, failing if old is not there exactly
+// once.
+func replaceString(t *testing.T, b []byte, old, new string) []byte {
+	t.Helper()
+	require.Len(t, new, len(old))
+	o := ggufString(old)
+	require.Equal(t, 1, bytes.Count(b, o), "occurrences of %q", old)
+	return bytes.Replace(b, o, ggufString(new), 1)
+}
+
+// editKey returns a KV hook that replaces the value of key by f's result.
+func editKey(key string, f func(kv gguf.KV) any) func(gguf.KV) (gguf.KV, bool) {
+	return func(kv gguf.KV) (gguf.KV, bool) {
+		if kv.Key == key {
+			kv.Value = f(kv)
+		}
+		return kv, true
+	}
+}
+
+// dropKey returns a KV hook that leaves key out.
+func dropKey(key string) func(gguf.KV) (gguf.KV, bool) {
+	return func(kv gguf.KV) (gguf.KV, bool) { return kv, kv.Key != key }
+}
+
+// dropTensor returns a tensor hook that leaves the named tensor out.
+func dropTensor(name string) func(gguf.TensorInfo, []byte) (gguf.TensorInfo, []byte, bool) {
+	return func(ti gguf.TensorInfo, data []byte) (gguf.TensorInfo, []byte, bool) {
+		return ti, data, ti.Name != name
+	}
+}
+
+// editTensor returns a tensor hook that changes the named tensor's type
+// and shape (its data becomes zeros).
+func editTensor(name string, typ gguf.TensorType, shape func(old []uint64) []uint64) func(gguf.TensorInfo, []byte) (gguf.TensorInfo, []byte, bool) {
+	return func(ti gguf.TensorInfo, data []byte) (gguf.TensorInfo, []byte, bool) {
+		if ti.Name == name {
+			ti.Type, ti.Shape, data = typ, shape(ti.Shape), nil
+		}
+		return ti, data, true
+	}
+}
+
+// truncateLastTensor cuts the file inside the data of its last tensor.
+func truncateLastTensor(t *testing.T, b []byte) []byte {
+	t.Helper()
+	f, err := gguf.Read(bytes.NewReader(b), int64(len(b)))
+	require.NoError(t, err)
+	last := f.Tensors[len(f.Tensors)-1]
+	return b[:f.DataOffset+int64(last.Offset+last.Size/2)]
+}
+
+// abortClass is one class of malformed file from GGUF-NOTES.md: most make
+// the pinned llama.cpp or mtmd abort, crash or read out of bounds; a few it
+// refuses cleanly, and vlm reports them first (see unguarded).
+type abortClass struct {
+	name string
+	// pair whose model (proj false) or projector (proj true) is mutated;
+	// the other file of the pair is loaded unchanged.
+	pair testmodel.ProjectorType
+	proj bool
+	edit ggufEdit
+	// class is the gguf validation class the error matches, mention a
+	// text the message must contain (the key or tensor at fault).
+	class   error
+	mention string
+	// unguarded is what the pinned llama.cpp/mtmd did with the file when
+	// loaded through the binding directly, without vlm's checks (observed
+	// once, in a child process; documentation only).
+	unguarded string
+}
+
+// textAbortClasses mutate the text model of a pair; llama.Load must return
+// llama.ErrInvalidModel.
+func textAbortClasses() []abortClass {
+	mlp := testmodel.ProjectorMLP
+	tokens := func(f func(toks []string) []string) func(gguf.KV) (gguf.KV, bool) {
+		return editKey("tokenizer.ggml.tokens", func(kv gguf.KV) any {
+			return f(append([]string(nil), kv.Value.([]string)...))
+		})
+	}
+	return []abortClass{{
+		name: "alignment not a power of two", pair: mlp,
+		unguarded: "clean load error (gguf.cpp)",
+		// Writer refuses alignment 48: written under a look-alike key, renamed.
+		edit: ggufEdit{
+			AddKVs: []gguf.KV{{Key: "general.alignmenX", Value: uint32(48)}},
+			Bytes: func(t *testing.T, b []byte) []byte {
+				return replaceString(t, b, "general.alignmenX", gguf.KeyAlignment)
+			},
+		},
+		class: gguf.ErrBadAlignment, mention: `"general.alignment"`,
+	}, {
+		name: "alignment of type i32", pair: mlp,
+		unguarded: "SIGABRT at load (gguf_get_val_u32 type assert)",
+		edit: ggufEdit{
+			AddKVs: []gguf.KV{{Key: "general.alignmenX", Value: int32(32)}},
+			Bytes: func(t *testing.T, b []byte) []byte {
+				return replaceString(t, b, "general.alignmenX", gguf.KeyAlignment)
+			},
+		},
+		class: gguf.ErrBadAlignment, mention: "type i32, want u32",
+	}, {
+		name: "duplicate token strings", pair: mlp,
+		unguarded: "SIGABRT at load (llama_vocab assert)",
+		edit: ggufEdit{KV: tokens(func(toks []string) []string {
+			toks[len(toks)-1] = toks[len(toks)-2]
+			return toks
+		})},
+		class: gguf.ErrDuplicateToken, mention: "tokenizer.ggml.tokens",
+	}, {
+		name: "SPM vocabulary without byte tokens", pair: mlp,
+		unguarded: "SIGABRT at load",
+		edit: ggufEdit{KV: func(kv gguf.KV) (gguf.KV, bool) {
+			switch kv.Key {
+			case "tokenizer.ggml.tokens":
+				toks := append([]string(nil), kv.Value.([]string)...)
+				for i, s := range toks {
+					if len(s) == 6 && strings.HasPrefix(s, "<0x") {
+						toks[i] = "[byte " + s[3:5] + "]"
+					}
+				}
+				kv.Value = toks
+			case "tokenizer.ggml.token_type":
+				types := append([]int32(nil), kv.Value.([]int32)...)
+				for i, ty := range types {
+					if ty == testmodel.TokenByte {
+						types[i] = testmodel.TokenNormal
+					}
+				}
+				kv.Value = types
+			}
+			return kv, true
+		}},
+		class: gguf.ErrByteTokens, mention: "256 of the 256 byte tokens",
+	}, {
+		name: "short scores", pair: mlp,
+		unguarded: "silent out-of-bounds read at load",
+		edit: ggufEdit{KV: editKey("tokenizer.ggml.scores", func(kv gguf.KV) any {
+			s := kv.Value.([]float32)
+			return s[:len(s)-1]
+		})},
+		class: gguf.ErrTokenArray, mention: "tokenizer.ggml.scores",
+	}, {
+		name: "short token types", pair: mlp,
+		unguarded: "silent out-of-bounds read at load",
+		edit: ggufEdit{KV: editKey("tokenizer.ggml.token_type", func(kv gguf.KV) any {
+			s := kv.Value.([]int32)
+			return s[:len(s)/2]
+		})},
+		class: gguf.ErrTokenArray, mention: "tokenizer.ggml.token_type",
+	}, {
+		name: "scores of type f64", pair: mlp,
+		unguarded: "silent reinterpretation of the bytes as f32",
+		edit: ggufEdit{KV: editKey("tokenizer.ggml.scores", func(kv gguf.KV) any {
+			s := kv.Value.([]float32)
+			out := make([]float64, len(s))
+			for i, v := range s {
+				out[i] = float64(v)
+			}
+			return out
+		})},
+		class: gguf.ErrTokenArray, mention: "arr[f64]",
+	}, {
+		name: "special token id of type i32", pair: mlp,
+		unguarded: "clean load error",
+		edit: ggufEdit{KV: editKey("tokenizer.ggml.bos_token_id", func(kv gguf.KV) any {
+			return int32(kv.Value.(uint32))
+		})},
+		class: gguf.ErrKeyType, mention: "tokenizer.ggml.bos_token_id",
+	}, {
+		name: "block_count of type i32", pair: mlp,
+		unguarded: "clean load error",
+		edit: ggufEdit{KV: editKey("llama.block_count", func(kv gguf.KV) any {
+			return int32(kv.Value.(uint32))
+		})},
+		class: gguf.ErrKeyType, mention: "llama.block_count",
+	}, {
+		name: "F16 norm weight", pair: mlp,
+		unguarded: "loads, then SIGABRT in the first decode",
+		// the CPU add/mul kernels abort on a non-F32 norm at decode time
+		edit:  ggufEdit{Tensor: editTensor("output_norm.weight", gguf.TypeF16, func(s []uint64) []uint64 { return s })},
+		class: gguf.ErrTensorShape, mention: "output_norm.weight",
+	}, {
+		name: "duplicate tensor names", pair: mlp,
+		unguarded: "clean load error (gguf.cpp)",
+		// Writer refuses duplicates: written under another name of the
+		// same length, renamed.
+		edit: ggufEdit{Bytes: func(t *testing.T, b []byte) []byte {
+			return replaceString(t, b, "blk.0.attn_v.weight", "blk.0.attn_k.weight")
+		}},
+		class: gguf.ErrDuplicateTensor, mention: "blk.0.attn_k.weight",
+	}, {
+		name: "tensor data beyond the file end", pair: mlp,
+		unguarded: "clean load error",
+		edit:      ggufEdit{Bytes: truncateLastTensor},
+		class:     gguf.ErrTruncated, mention: "beyond",
+	}, {
+		// not abort-class: llama.cpp fails cleanly ("wrong number of
+		// tensors"); vlm reports it first
+		name: "extra tensor", pair: mlp,
+		unguarded: "clean load error (wrong number of tensors)",
+		edit:      ggufEdit{AddTensors: []gguf.TensorInfo{{Name: "blk.0.extra.weight", Type: gguf.TypeF32, Shape: []uint64{64}}}},
+		class:     gguf.ErrUnexpectedTensor, mention: "blk.0.extra.weight",
+	}}
+}
+
+// projectorAbortClasses mutate the projector of a pair; mtmd.Load must
+// return mtmd.ErrInvalidProjector.
+func projectorAbortClasses() []abortClass {
+	mlp, idefics3, gemma3 := testmodel.ProjectorMLP, testmodel.ProjectorIdefics3, testmodel.ProjectorGemma3
+	return []abortClass{{
+		name: "image_size of type f32", pair: mlp, proj: true,
+		unguarded: "SIGABRT at load (clip.cpp getter assert)",
+		edit: ggufEdit{KV: editKey("clip.vision.image_size", func(kv gguf.KV) any {
+			return float32(kv.Value.(uint32))
+		})},
+		class: gguf.ErrKeyType, mention: "clip.vision.image_size",
+	}, {
+		name: "has_vision_encoder of type u32", pair: mlp, proj: true,
+		unguarded: "SIGABRT at load",
+		edit:      ggufEdit{KV: editKey("clip.has_vision_encoder", func(gguf.KV) any { return uint32(1) })},
+		class:     gguf.ErrKeyType, mention: "clip.has_vision_encoder",
+	}, {
+		name: "image_mean missing", pair: mlp, proj: true,
+		unguarded: "SIGABRT at load",
+		edit:      ggufEdit{KV: dropKey("clip.vision.image_mean")},
+		class:     gguf.ErrMissingKey, mention: "clip.vision.image_mean",
+	}, {
+		name: "idefics3 scale_factor missing", pair: idefics3, proj: true,
+		unguarded: "SIGABRT at load",
+		edit:      ggufEdit{KV: dropKey("clip.vision.projector.scale_factor")},
+		class:     gguf.ErrBadValue, mention: "clip.vision.projector.scale_factor",
+	}, {
+		name: "mlp mm.0.weight missing", pair: mlp, proj: true,
+		unguarded: "SIGSEGV at load (null tensor in the warm-up graph)",
+		edit:      ggufEdit{Tensor: dropTensor("mm.0.weight")},
+		class:     gguf.ErrMissingTensor, mention: "mm.0.weight",
+	}, {
+		name: "idefics3 mm.model.fc.weight mis-shaped", pair: idefics3, proj: true,
+		unguarded: "SIGABRT at load (ggml shape assert)",
+		edit: ggufEdit{Tensor: editTensor("mm.model.fc.weight", gguf.TypeF16, func(s []uint64) []uint64 {
+			return []uint64{s[0] / 2, s[1]}
+		})},
+		class: gguf.ErrTensorShape, mention: "mm.model.fc.weight",
+	}, {
+		name: "gemma3 v.patch_embd.weight of type bf16", pair: gemma3, proj: true,
+		unguarded: "SIGABRT (ggml assert) once the graph runs",
+		edit: ggufEdit{Tensor: editTensor("v.patch_embd.weight", gguf.TypeBF16, func(s []uint64) []uint64 {
+			return s
+		})},
+		class: gguf.ErrTensorShape, mention: "type bf16, want f32 or f16",
+	}, {
+		name: "use_gelu and use_silu both true", pair: mlp, proj: true,
+		unguarded: "clean load error",
+		edit: ggufEdit{
+			KV:     editKey("clip.use_gelu", func(gguf.KV) any { return true }),
+			AddKVs: []gguf.KV{{Key: "clip.use_silu", Value: true}},
+		},
+		class: gguf.ErrBadValue, mention: "clip.use_silu",
+	}, {
+		name: "projector duplicate tensor names", pair: mlp, proj: true,
+		unguarded: "clean load error (gguf.cpp)",
+		edit: ggufEdit{Bytes: func(t *testing.T, b []byte) []byte {
+			return replaceString(t, b, "v.blk.0.attn_v.weight", "v.blk.0.attn_k.weight")
+		}},
+		class: gguf.ErrDuplicateTensor, mention: "v.blk.0.attn_k.weight",
+	}, {
+		name: "projector tensor data beyond the file end", pair: idefics3, proj: true,
+		unguarded: "loads and encodes with garbage weights, silently",
+		edit:      ggufEdit{Bytes: truncateLastTensor},
+		class:     gguf.ErrTruncated, mention: "beyond",
+	}}
+}
+
+// TestRewriteGGUFWithoutEditIsIdentical checks the mutation helper: a file
+// read and written again unchanged is byte-identical, so the errors in
+// TestAbortClassFilesFailCleanly come from the edits alone.
+func TestRewriteGGUFWithoutEditIsIdentical(t *testing.T) {
+	mpath, ppath := testmodel.TinyPair(t, testmodel.ProjectorIdefics3, gguf.TypeF16)
+	for _, src := range []string{mpath, ppath} {
+		out := rewriteGGUF(t, src, t.TempDir(), "copy", ggufEdit{})
+		a, err := os.ReadFile(src)
+		require.NoError(t, err)
+		b, err := os.ReadFile(out)
+		require.NoError(t, err)
+		assert.True(t, bytes.Equal(a, b), "%s rewritten differs", filepath.Base(src))
+	}
+}
+
+// greedyImageAnswer loads the pair, evaluates a prompt with one image and
+// returns n tokens chosen by a greedy sampler; everything is closed again.
+func greedyImageAnswer(t *testing.T, modelPath, projPath string, n int) []llama.Token {
+	t.Helper()
+	ctx := context.Background()
+	m, err := llama.Load(ctx, modelPath, llama.LoadOptions{})
+	require.NoError(t, err)
+	defer m.Close()
+	p, err := mtmd.Load(ctx, projPath, m, mtmd.Options{Threads: 2})
+	require.NoError(t, err)
+	defer p.Close()
+	x, err := m.NewContext(llama.ContextOptions{NCtx: 512, NBatch: 128, Threads: 2})
+	require.NoError(t, err)
+	defer x.Close()
+	img, err := mtmd.ImageFromGo(testImage(40, 30, 5))
+	require.NoError(t, err)
+	chunks, err := p.Tokenize("What is in "+p.Marker()+"?", []*mtmd.Image{img}, mtmd.TokenizeOptions{AddSpecial: true, ParseSpecial: true})
+	require.NoError(t, err)
+	defer chunks.Close()
+	pos, stats, err := p.Eval(ctx, x, chunks, mtmd.EvalOptions{Logits: true})
+	require.NoError(t, err)
+	require.Positive(t, stats.ImagesEncoded)
+	s, err := sampler.New(m, sampler.Config{})
+	require.NoError(t, err)
+	defer s.Close()
+	b, err := x.NewBatch(1)
+	require.NoError(t, err)
+	defer b.Close()
+	var out []llama.Token
+	for range n {
+		tok, err := s.Sample(x, -1)
+		require.NoError(t, err)
+		out = append(out, tok)
+		b.Clear()
+		require.NoError(t, b.Add(tok, pos, true))
+		require.NoError(t, x.Decode(ctx, b))
+		pos++
+	}
+	return out
+}
+
+// TestAbortClassFilesFailCleanly writes one malformed file for each class of
+// GGUF-NOTES.md on which the pinned llama.cpp or mtmd aborts or crashes the
+// process, loads each through llama.Load / mtmd.Load in this one process,
+// and checks for a typed error that names the problem. An unguarded class
+// would kill the test binary. Afterwards the same process loads the good
+// pair, encodes an image and generates the same tokens as before.
+func TestAbortClassFilesFailCleanly(t *testing.T) {
+	ctx := context.Background()
+	goodModel := map[testmodel.ProjectorType]string{}
+	goodProj := map[testmodel.ProjectorType]string{}
+	for _, pt := range testmodel.ProjectorTypes() {
+		goodModel[pt], goodProj[pt] = testmodel.TinyPair(t, pt, gguf.TypeF16)
+	}
+	before := greedyImageAnswer(t, goodModel[testmodel.ProjectorIdefics3], goodProj[testmodel.ProjectorIdefics3], 8)
+
+	dir := t.TempDir()
+	for i, c := range append(textAbortClasses(), projectorAbortClasses()...) {
+		t.Run(c.name, func(t *testing.T) {
+			name := fmt.Sprintf("bad-%02d", i)
+			if !c.proj {
+				path := rewriteGGUF(t, goodModel[c.pair], dir, name, c.edit)
+				m, err := llama.Load(ctx, path, llama.LoadOptions{})
+				if m != nil {
+					m.Close()
+				}
+				require.Error(t, err, "llama.Load accepted the file")
+				assert.ErrorIs(t, err, llama.ErrInvalidModel)
+				assert.ErrorIs(t, err, c.class)
+				assert.Contains(t, err.Error(), c.mention)
+				t.Logf("%v (unguarded llama.cpp: %s)", err, c.unguarded)
+				return
+			}
+			m, err := llama.Load(ctx, goodModel[c.pair], llama.LoadOptions{})
+			require.NoError(t, err)
+			defer m.Close()
+			path := rewriteGGUF(t, goodProj[c.pair], dir, name, c.edit)
+			p, err := mtmd.Load(ctx, path, m, mtmd.Options{Threads: 2})
+			if p != nil {
+				p.Close()
+			}
+			require.Error(t, err, "mtmd.Load accepted the file")
+			assert.ErrorIs(t, err, mtmd.ErrInvalidProjector)
+			assert.ErrorIs(t, err, c.class)
+			assert.Contains(t, err.Error(), c.mention)
+			t.Logf("%v (unguarded mtmd: %s)", err, c.unguarded)
+		})
+	}
+
+	t.Run("special token id out of range is replaced by the default", func(t *testing.T) {
+		// Not an abort class in the pinned llama.cpp: an id outside the
+		// vocabulary is ignored with a warning and the SPM default (BOS 1)
+		// stays, so the file loads and works.
+		path := rewriteGGUF(t, goodModel[testmodel.ProjectorMLP], dir, "bos-out-of-range",
+			ggufEdit{KV: editKey("tokenizer.ggml.bos_token_id", func(gguf.KV) any { return uint32(1 << 20) })})
+		m, err := llama.Load(ctx, path, llama.LoadOptions{})
+		require.NoError(t, err)
+		defer m.Close()
+		assert.Equal(t, llama.Token(1), m.Vocab().BOS())
+		toks, err := m.Vocab().Tokenize("hello", true, false)
+		require.NoError(t, err)
+		assert.Equal(t, llama.Token(1), toks[0])
+	})
+
+	t.Run("gemma3 image larger than NUbatch", func(t *testing.T) {
+		// Non-causal image attention needs a whole image in one
+		// micro-batch; llama.cpp aborts otherwise.
+		m, err := llama.Load(ctx, goodModel[testmodel.ProjectorGemma3], llama.LoadOptions{})
+		require.NoError(t, err)
+		defer m.Close()
+		p, err := mtmd.Load(ctx, goodProj[testmodel.ProjectorGemma3], m, mtmd.Options{Threads: 2})
+		require.NoError(t, err)
+		defer p.Close()
+		img, err := mtmd.ImageFromGo(testImage(64, 64, 1))
+		require.NoError(t, err)
+		chunks, err := p.Tokenize("x "+p.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{})
+		require.NoError(t, err)
+		defer chunks.Close()
+		perImage := chunks.ImageTokens()
+		require.Greater(t, perImage, 1)
+		x, err := m.NewContext(llama.ContextOptions{NCtx: 256, NBatch: 64, NUbatch: perImage - 1, Threads: 2})
+		require.NoError(t, err)
+		defer x.Close()
+		_, _, err = p.Eval(ctx, x, chunks, mtmd.EvalOptions{Logits: true})
+		assert.ErrorIs(t, err, mtmd.ErrUbatchTooSmall)
+		assert.Contains(t, err.Error(), "NUbatch")
+	})
+
+	t.Run("idefics3 text model without <global-img>", func(t *testing.T) {
+		// mtmd looks the token up by text and gets -1: the decode must
+		// fail cleanly.
+		path := rewriteGGUF(t, goodModel[testmodel.ProjectorIdefics3], dir, "no-global-img",
+			ggufEdit{KV: editKey("tokenizer.ggml.tokens", func(kv gguf.KV) any {
+				toks := append([]string(nil), kv.Value.([]string)...)
+				for i, s := range toks {
+					if s == "<global-img>" {
+						toks[i] = "<global-imx>"
+					}
+				}
+				return toks
+			})})
+		m, err := llama.Load(ctx, path, llama.LoadOptions{})
+		require.NoError(t, err)
+		defer m.Close()
+		p, err := mtmd.Load(ctx, goodProj[testmodel.ProjectorIdefics3], m, mtmd.Options{Threads: 2})
+		require.NoError(t, err)
+		defer p.Close()
+		x, err := m.NewContext(llama.ContextOptions{NCtx: 512, Threads: 2})
+		require.NoError(t, err)
+		defer x.Close()
+		img, err := mtmd.ImageFromGo(testImage(20, 20, 1))
+		require.NoError(t, err)
+		chunks, err := p.Tokenize("x "+p.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{ParseSpecial: true})
+		if err == nil {
+			defer chunks.Close()
+			_, _, err = p.Eval(ctx, x, chunks, mtmd.EvalOptions{Logits: true})
+		}
+		require.Error(t, err)
+		assert.ErrorIs(t, err, mtmd.ErrInvalidArgument)
+		t.Logf("%v", err)
+	})
+
+	after := greedyImageAnswer(t, goodModel[testmodel.ProjectorIdefics3], goodProj[testmodel.ProjectorIdefics3], 8)
+	assert.Equal(t, before, after, "the process answers as before the bad files")
+}
