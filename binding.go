@@ -44,6 +44,7 @@ func Init() {
 	initOnce.Do(func() {
 		C.vlm_install_log_callbacks()
 		C.llama_backend_init()
+		initBackends() // backend.go: GPU modules from $VLM_BACKEND_PATH or beside the program
 	})
 }
 

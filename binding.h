@@ -35,4 +35,15 @@ static inline void vlm_set_progress(struct llama_model_params *p, uintptr_t hand
 // points to a C int that Go sets to 1 to stop the running llama_decode.
 bool vlm_abort_trampoline(void *data);
 
+// backend.c: backends outlive the scheduler that uses them (see there).
+// vlm_hook_devices hooks the devices registered so far and returns how many
+// it added; the wrappers defer backend frees until the wrapped call returns.
+int vlm_hook_devices(void);
+unsigned long vlm_backend_deferred_frees(void);
+struct llama_context *vlm_llama_init_from_model(struct llama_model *model, struct llama_context_params params);
+void vlm_llama_free(struct llama_context *ctx);
+mtmd_context *vlm_mtmd_init_from_file(const char *mmproj_fname, const struct llama_model *text_model,
+                                      const struct mtmd_context_params ctx_params);
+void vlm_mtmd_free(mtmd_context *ctx);
+
 #endif // VLM_BINDING_H

@@ -7,10 +7,13 @@
 #   ./build.sh vet            go vet ./... with the same flags
 #   ./build.sh env            print the export lines a shell or consumer module needs
 #   ./build.sh go ARGS...     run any go command with vlm's cgo flags set
+#   ./build.sh cuda           build the CUDA backend (third_party/build/cuda/libggml-cuda.so),
+#                             which vlm loads at run time; needs CMake and the CUDA toolkit
 #
 # Options (environment):
 #   VLM_PORTABLE=1   compile for any x86-64-v3 (AVX2) CPU instead of -march=native
 #   VLM_MARCH=...    compile with this -march value instead
+#   VLM_CUDA_ARCH=.. CUDA architecture(s) for ./build.sh cuda, e.g. 90 (default: the local GPU's)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -84,6 +87,18 @@ case "$cmd" in
     check_tools
     compute_env
     go "$@"
+    ;;
+  cuda)
+    # ggml's CUDA backend from the pinned module, as a module that vlm
+    # loads at run time (backend.go); Go itself needs no CUDA toolkit.
+    command -v go >/dev/null 2>&1 || die "Go is not installed: it finds the pinned module's ggml sources (on a machine without Go, run third_party/cuda/build.sh GGML_SRC OUTPUT_DIR)"
+    ollama=$(go list -m -f '{{.Dir}}' github.com/ollama/ollama 2>/dev/null || true)
+    if [ -z "$ollama" ]; then
+      go mod download github.com/ollama/ollama
+      ollama=$(go list -m -f '{{.Dir}}' github.com/ollama/ollama)
+    fi
+    [ -n "$ollama" ] || die "could not find the github.com/ollama/ollama module (try 'go mod download')"
+    exec third_party/cuda/build.sh "$ollama/ml/backend/ggml/ggml" third_party/build/cuda
     ;;
   -h|--help|help)
     sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'

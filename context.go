@@ -87,7 +87,7 @@ func NewContext(m *LlamaModel, p ContextParams) (*LlamaContext, error) {
 	abort := (*C.int)(C.calloc(1, C.size_t(unsafe.Sizeof(C.int(0)))))
 	params.abort_callback = C.ggml_abort_callback(C.vlm_abort_trampoline)
 	params.abort_callback_data = unsafe.Pointer(abort)
-	c := C.llama_init_from_model(m.c, params)
+	c := C.vlm_llama_init_from_model(m.c, params)
 	if c == nil {
 		C.free(unsafe.Pointer(abort))
 		return nil, fmt.Errorf("llama_init_from_model failed (n_ctx=%d, n_batch=%d, n_ubatch=%d): %w",
@@ -101,7 +101,7 @@ func (x *LlamaContext) Free() {
 	if x == nil || x.c == nil {
 		return
 	}
-	C.llama_free(x.c)
+	C.vlm_llama_free(x.c)
 	C.free(unsafe.Pointer(x.abort))
 	x.c, x.abort = nil, nil
 }

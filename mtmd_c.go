@@ -53,7 +53,7 @@ func LoadProjector(path string, m *LlamaModel, p ProjectorParams) (*MtmdContext,
 	}
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
-	c := C.mtmd_init_from_file(cpath, m.c, params)
+	c := C.vlm_mtmd_init_from_file(cpath, m.c, params)
 	if c == nil {
 		return nil, fmt.Errorf("mtmd could not load projector %s: %w", path, ErrLoad)
 	}
@@ -65,7 +65,7 @@ func (x *MtmdContext) Free() {
 	if x == nil || x.c == nil {
 		return
 	}
-	C.mtmd_free(x.c)
+	C.vlm_mtmd_free(x.c)
 	x.c = nil
 }
 
