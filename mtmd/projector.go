@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 
 	"github.com/vlm-go/vlm"
@@ -65,6 +66,9 @@ func Load(ctx context.Context, path string, model *llama.Model, opts Options) (*
 		return nil, fmt.Errorf("%s produces %d-wide embeddings, the model %s takes %d: %w",
 			path, info.OutputEmbd, model.Path(), minfo.NEmbdInput, ErrProjectorMismatch)
 	}
+	if err := checkImageTokens(info.Type, model); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
 	if opts.Threads == 0 {
 		opts.Threads = runtime.NumCPU()
 	}
@@ -93,6 +97,47 @@ func Load(ctx context.Context, path string, model *llama.Model, opts Options) (*
 	p := &Projector{model: model, info: info, path: path, marker: marker, c: c, nEmbd: minfo.NEmbdInput}
 	p.cleanup = runtime.AddCleanup(p, func(c *vlm.MtmdContext) { c.Free(); model.Release() }, c)
 	return p, nil
+}
+
+// imageTokens are the vocabulary entries mtmd looks up by text for each
+// projector type to put around images; a missing one becomes token -1 and
+// every image then fails to decode.
+var imageTokens = map[string][]string{
+	"idefics3": {"\n\n", "<fake_token_around_image>", "<global-img>", "\n"},
+	"minicpmv": {"<image>", "</image>", "<slice>", "</slice>", "\n"},
+	"llama4":   {"<|image|>", "<|tile_x_separator|>", "<|tile_y_separator|>"},
+}
+
+// checkImageTokens reports the image tokens of the projector type that the
+// model's vocabulary lacks, the way mtmd finds them (by rendered piece).
+func checkImageTokens(projType string, model *llama.Model) error {
+	want := imageTokens[projType]
+	if len(want) == 0 {
+		return nil
+	}
+	missing := map[string]bool{}
+	for _, w := range want {
+		missing[w] = true
+	}
+	v := model.Vocab()
+	for i := 0; i < v.Size() && len(missing) > 0; i++ {
+		piece, err := v.Piece(llama.Token(i), true)
+		if err != nil {
+			return err
+		}
+		delete(missing, string(piece))
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	var names []string
+	for _, w := range want {
+		if missing[w] {
+			names = append(names, fmt.Sprintf("%q", w))
+		}
+	}
+	return fmt.Errorf("the model's vocabulary lacks the tokens a %s projector puts around images (%s): %w",
+		projType, strings.Join(names, ", "), ErrProjectorMismatch)
 }
 
 // CheckFile reads a projector file's metadata and checks it for what would

@@ -83,16 +83,6 @@ func (o Options) withDefaults() (Options, error) {
 	return o, nil
 }
 
-// hasGPU reports whether a GPU backend is loaded.
-func hasGPU() bool {
-	for _, d := range vlm.Devices() {
-		if d.Type == vlm.DeviceGPU || d.Type == vlm.DeviceIntegrated {
-			return true
-		}
-	}
-	return false
-}
-
 // Pipeline answers image-text-to-text requests with one model and projector.
 // It is safe for concurrent use; Options.Parallel inputs run at once.
 type Pipeline struct {
@@ -130,7 +120,7 @@ func New(ctx context.Context, modelPath, projectorPath string, opts Options) (*P
 			return nil, err
 		}
 	}
-	gpu := !opts.NoGPU && hasGPU()
+	gpu := !opts.NoGPU && vlm.HasGPU()
 	layers := 0
 	if gpu {
 		layers = opts.GPULayers
