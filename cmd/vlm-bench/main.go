@@ -78,7 +78,12 @@ func run(preset string, types []string, nPrompt, nGen, reps, threads, ngl int, g
 		}
 		cache = d
 	}
-	var results []result
+	var benches []*bench
+	defer func() {
+		for _, b := range benches {
+			b.close()
+		}
+	}()
 	for _, ts := range types {
 		typ, err := parseType(ts)
 		if err != nil {
@@ -96,11 +101,26 @@ func run(preset string, types []string, nPrompt, nGen, reps, threads, ngl int, g
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "%s: model ready in %v (%s)\n", typ, time.Since(t0).Round(time.Millisecond), filepath.Dir(mp))
-		r, err := measure(ctx, typ.String(), mp, pp, nPrompt, nGen, reps, threads, ngl, gpuProj)
+		b, err := setup(ctx, typ.String(), mp, pp, nPrompt, nGen, threads, ngl, gpuProj)
+		if b != nil {
+			benches = append(benches, b)
+		}
 		if err != nil {
 			return err
 		}
-		results = append(results, r)
+	}
+	// Repetitions alternate between the types, so that a slow spell of a
+	// shared machine hits all of them alike.
+	for rep := 0; rep < reps; rep++ {
+		for _, b := range benches {
+			if err := b.once(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	var results []result
+	for _, b := range benches {
+		results = append(results, b.r)
 	}
 	fmt.Printf("preset %s, %d threads, ngl %d, best of %d\n", preset, threads, ngl, reps)
 	fmt.Printf("%-6s %10s %10s %14s %13s %12s %8s\n", "type", "file MiB", "RSS MiB", "prefill tok/s", "decode tok/s", "encode ms", "img tok")
@@ -117,104 +137,118 @@ func run(preset string, types []string, nPrompt, nGen, reps, threads, ngl int, g
 	return nil
 }
 
-func measure(ctx context.Context, typ, mp, pp string, nPrompt, nGen, reps, threads, ngl int, gpuProj bool) (result, error) {
-	r := result{typ: typ}
+// bench holds one weight type's loaded model, projector and inputs.
+type bench struct {
+	r        result
+	m        *llama.Model
+	proj     *mtmd.Projector
+	x        *llama.Context
+	b, one   *llama.Batch
+	chunks   *mtmd.Chunks
+	imgChunk int
+	prompt   []llama.Token
+	nPrompt  int
+	nGen     int
+}
+
+func (b *bench) close() {
+	b.chunks.Close()
+	b.one.Close()
+	b.b.Close()
+	b.x.Close()
+	b.proj.Close()
+	b.m.Close()
+}
+
+func setup(ctx context.Context, typ, mp, pp string, nPrompt, nGen, threads, ngl int, gpuProj bool) (*bench, error) {
+	bn := &bench{r: result{typ: typ}, nPrompt: nPrompt, nGen: nGen, imgChunk: -1}
 	st, err := os.Stat(mp)
 	if err != nil {
-		return r, err
+		return nil, err
 	}
-	r.fileMiB = float64(st.Size()) / (1 << 20)
+	bn.r.fileMiB = float64(st.Size()) / (1 << 20)
 	rss0 := rssMiB()
 	// No mmap, so the weights' memory shows in RSS.
-	m, err := llama.Load(ctx, mp, llama.LoadOptions{GPULayers: ngl, NoMmap: true})
-	if err != nil {
-		return r, err
+	if bn.m, err = llama.Load(ctx, mp, llama.LoadOptions{GPULayers: ngl, NoMmap: true}); err != nil {
+		return nil, err
 	}
-	defer m.Close()
-	r.rssMiB = rssMiB() - rss0
-	proj, err := mtmd.Load(ctx, pp, m, mtmd.Options{Threads: threads, UseGPU: gpuProj, Warmup: true})
-	if err != nil {
-		return r, err
+	bn.r.rssMiB = rssMiB() - rss0
+	if bn.proj, err = mtmd.Load(ctx, pp, bn.m, mtmd.Options{Threads: threads, UseGPU: gpuProj, Warmup: true}); err != nil {
+		return bn, err
 	}
-	defer proj.Close()
-	x, err := m.NewContext(llama.ContextOptions{NCtx: nPrompt + nGen + 64, NBatch: nPrompt, NUbatch: nPrompt, Threads: threads})
-	if err != nil {
-		return r, err
+	if bn.x, err = bn.m.NewContext(llama.ContextOptions{NCtx: nPrompt + nGen + 64, NBatch: nPrompt, NUbatch: nPrompt, Threads: threads}); err != nil {
+		return bn, err
 	}
-	defer x.Close()
-	info, _ := m.Info()
+	info, _ := bn.m.Info()
 	rng := rand.New(rand.NewPCG(1, 2))
-	prompt := make([]llama.Token, nPrompt)
-	for i := range prompt {
-		prompt[i] = llama.Token(300 + rng.IntN(info.NVocab-300))
+	bn.prompt = make([]llama.Token, nPrompt)
+	for i := range bn.prompt {
+		bn.prompt[i] = llama.Token(300 + rng.IntN(info.NVocab-300))
 	}
-	b, err := x.NewBatch(nPrompt)
-	if err != nil {
-		return r, err
+	if bn.b, err = bn.x.NewBatch(nPrompt); err != nil {
+		return bn, err
 	}
-	defer b.Close()
-	one, err := x.NewBatch(1)
-	if err != nil {
-		return r, err
+	if bn.one, err = bn.x.NewBatch(1); err != nil {
+		return bn, err
 	}
-	defer one.Close()
-
 	img, err := mtmd.ImageFromGo(picture(512))
 	if err != nil {
-		return r, err
+		return bn, err
 	}
-	chunks, err := proj.Tokenize(proj.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{})
-	if err != nil {
-		return r, err
+	if bn.chunks, err = bn.proj.Tokenize(bn.proj.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{}); err != nil {
+		return bn, err
 	}
-	defer chunks.Close()
-	imgChunk := -1
-	for i, ch := range chunks.All() {
+	for i, ch := range bn.chunks.All() {
 		if ch.Type == mtmd.ChunkImage {
-			imgChunk = i
-			r.imageTokens += ch.NTokens
+			bn.imgChunk = i
+			bn.r.imageTokens = ch.NTokens
 			break
 		}
 	}
-	for rep := 0; rep < reps; rep++ {
-		if err := x.ClearMemory(); err != nil {
-			return r, err
-		}
-		b.Clear()
-		if err := b.AddSequence(prompt, 0, 0, true); err != nil {
-			return r, err
-		}
-		t0 := time.Now()
-		if err := x.Decode(ctx, b); err != nil {
-			return r, err
-		}
-		r.prefillTPS = max(r.prefillTPS, float64(nPrompt)/time.Since(t0).Seconds())
+	return bn, nil
+}
 
-		t0 = time.Now()
-		for i := 0; i < nGen; i++ {
-			one.Clear()
-			if err := one.Add(prompt[i%nPrompt], int32(nPrompt+i), true); err != nil {
-				return r, err
-			}
-			if err := x.Decode(ctx, one); err != nil {
-				return r, err
-			}
-			if _, err := x.Logits(-1); err != nil {
-				return r, err
-			}
-		}
-		r.decodeTP = max(r.decodeTP, float64(nGen)/time.Since(t0).Seconds())
+// once measures prefill, decode and one image encode, keeping the best.
+func (bn *bench) once(ctx context.Context) error {
+	r := &bn.r
+	x := bn.x
+	if err := x.ClearMemory(); err != nil {
+		return err
+	}
+	bn.b.Clear()
+	if err := bn.b.AddSequence(bn.prompt, 0, 0, true); err != nil {
+		return err
+	}
+	t0 := time.Now()
+	if err := x.Decode(ctx, bn.b); err != nil {
+		return err
+	}
+	r.prefillTPS = max(r.prefillTPS, float64(bn.nPrompt)/time.Since(t0).Seconds())
 
-		t0 = time.Now()
-		if _, err := proj.Encode(ctx, chunks, imgChunk); err != nil {
-			return r, err
+	t0 = time.Now()
+	for i := 0; i < bn.nGen; i++ {
+		bn.one.Clear()
+		if err := bn.one.Add(bn.prompt[i%bn.nPrompt], int32(bn.nPrompt+i), true); err != nil {
+			return err
 		}
-		ms := float64(time.Since(t0).Microseconds()) / 1000
-		if r.encodeMS == 0 || ms < r.encodeMS {
-			r.encodeMS = ms
+		if err := x.Decode(ctx, bn.one); err != nil {
+			return err
+		}
+		if _, err := x.Logits(-1); err != nil {
+			return err
 		}
 	}
-	return r, nil
+	r.decodeTP = max(r.decodeTP, float64(bn.nGen)/time.Since(t0).Seconds())
+
+	t0 = time.Now()
+	if _, err := bn.proj.Encode(ctx, bn.chunks, bn.imgChunk); err != nil {
+		return err
+	}
+	ms := float64(time.Since(t0).Microseconds()) / 1000
+	if r.encodeMS == 0 || ms < r.encodeMS {
+		r.encodeMS = ms
+	}
+	return nil
 }
 
 // rssMiB reads the resident set size (Linux; 0 elsewhere).
