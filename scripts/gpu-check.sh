@@ -43,6 +43,11 @@ prepare() {
   chmod -R u+w "$pack/ggml"
   # Only ggml's base sources and the CUDA backend are compiled there.
   rm -rf "$pack/ggml/src/ggml-vulkan" "$pack/ggml/src/ggml-metal"
+  # The copy is for CMake only: drop the module's cgo Go files, and make
+  # third_party/build a module of its own so that `go test ./...` in the
+  # checkout does not walk into it.
+  find "$pack/ggml" -name '*.go' -delete
+  printf 'module vlm-build-outputs // keeps go ./... out of build outputs\n' >"$root/third_party/build/go.mod"
   du -sh "$pack" "$pack"/bin/* "$pack/ggml" >&2
   echo "gpu-check: carry third_party/build/gpu-check, then run scripts/gpu-check.sh on the GPU machine" >&2
 }
