@@ -325,13 +325,17 @@ func (p *Pipeline) Stream(ctx context.Context, in Input, opts GenerateOptions) *
 
 // Run answers one input.
 func (p *Pipeline) Run(ctx context.Context, in Input, opts GenerateOptions) (*Response, error) {
-	st := p.Stream(ctx, in, opts)
-	for _, err := range st.Tokens() {
+	return p.Stream(ctx, in, opts).wait()
+}
+
+// wait runs the stream to its end and returns the response and the first error.
+func (s *Stream) wait() (*Response, error) {
+	for _, err := range s.seq {
 		if err != nil {
-			return st.Response(), err
+			return s.resp, err
 		}
 	}
-	return st.Response(), nil
+	return s.resp, nil
 }
 
 // RunBatch answers several inputs, Options.Parallel at a time, and returns

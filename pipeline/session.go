@@ -68,13 +68,7 @@ func (p *Pipeline) NewSession(opts SessionOptions) (*Session, error) {
 // Input.Messages, appended as given) and returns the answer, which joins
 // the history as an assistant turn.
 func (s *Session) Send(ctx context.Context, in Input, opts GenerateOptions) (*Response, error) {
-	st := s.Stream(ctx, in, opts)
-	for _, err := range st.Tokens() {
-		if err != nil {
-			return st.Response(), err
-		}
-	}
-	return st.Response(), nil
+	return s.Stream(ctx, in, opts).wait()
 }
 
 // Stream is Send token by token. If the answer ends in an error or the
