@@ -2,16 +2,18 @@ module github.com/vlm-go/vlm
 
 go 1.26.0
 
-require github.com/ollama/ollama v0.17.4
+require (
+	github.com/ardanlabs/jinja v1.8.0
+	github.com/ollama/ollama v0.17.4
+	github.com/schollz/progressbar/v3 v3.19.1
+	github.com/stretchr/testify v1.12.1
+	golang.org/x/image v0.48.0
+)
 
 require (
-	github.com/ardanlabs/jinja v1.8.0 // indirect
 	github.com/mitchellh/colorstring v0.0.0-20190213212951-d06e56a500db // indirect
 	github.com/rivo/uniseg v0.4.7 // indirect
-	github.com/schollz/progressbar/v3 v3.19.1 // indirect
-	github.com/stretchr/testify v1.12.1 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
-	golang.org/x/image v0.48.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/term v0.44.0 // indirect
 )
