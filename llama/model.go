@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"runtime"
 	"sync"
 
 	"github.com/vlm-go/vlm"
 	"github.com/vlm-go/vlm/gguf"
+	"github.com/vlm-go/vlm/internal/ggufcheck"
 )
 
 // LoadOptions configure Load. The zero value loads everything on the CPU
@@ -100,18 +99,9 @@ func Load(ctx context.Context, path string, opts LoadOptions) (*Model, error) {
 // CheckFile reads the GGUF metadata at path and checks it for what would
 // make llama.cpp abort, without loading weights. Load calls it first.
 func CheckFile(path string) (*gguf.File, error) {
-	if _, err := os.Stat(path); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("%s: %w (%w)", path, ErrNotFound, err)
-		}
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	f, err := gguf.Open(path)
+	f, err := ggufcheck.Open(path, gguf.ValidateModel, ErrNotFound, ErrInvalidModel)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w: %w", path, ErrInvalidModel, err)
-	}
-	if err := gguf.ValidateModel(f); err != nil {
-		return nil, fmt.Errorf("%s: %w: %w", path, ErrInvalidModel, err)
+		return nil, err
 	}
 	if arch := f.Architecture(); !supportedArchitectures[arch] {
 		return nil, fmt.Errorf("%s: %w: %q", path, ErrUnsupportedArchitecture, arch)

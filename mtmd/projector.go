@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"runtime"
 	"strings"
 	"sync"
 
 	"github.com/vlm-go/vlm"
 	"github.com/vlm-go/vlm/gguf"
+	"github.com/vlm-go/vlm/internal/ggufcheck"
 	"github.com/vlm-go/vlm/llama"
 )
 
@@ -143,18 +142,9 @@ func checkImageTokens(projType string, model *llama.Model) error {
 // CheckFile reads a projector file's metadata and checks it for what would
 // make mtmd abort, without loading it.
 func CheckFile(path string) (*gguf.Projector, error) {
-	if _, err := os.Stat(path); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("%s: %w (%w)", path, ErrNotFound, err)
-		}
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	f, err := gguf.Open(path)
+	f, err := ggufcheck.Open(path, gguf.ValidateProjector, ErrNotFound, ErrInvalidProjector)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w: %w", path, ErrInvalidProjector, err)
-	}
-	if err := gguf.ValidateProjector(f); err != nil {
-		return nil, fmt.Errorf("%s: %w: %w", path, ErrInvalidProjector, err)
+		return nil, err
 	}
 	info, err := gguf.ProjectorInfo(f)
 	if err != nil {
