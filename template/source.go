@@ -208,22 +208,32 @@ func rewriteExpr(s string) string {
 	return b.String()
 }
 
+// callArgs finds the argument list whose "(" is the next non-space byte at
+// or after s[i] and returns its arguments and the index of its ")"; ok is
+// false when there is no such list or it is unbalanced.
+func callArgs(s string, i int) (args []string, end int, ok bool) {
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n') {
+		i++
+	}
+	if i >= len(s) || s[i] != '(' {
+		return nil, 0, false
+	}
+	end = matchParen(s, i)
+	if end < 0 {
+		return nil, 0, false
+	}
+	return splitArgs(s[i+1 : end]), end, true
+}
+
 // dictCallLiteral turns the call dict(k1=v1, k2=v2) whose "(" is the next
 // non-space byte at or after s[i] into the literal {'k1': v1, 'k2': v2}.
 // It returns the literal, the index just past the call's ")" and true; or
 // false for any other call (positional arguments, no call, unbalanced).
 func dictCallLiteral(s string, i int) (string, int, bool) {
-	for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n') {
-		i++
-	}
-	if i >= len(s) || s[i] != '(' {
+	args, end, ok := callArgs(s, i)
+	if !ok {
 		return "", 0, false
 	}
-	end := matchParen(s, i)
-	if end < 0 {
-		return "", 0, false
-	}
-	args := splitArgs(s[i+1 : end])
 	var b strings.Builder
 	b.WriteByte('{')
 	for n, arg := range args {
@@ -247,17 +257,10 @@ func dictCallLiteral(s string, i int) (string, int, bool) {
 // list, the index just past the ")" and true, or false when the call has
 // another number of arguments.
 func truthyAttrCall(s string, i int) (string, int, bool) {
-	for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n') {
-		i++
-	}
-	if i >= len(s) || s[i] != '(' {
+	args, end, ok := callArgs(s, i)
+	if !ok {
 		return "", 0, false
 	}
-	end := matchParen(s, i)
-	if end < 0 {
-		return "", 0, false
-	}
-	args := splitArgs(s[i+1 : end])
 	if len(args) != 1 {
 		return "", 0, false
 	}
