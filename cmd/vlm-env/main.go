@@ -89,6 +89,14 @@ func cgoEnv(portable bool, march string) ([][2]string, error) {
 	if m := marchFlag(portable, march); m != "" {
 		opt += " " + m
 	}
+	if runtime.GOARCH == "amd64" {
+		// On CPUs with AMX (Xeon Sapphire Rapids and later) -march=native
+		// defines __AMX_INT8__, and ggml-cpu.cpp then calls the AMX buffer
+		// type from ggml-cpu/amx/, a folder the module's cgo package does
+		// not compile: the link fails. vlm builds ggml's CPU backend
+		// without AMX, as ollama's own build of this module does.
+		opt += " -mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+	}
 	return [][2]string{
 		{"CGO_ENABLED", "1"},
 		{"CGO_CPPFLAGS", strings.Join(cpp, " ")},
