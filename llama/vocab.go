@@ -46,6 +46,13 @@ func (v *Vocab) AddBOS() bool {
 	return b
 }
 
+// AddEOS reports whether Tokenize with addSpecial appends EOS.
+func (v *Vocab) AddEOS() bool {
+	var b bool
+	_ = v.m.use(func(c *vlm.LlamaModel) error { b = c.AddEOS(); return nil })
+	return b
+}
+
 // IsEOG reports whether t ends generation (EOS, EOT, ...).
 func (v *Vocab) IsEOG(t Token) bool {
 	var b bool

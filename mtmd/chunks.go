@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
-	"sync"
 
 	"github.com/vlm-go/vlm"
 	"github.com/vlm-go/vlm/llama"
@@ -35,12 +34,32 @@ type Chunk struct {
 	NX, NY int // grid of image tokens (image chunks only)
 }
 
-// Chunks is a prompt split into text and image chunks by Tokenize.
+// Chunks is a prompt split into text and image chunks by Tokenize. It is
+// for one goroutine at a time; Close frees what mtmd prepared for it.
 type Chunks struct {
 	proj    *Projector
-	c       *vlm.InputChunks
 	list    []Chunk
+	src     []chunkSource      // per chunk of list; zero for text chunks
+	native  []*vlm.InputChunks // mtmd's chunks of the images prepared for this prompt
+	cache   *ImageCache
+	hits    int // images of the prompt found in the cache
+	misses  int // images prepared by mtmd
+	closed  bool
 	cleanup runtime.Cleanup
+}
+
+// chunkSource says where an image chunk's embeddings come from: its
+// image's entry (from the cache, or filled in as the chunks are encoded).
+type chunkSource struct {
+	img  *preparedImage
+	slot int // index of the chunk in img.e.chunks and img.native
+}
+
+// preparedImage is one distinct image of a prompt.
+type preparedImage struct {
+	e      *imageEntry
+	native *vlm.InputChunks // mtmd's chunks of the image; nil when e came from the cache
+	left   int              // image chunks not yet encoded
 }
 
 // TokenizeOptions configure Tokenize.
@@ -51,34 +70,138 @@ type TokenizeOptions struct {
 	// ParseSpecial turns special-token strings in the text into tokens
 	// (on for rendered chat templates).
 	ParseSpecial bool
+	// Cache, if set, supplies prepared images: an image found there is not
+	// preprocessed, and Eval neither encodes it nor, for an image Tokenize
+	// had to prepare, forgets it: once all its chunks are encoded it joins
+	// the cache.
+	Cache *ImageCache
 }
+
+// legacyImageMarker is MTMD_DEFAULT_IMAGE_MARKER: mtmd reads it as a media
+// marker too.
+const legacyImageMarker = "<__image__>"
 
 // Tokenize splits text at each marker (Marker) and pairs the markers with
 // images, in order; mtmd adds the tokens each projector family wants around
 // an image. The number of markers must equal len(images).
+//
+// The result equals mtmd_tokenize of the whole prompt, chunk for chunk and
+// token for token, but is built in pieces, as mtmd itself builds it: the
+// text between markers is tokenized on its own, and each image becomes the
+// chunks mtmd makes of one marker — taken from opts.Cache when the image is
+// there, so that a known image is not preprocessed again.
 func (p *Projector) Tokenize(text string, images []*Image, opts TokenizeOptions) (*Chunks, error) {
+	if err := p.use(func(*vlm.MtmdContext) error { return nil }); err != nil {
+		return nil, err
+	}
+	if p.marker != legacyImageMarker {
+		text = strings.ReplaceAll(text, legacyImageMarker, p.marker)
+	}
 	if n := strings.Count(text, p.marker); n != len(images) {
 		return nil, fmt.Errorf("%d markers %q in the text, %d images: %w", n, p.marker, len(images), ErrMarkerMismatch)
 	}
-	bitmaps := make([]*vlm.Bitmap, 0, len(images))
-	defer func() {
-		for _, b := range bitmaps {
-			b.Free()
-		}
-	}()
 	for i, im := range images {
 		if im == nil {
 			return nil, fmt.Errorf("image %d is nil: %w", i, ErrInvalidImage)
 		}
-		b, err := vlm.NewBitmap(im.width, im.height, im.rgb, im.id)
+	}
+	out := &Chunks{proj: p, cache: opts.Cache}
+	ok := false
+	defer func() {
+		if !ok {
+			out.Close()
+		}
+	}()
+	// Each distinct image once: from the cache, or prepared by mtmd.
+	prepared := map[string]*preparedImage{}
+	for i, im := range images {
+		if prepared[im.id] != nil {
+			continue
+		}
+		if opts.Cache != nil {
+			if e, hit := opts.Cache.get(imageKey{p.id, im.id}); hit {
+				prepared[im.id] = &preparedImage{e: e}
+				out.hits++
+				continue
+			}
+		}
+		pi, err := p.prepare(im)
 		if err != nil {
 			return nil, fmt.Errorf("image %d: %w", i, err)
 		}
-		bitmaps = append(bitmaps, b)
+		out.native = append(out.native, pi.native)
+		out.cleanup.Stop()
+		out.cleanup = runtime.AddCleanup(out, freeNative, append([]*vlm.InputChunks(nil), out.native...))
+		prepared[im.id] = pi
+		out.misses++
 	}
-	var ch *vlm.InputChunks
-	err := p.use(func(c *vlm.MtmdContext) (err error) {
-		ch, err = c.Tokenize(text, opts.AddSpecial, opts.ParseSpecial, bitmaps)
+	vocab := p.model.Vocab()
+	parts := strings.Split(text, p.marker)
+	for i, part := range parts {
+		if part != "" {
+			toks, err := vocab.Tokenize(part, false, opts.ParseSpecial)
+			if err != nil {
+				return nil, err
+			}
+			out.addText(toks)
+		}
+		if i < len(images) {
+			out.addImage(prepared[images[i].id])
+		}
+	}
+	if opts.AddSpecial {
+		if vocab.AddBOS() {
+			bos := Chunk{Type: ChunkText, Tokens: []llama.Token{vocab.BOS()}}
+			if len(out.list) > 0 && out.list[0].Type == ChunkText {
+				bos.Tokens = append(bos.Tokens, out.list[0].Tokens...)
+				out.list[0] = bos
+			} else {
+				out.list = append([]Chunk{bos}, out.list...)
+				out.src = append([]chunkSource{{}}, out.src...)
+			}
+		}
+		if vocab.AddEOS() {
+			out.addText([]llama.Token{vocab.EOS()})
+		}
+	}
+	tiles := map[string]int{}
+	prevID := ""
+	for i := range out.list {
+		c := &out.list[i]
+		if c.Type == ChunkText {
+			c.NTokens, c.NPos = len(c.Tokens), len(c.Tokens)
+			continue
+		}
+		// Tiles of one image follow each other (with text between them);
+		// the same image given twice starts again at 0.
+		if c.ImageID != prevID {
+			tiles[c.ImageID] = 0
+		}
+		c.Tile = tiles[c.ImageID]
+		tiles[c.ImageID]++
+		prevID = c.ImageID
+	}
+	ok = true
+	return out, nil
+}
+
+func freeNative(list []*vlm.InputChunks) {
+	for _, c := range list {
+		c.Free()
+	}
+}
+
+// prepare runs mtmd's tokenizer on one marker and the image: preprocessing
+// (resize, tiles) and the chunks it becomes.
+func (p *Projector) prepare(im *Image) (*preparedImage, error) {
+	b, err := vlm.NewBitmap(im.width, im.height, im.rgb, im.id)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Free()
+	var native *vlm.InputChunks
+	err = p.use(func(c *vlm.MtmdContext) (err error) {
+		native, err = c.Tokenize(p.marker, false, true, []*vlm.Bitmap{b})
 		return err
 	})
 	if err != nil {
@@ -87,43 +210,61 @@ func (p *Projector) Tokenize(text string, images []*Image, opts TokenizeOptions)
 		}
 		return nil, err
 	}
-	out := &Chunks{proj: p, c: ch}
-	out.cleanup = runtime.AddCleanup(out, func(c *vlm.InputChunks) { c.Free() }, ch)
-	tiles := map[string]int{}
-	prevID := ""
-	for i := 0; i < ch.Len(); i++ {
-		info, err := ch.Chunk(i)
+	e := &imageEntry{key: imageKey{p.id, im.id}}
+	pi := &preparedImage{e: e, native: native}
+	for i := 0; i < native.Len(); i++ {
+		info, err := native.Chunk(i)
 		if err != nil {
-			out.Close()
+			native.Free()
 			return nil, err
 		}
-		c := Chunk{
+		e.chunks = append(e.chunks, Chunk{
 			Type: info.Type, NTokens: info.NTokens, NPos: info.NPos, Tokens: info.Tokens,
 			ImageID: info.ID, NX: info.NX, NY: info.NY,
+		})
+		e.embd = append(e.embd, nil)
+		if info.Type != ChunkText {
+			pi.left++
 		}
-		if c.Type != ChunkText {
-			// Tiles of one image follow each other (with text between
-			// them); the same image given twice starts again at 0.
-			if c.ImageID != prevID {
-				tiles[c.ImageID] = 0
-			}
-			c.Tile = tiles[c.ImageID]
-			tiles[c.ImageID]++
-			prevID = c.ImageID
-		}
-		out.list = append(out.list, c)
 	}
-	return out, nil
+	return pi, nil
+}
+
+// addText appends tokens to the last chunk if it is text, else as a new
+// chunk; the tokens are copied.
+func (c *Chunks) addText(toks []llama.Token) {
+	if len(toks) == 0 {
+		return
+	}
+	if n := len(c.list); n > 0 && c.list[n-1].Type == ChunkText {
+		c.list[n-1].Tokens = append(c.list[n-1].Tokens, toks...)
+		return
+	}
+	c.list = append(c.list, Chunk{Type: ChunkText, Tokens: append([]llama.Token(nil), toks...)})
+	c.src = append(c.src, chunkSource{})
+}
+
+// addImage appends the chunks of one prepared image.
+func (c *Chunks) addImage(pi *preparedImage) {
+	for slot, ch := range pi.e.chunks {
+		if ch.Type == ChunkText {
+			c.addText(ch.Tokens)
+			continue
+		}
+		c.list = append(c.list, ch)
+		c.src = append(c.src, chunkSource{img: pi, slot: slot})
+	}
 }
 
 // Close frees the chunks (idempotent).
 func (c *Chunks) Close() error {
-	if c == nil || c.c == nil {
+	if c == nil || c.closed {
 		return nil
 	}
+	c.closed = true
 	c.cleanup.Stop()
-	c.c.Free()
-	c.c = nil
+	freeNative(c.native)
+	c.native = nil
 	return nil
 }
 
@@ -165,90 +306,61 @@ func (c *Chunks) ImageTokens() int {
 	return n
 }
 
+// CacheStats returns how many of the prompt's distinct images Tokenize found
+// in the cache (hits) and how many it had mtmd prepare (misses).
+func (c *Chunks) CacheStats() (hits, misses int) { return c.hits, c.misses }
+
 // Encode runs the vision encoder on image chunk i and returns a copy of its
-// embeddings: NTokens rows of the model's input width, row-major.
+// embeddings: NTokens rows of the model's input width, row-major. A chunk
+// whose embeddings are known (from the cache, or encoded before) is not
+// encoded again.
 func (p *Projector) Encode(ctx context.Context, chunks *Chunks, i int) ([]float32, error) {
-	if chunks == nil || chunks.c == nil {
-		return nil, ErrClosed
+	embd, _, err := p.embeddings(ctx, chunks, i)
+	if err != nil {
+		return nil, err
+	}
+	return append([]float32(nil), embd...), nil
+}
+
+// embeddings returns chunk i's embeddings (shared, read-only), encoding it
+// if they are not known; encoded reports whether it ran the encoder. The
+// image joins the chunks' cache once all its chunks are encoded.
+func (p *Projector) embeddings(ctx context.Context, chunks *Chunks, i int) (embd []float32, encoded bool, err error) {
+	if chunks == nil || chunks.closed {
+		return nil, false, ErrClosed
 	}
 	if chunks.proj != p {
-		return nil, fmt.Errorf("chunks of another projector: %w", ErrInvalidArgument)
+		return nil, false, fmt.Errorf("chunks of another projector: %w", ErrInvalidArgument)
 	}
 	if i < 0 || i >= len(chunks.list) {
-		return nil, fmt.Errorf("chunk %d of %d: %w", i, len(chunks.list), ErrInvalidArgument)
+		return nil, false, fmt.Errorf("chunk %d of %d: %w", i, len(chunks.list), ErrInvalidArgument)
 	}
 	if chunks.list[i].Type == ChunkText {
-		return nil, fmt.Errorf("chunk %d is text: %w", i, ErrInvalidArgument)
+		return nil, false, fmt.Errorf("chunk %d is text: %w", i, ErrInvalidArgument)
+	}
+	if err := p.use(func(*vlm.MtmdContext) error { return nil }); err != nil {
+		return nil, false, err
+	}
+	src := chunks.src[i]
+	if e := src.img.e.embd[src.slot]; e != nil {
+		return e, false, nil
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%w (%w)", ErrCancelled, err)
+		return nil, false, fmt.Errorf("%w (%w)", ErrCancelled, err)
 	}
-	var embd []float32
-	err := p.use(func(c *vlm.MtmdContext) (err error) {
-		embd, err = c.Encode(chunks.c, i, p.nEmbd)
+	err = p.use(func(c *vlm.MtmdContext) (err error) {
+		embd, err = c.Encode(src.img.native, src.slot, p.nEmbd)
 		return err
 	})
-	return embd, err
-}
-
-// EmbeddingCache keeps encoded images (each tile) by image ID, so an image seen again
-// (e.g. in a later turn of a chat) is not encoded again. It is safe for
-// concurrent use. The zero value is an unbounded cache; use NewEmbeddingCache
-// for a bounded one.
-type EmbeddingCache struct {
-	mu       sync.Mutex
-	entries  map[string][]float32
-	order    []string
-	maxItems int
-	hits     int
-	misses   int
-}
-
-// NewEmbeddingCache returns a cache holding at most maxItems images (the
-// oldest is dropped first); maxItems ≤ 0 means unbounded.
-func NewEmbeddingCache(maxItems int) *EmbeddingCache { return &EmbeddingCache{maxItems: maxItems} }
-
-func (c *EmbeddingCache) get(id string) ([]float32, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.entries[id]
-	if ok {
-		c.hits++
-	} else {
-		c.misses++
+	if err != nil {
+		return nil, false, err
 	}
-	return e, ok
-}
-
-func (c *EmbeddingCache) put(id string, embd []float32) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.entries == nil {
-		c.entries = map[string][]float32{}
+	src.img.e.embd[src.slot] = embd
+	src.img.left--
+	if src.img.left == 0 && chunks.cache != nil {
+		chunks.cache.put(src.img.e)
 	}
-	if _, ok := c.entries[id]; ok {
-		return
-	}
-	c.entries[id] = embd
-	c.order = append(c.order, id)
-	if c.maxItems > 0 && len(c.order) > c.maxItems {
-		delete(c.entries, c.order[0])
-		c.order = c.order[1:]
-	}
-}
-
-// Stats returns how many lookups found an image and how many did not.
-func (c *EmbeddingCache) Stats() (hits, misses int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.hits, c.misses
-}
-
-// Len returns the number of cached images.
-func (c *EmbeddingCache) Len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.entries)
+	return embd, true, nil
 }
 
 // EvalOptions configure Eval.
@@ -262,8 +374,6 @@ type EvalOptions struct {
 	NBatch int
 	// Logits requests the logits of the last text token (for sampling).
 	Logits bool
-	// Cache, if set, supplies and keeps image embeddings by image ID.
-	Cache *EmbeddingCache
 	// SkipTokens leaves out the prompt's first SkipTokens entries, which
 	// are already in the KV cache: text tokens count one each, an image
 	// chunk counts its NTokens and is skipped whole or not at all. Pos is
@@ -276,7 +386,7 @@ type EvalStats struct {
 	TextTokens    int // text tokens decoded
 	ImageTokens   int // image embeddings decoded
 	ImagesEncoded int // image chunks (images or tiles) run through the encoder
-	ImagesCached  int // image chunks taken from the cache
+	ImagesCached  int // image chunks whose embeddings were known (cache, or encoded before)
 	EncodeNanos   int64
 	DecodeNanos   int64
 }
@@ -286,7 +396,7 @@ type EvalStats struct {
 // embeddings decoded. It returns the position after the last chunk. ctx is
 // checked between chunks and batches and stops a running decode on the CPU.
 func (p *Projector) Eval(ctx context.Context, x *llama.Context, chunks *Chunks, opts EvalOptions) (next int32, stats EvalStats, err error) {
-	if chunks == nil || chunks.c == nil {
+	if chunks == nil || chunks.closed {
 		return opts.Pos, stats, ErrClosed
 	}
 	if chunks.proj != p {
@@ -384,29 +494,18 @@ func (p *Projector) Eval(ctx context.Context, x *llama.Context, chunks *Chunks, 
 		if ch.Type == ChunkAudio {
 			return pos, stats, ErrAudioUnsupported
 		}
-		embd, ok := []float32(nil), false
-		key := fmt.Sprintf("%s/%d", ch.ImageID, ch.Tile)
-		if opts.Cache != nil && ch.ImageID != "" {
-			embd, ok = opts.Cache.get(key)
-			if ok && len(embd) != ch.NTokens*nEmbd {
-				ok = false
-			}
+		t0 := nanotime()
+		embd, encoded, err := p.embeddings(ctx, chunks, i)
+		if err != nil {
+			return pos, stats, err
 		}
-		if ok {
-			stats.ImagesCached++
-		} else {
-			t0 := nanotime()
-			embd, err = p.Encode(ctx, chunks, i)
-			if err != nil {
-				return pos, stats, err
-			}
+		if encoded {
 			stats.EncodeNanos += nanotime() - t0
 			stats.ImagesEncoded++
-			if opts.Cache != nil && ch.ImageID != "" {
-				opts.Cache.put(key, embd)
-			}
+		} else {
+			stats.ImagesCached++
 		}
-		t0 := nanotime()
+		t0 = nanotime()
 		if err := decodeImage(ctx, x, embd, ch, pos, opts.Seq, nBatch, nEmbd, nonCausal, mrope); err != nil {
 			return pos, stats, err
 		}

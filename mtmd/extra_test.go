@@ -36,9 +36,4 @@ func TestProjectorAndChunkAccessors(t *testing.T) {
 	}
 	assert.Equal(t, len(want), tiles)
 	assert.GreaterOrEqual(t, chunks.NPos(), chunks.NTokens()-1)
-
-	cache := mtmd.NewEmbeddingCache(2)
-	assert.Zero(t, cache.Len())
-	generate(t, p, img, 1, cache)
-	assert.Equal(t, 2, cache.Len(), "the cache keeps at most 2 tiles")
 }

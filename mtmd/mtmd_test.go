@@ -102,16 +102,16 @@ func TestImageEncodesIntoPredictedEmbeddings(t *testing.T) {
 }
 
 // generate evaluates a prompt with one image and returns n greedy tokens.
-func generate(t testing.TB, p pair, img *mtmd.Image, n int, cache *mtmd.EmbeddingCache) ([]llama.Token, mtmd.EvalStats) {
+func generate(t testing.TB, p pair, img *mtmd.Image, n int, cache *mtmd.ImageCache) ([]llama.Token, mtmd.EvalStats) {
 	t.Helper()
 	ctx := context.Background()
 	x, err := p.model.NewContext(llama.ContextOptions{NCtx: 1024, NBatch: 256, Threads: 2})
 	require.NoError(t, err)
 	defer x.Close()
-	chunks, err := p.proj.Tokenize("Describe "+p.proj.Marker()+" please.", []*mtmd.Image{img}, mtmd.TokenizeOptions{AddSpecial: true, ParseSpecial: true})
+	chunks, err := p.proj.Tokenize("Describe "+p.proj.Marker()+" please.", []*mtmd.Image{img}, mtmd.TokenizeOptions{AddSpecial: true, ParseSpecial: true, Cache: cache})
 	require.NoError(t, err)
 	defer chunks.Close()
-	pos, stats, err := p.proj.Eval(ctx, x, chunks, mtmd.EvalOptions{Logits: true, Cache: cache})
+	pos, stats, err := p.proj.Eval(ctx, x, chunks, mtmd.EvalOptions{Logits: true})
 	require.NoError(t, err)
 	assert.EqualValues(t, chunks.NPos(), pos)
 	b, err := p.model.NewBatch(1, 1)
@@ -161,21 +161,24 @@ func TestEvalAndGenerateIsDeterministic(t *testing.T) {
 	}
 }
 
-func TestEmbeddingCacheSkipsEncoding(t *testing.T) {
+func TestImageCacheSkipsEncoding(t *testing.T) {
 	p := loadPair(t, testmodel.ProjectorIdefics3, gguf.TypeF16)
 	img, err := mtmd.ImageFromGo(testImage(40, 40, 3))
 	require.NoError(t, err)
-	cache := mtmd.NewEmbeddingCache(8)
+	cache := mtmd.NewImageCache(0)
 	a, s1 := generate(t, p, img, 8, cache)
 	b, s2 := generate(t, p, img, 8, cache)
 	assert.Equal(t, a, b, "cached embeddings give the same tokens")
-	assert.Positive(t, s1.ImagesEncoded)
+	wantChunks, _ := p.spec.ImageChunks(40, 40)
+	assert.Equal(t, len(wantChunks), s1.ImagesEncoded)
 	assert.Zero(t, s1.ImagesCached)
 	assert.Zero(t, s2.ImagesEncoded)
 	assert.Equal(t, s1.ImagesEncoded, s2.ImagesCached)
-	hits, misses := cache.Stats()
-	assert.Equal(t, s1.ImagesEncoded, misses)
-	assert.Equal(t, s2.ImagesCached, hits)
+	st := cache.Stats()
+	assert.EqualValues(t, 1, st.Misses, "one image prepared")
+	assert.EqualValues(t, 1, st.Hits, "then found")
+	assert.Equal(t, 1, st.Entries)
+	assert.Positive(t, st.Bytes)
 }
 
 func TestMultipleImages(t *testing.T) {

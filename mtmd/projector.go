@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/vlm-go/vlm"
 	"github.com/vlm-go/vlm/gguf"
@@ -39,6 +40,7 @@ type Projector struct {
 	path    string
 	marker  string
 	nEmbd   int        // the model's input embedding width
+	id      uint64     // distinct for every loaded projector (ImageCache keys)
 	mu      sync.Mutex // serialises native calls and Close
 	c       *vlm.MtmdContext
 	cleanup runtime.Cleanup
@@ -60,6 +62,9 @@ func Load(ctx context.Context, path string, model *llama.Model, opts Options) (*
 	minfo, err := model.Info()
 	if err != nil {
 		return nil, err
+	}
+	if minfo.VocabOnly {
+		return nil, fmt.Errorf("projector %s: model %s: %w; load it without VocabOnly", path, model.Path(), llama.ErrVocabOnly)
 	}
 	if info.OutputEmbd != 0 && int(info.OutputEmbd) != minfo.NEmbdInput {
 		return nil, fmt.Errorf("%s produces %d-wide embeddings, the model %s takes %d: %w",
@@ -93,10 +98,13 @@ func Load(ctx context.Context, path string, model *llama.Model, opts Options) (*
 		}
 		return nil, err
 	}
-	p := &Projector{model: model, info: info, path: path, marker: marker, c: c, nEmbd: minfo.NEmbdInput}
+	p := &Projector{model: model, info: info, path: path, marker: marker, c: c, nEmbd: minfo.NEmbdInput, id: projectorIDs.Add(1)}
 	p.cleanup = runtime.AddCleanup(p, func(c *vlm.MtmdContext) { c.Free(); model.Release() }, c)
 	return p, nil
 }
+
+// projectorIDs numbers loaded projectors.
+var projectorIDs atomic.Uint64
 
 // imageTokens are the vocabulary entries mtmd looks up by text for each
 // projector type to put around images; a missing one becomes token -1 and

@@ -61,11 +61,18 @@ type Options struct {
 	ChatTemplate string
 	// ImageLimits bound the images decoded from files and bytes.
 	ImageLimits mtmd.Limits
+	// ImageCacheBytes bounds the pipeline's image cache: every image it
+	// has prepared (the chunks mtmd makes of it and the encoder's output)
+	// is kept there, least recently used dropped first, so asking again
+	// about a picture — in Run, Stream, RunBatch or a session — neither
+	// preprocesses nor encodes it. 0 means mtmd.DefaultImageCacheBytes; -1
+	// turns the cache off.
+	ImageCacheBytes int64
 }
 
 func (o Options) withDefaults() (Options, error) {
 	switch {
-	case o.GPULayers < -1, o.MainGPU < 0, o.Threads < 0, o.ContextSize < 0, o.BatchSize < 0, o.Parallel < 0:
+	case o.GPULayers < -1, o.MainGPU < 0, o.Threads < 0, o.ContextSize < 0, o.BatchSize < 0, o.Parallel < 0, o.ImageCacheBytes < -1:
 		return o, fmt.Errorf("negative option in %+v: %w", o, ErrInvalidOptions)
 	}
 	if o.Threads == 0 {
@@ -93,7 +100,7 @@ type Pipeline struct {
 	builtin   string             // llama.cpp built-in template name, for models without Jinja
 	bos, eos  string
 	addBOS    bool
-	cache     *mtmd.EmbeddingCache
+	cache     *mtmd.ImageCache // nil when off
 	modelPath string
 
 	mu     sync.Mutex
@@ -132,7 +139,10 @@ func New(ctx context.Context, modelPath, projectorPath string, opts Options) (*P
 	if err != nil {
 		return nil, err
 	}
-	p := &Pipeline{opts: opts, model: model, modelPath: path, cache: mtmd.NewEmbeddingCache(64)}
+	p := &Pipeline{opts: opts, model: model, modelPath: path}
+	if opts.ImageCacheBytes >= 0 {
+		p.cache = mtmd.NewImageCache(opts.ImageCacheBytes)
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -225,6 +235,15 @@ func (p *Pipeline) Close() error {
 
 // Model returns the loaded text model.
 func (p *Pipeline) Model() *llama.Model { return p.model }
+
+// ImageCacheStats returns the counters of the pipeline's image cache (zero
+// when Options.ImageCacheBytes turned it off).
+func (p *Pipeline) ImageCacheStats() mtmd.CacheStats {
+	if p.cache == nil {
+		return mtmd.CacheStats{}
+	}
+	return p.cache.Stats()
+}
 
 // Projector returns the loaded vision projector.
 func (p *Pipeline) Projector() *mtmd.Projector { return p.proj }

@@ -54,6 +54,8 @@ type Stats struct {
 	EvaluatedTokens  int           // prompt entries evaluated for this answer
 	ImagesEncoded    int           // image chunks run through the vision encoder
 	ImagesCached     int           // image chunks whose embeddings came from a cache
+	ImageCacheHits   int           // distinct images of the prompt found in the image cache (not preprocessed)
+	ImageCacheMisses int           // distinct images preprocessed for this answer
 	GeneratedTokens  int           // tokens of the answer
 	TimeToFirstToken time.Duration // from the call to the first answer token
 	ImageEncodeTime  time.Duration // time in the vision encoder
@@ -140,7 +142,7 @@ type turn struct {
 	x      *llama.Context
 	seq    int32
 	state  *seqState
-	cache  *mtmd.EmbeddingCache
+	cache  *mtmd.ImageCache
 	msgs   []template.Message
 	images []*mtmd.Image
 	opts   GenerateOptions
@@ -169,7 +171,7 @@ func (t *turn) run(ctx context.Context, resp *Response, yield func(llama.Generat
 	}
 	resp.Prompt = full
 	addSpecial := t.p.addBOS && (t.p.bos == "" || !strings.HasPrefix(prompt, t.p.bos))
-	chunks, err := t.p.proj.Tokenize(prompt, t.images, mtmd.TokenizeOptions{AddSpecial: addSpecial, ParseSpecial: true})
+	chunks, err := t.p.proj.Tokenize(prompt, t.images, mtmd.TokenizeOptions{AddSpecial: addSpecial, ParseSpecial: true, Cache: t.cache})
 	if err != nil {
 		fail(err)
 		return
@@ -204,9 +206,10 @@ func (t *turn) run(ctx context.Context, resp *Response, yield func(llama.Generat
 	resp.Stats.PromptTokens = chunks.NTokens()
 	resp.Stats.ImageTokens = chunks.ImageTokens()
 	resp.Stats.CachedTokens = skip
+	resp.Stats.ImageCacheHits, resp.Stats.ImageCacheMisses = chunks.CacheStats()
 	prefillStart := time.Now()
 	next, es, err := t.p.proj.Eval(ctx, t.x, chunks, mtmd.EvalOptions{
-		Pos: pos, Seq: t.seq, Logits: true, Cache: t.cache, SkipTokens: skip,
+		Pos: pos, Seq: t.seq, Logits: true, SkipTokens: skip,
 	})
 	resp.Stats.PrefillTime = time.Since(prefillStart)
 	resp.Stats.EvaluatedTokens = es.TextTokens + es.ImageTokens

@@ -32,7 +32,6 @@ type Session struct {
 	x       *llama.Context
 	seq     int32
 	state   seqState
-	cache   *mtmd.EmbeddingCache
 	history []template.Message
 	images  []*mtmd.Image // the images of history's image parts, in order
 	closed  bool
@@ -57,7 +56,7 @@ func (p *Pipeline) NewSession(opts SessionOptions) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Session{p: p, x: x, cache: mtmd.NewEmbeddingCache(0)}
+	s := &Session{p: p, x: x}
 	if opts.System != "" {
 		s.history = append(s.history, template.System(template.Text(opts.System)))
 	}
@@ -94,7 +93,7 @@ func (s *Session) Stream(ctx context.Context, in Input, opts GenerateOptions) *S
 		}
 		all := append(append([]template.Message(nil), s.history...), msgs...)
 		allImages := append(append([]*mtmd.Image(nil), s.images...), images...)
-		t := &turn{p: s.p, x: s.x, seq: s.seq, state: &s.state, cache: s.cache, msgs: all, images: allImages, opts: opts}
+		t := &turn{p: s.p, x: s.x, seq: s.seq, state: &s.state, cache: s.p.cache, msgs: all, images: allImages, opts: opts}
 		t.run(ctx, resp, yield)
 		if resp.Prompt == "" { // nothing was evaluated: the turn did not happen
 			return

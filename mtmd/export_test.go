@@ -1,0 +1,39 @@
+package mtmd
+
+import "github.com/vlm-go/vlm"
+
+// TokenizeWhole is mtmd_tokenize of the whole prompt in one call, the
+// reference Tokenize is tested against.
+func (p *Projector) TokenizeWhole(text string, images []*Image, addSpecial, parseSpecial bool) ([]Chunk, error) {
+	var bitmaps []*vlm.Bitmap
+	defer func() {
+		for _, b := range bitmaps {
+			b.Free()
+		}
+	}()
+	for _, im := range images {
+		b, err := vlm.NewBitmap(im.width, im.height, im.rgb, im.id)
+		if err != nil {
+			return nil, err
+		}
+		bitmaps = append(bitmaps, b)
+	}
+	var out []Chunk
+	err := p.use(func(c *vlm.MtmdContext) error {
+		ch, err := c.Tokenize(text, addSpecial, parseSpecial, bitmaps)
+		if err != nil {
+			return err
+		}
+		defer ch.Free()
+		for i := 0; i < ch.Len(); i++ {
+			info, err := ch.Chunk(i)
+			if err != nil {
+				return err
+			}
+			out = append(out, Chunk{Type: info.Type, NTokens: info.NTokens, NPos: info.NPos,
+				Tokens: info.Tokens, ImageID: info.ID, NX: info.NX, NY: info.NY})
+		}
+		return nil
+	})
+	return out, err
+}
