@@ -54,6 +54,9 @@ func NewContext(m *LlamaModel, p ContextParams) (*LlamaContext, error) {
 	if !m.Valid() {
 		return nil, ErrClosed
 	}
+	if m.vocabOnly {
+		return nil, fmt.Errorf("a context needs the model's weights: %w; load the model without VocabOnly", ErrVocabOnly)
+	}
 	params := C.llama_context_default_params()
 	if p.NCtx > 0 {
 		params.n_ctx = C.uint32_t(p.NCtx)

@@ -20,6 +20,10 @@ var (
 	ErrInvalidArgument = errors.New("vlm: invalid argument")
 	// ErrDecode: llama_decode or mtmd_encode failed for another reason.
 	ErrDecode = errors.New("vlm: decode failed")
+	// ErrVocabOnly: the model was loaded with VocabOnly (vocabulary and
+	// metadata, no weights) and the call needs weights: a context, a
+	// projector, per-layer hyperparameters. Load the model without VocabOnly.
+	ErrVocabOnly = errors.New("vlm: model loaded vocab-only (no weights)")
 )
 
 // CodeError carries the status code a C function returned, wrapped around

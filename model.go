@@ -30,8 +30,9 @@ type ModelParams struct {
 // may be called from many goroutines; Free must not race with them (the llama
 // package guarantees that).
 type LlamaModel struct {
-	c     *C.struct_llama_model
-	vocab *C.struct_llama_vocab
+	c         *C.struct_llama_model
+	vocab     *C.struct_llama_vocab
+	vocabOnly bool // loaded with ModelParams.VocabOnly: no layers, no weights
 }
 
 // LoadModel loads a GGUF model with llama_model_load_from_file. The file must
@@ -67,7 +68,7 @@ func LoadModel(path string, p ModelParams) (*LlamaModel, error) {
 		}
 		return nil, fmt.Errorf("llama.cpp could not load %s: %w", path, ErrLoad)
 	}
-	return &LlamaModel{c: m, vocab: C.llama_model_get_vocab(m)}, nil
+	return &LlamaModel{c: m, vocab: C.llama_model_get_vocab(m), vocabOnly: p.VocabOnly}, nil
 }
 
 type progressState struct {
@@ -97,6 +98,15 @@ func (m *LlamaModel) Free() {
 // Valid reports whether the model is loaded and not freed.
 func (m *LlamaModel) Valid() bool { return m != nil && m.c != nil }
 
+// VocabOnly reports whether the model was loaded with ModelParams.VocabOnly.
+// Such a model has a vocabulary and metadata but no layers or weights:
+// llama.cpp skips every hyperparameter past general.name
+// (llama_model::load_hparams), so NCtxTrain, NEmbd, NEmbdInput and NLayer
+// are 0, Description is empty, NHead and NHeadKV return 0 instead of
+// calling llama.cpp (which aborts: llama_hparams::n_head(0) with no layers),
+// and NewContext and LoadProjector fail with ErrVocabOnly.
+func (m *LlamaModel) VocabOnly() bool { return m != nil && m.vocabOnly }
+
 // NEmbd returns the embedding size (llama_model_n_embd).
 func (m *LlamaModel) NEmbd() int { return int(C.llama_model_n_embd(m.c)) }
 
@@ -107,11 +117,23 @@ func (m *LlamaModel) NEmbdInput() int { return int(C.llama_model_n_embd_inp(m.c)
 // NLayer returns the number of layers.
 func (m *LlamaModel) NLayer() int { return int(C.llama_model_n_layer(m.c)) }
 
-// NHead returns the number of attention heads.
-func (m *LlamaModel) NHead() int { return int(C.llama_model_n_head(m.c)) }
+// NHead returns the number of attention heads (of layer 0); 0 for a
+// vocab-only model, for which llama.cpp would abort.
+func (m *LlamaModel) NHead() int {
+	if m.vocabOnly {
+		return 0
+	}
+	return int(C.llama_model_n_head(m.c))
+}
 
-// NHeadKV returns the number of key/value heads.
-func (m *LlamaModel) NHeadKV() int { return int(C.llama_model_n_head_kv(m.c)) }
+// NHeadKV returns the number of key/value heads (of layer 0); 0 for a
+// vocab-only model, for which llama.cpp would abort.
+func (m *LlamaModel) NHeadKV() int {
+	if m.vocabOnly {
+		return 0
+	}
+	return int(C.llama_model_n_head_kv(m.c))
+}
 
 // PositionsPerToken returns how many position values each token takes: 4
 // for M-RoPE models (Qwen2-VL style), else 1.

@@ -37,6 +37,9 @@ func LoadProjector(path string, m *LlamaModel, p ProjectorParams) (*MtmdContext,
 	if !m.Valid() {
 		return nil, ErrClosed
 	}
+	if m.vocabOnly {
+		return nil, fmt.Errorf("projector %s needs the text model's weights: %w; load the model without VocabOnly", path, ErrVocabOnly)
+	}
 	params := C.mtmd_context_params_default()
 	params.use_gpu = C.bool(p.UseGPU)
 	params.print_timings = false

@@ -94,6 +94,9 @@ func (m *Model) NewContext(opts ContextOptions) (*Context, error) {
 	if err != nil {
 		return nil, err
 	}
+	if info.VocabOnly {
+		return nil, fmt.Errorf("NewContext: %s: %w; load it without VocabOnly", m.path, ErrVocabOnly)
+	}
 	opts, err = opts.withDefaults(info.NCtxTrain)
 	if err != nil {
 		return nil, err

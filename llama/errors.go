@@ -32,4 +32,8 @@ var (
 	ErrConcurrentUse = errors.New("llama: context used by two goroutines at once")
 	// ErrDecode: llama.cpp failed to evaluate a batch.
 	ErrDecode = vlm.ErrDecode
+	// ErrVocabOnly: the model was loaded with LoadOptions.VocabOnly, so it
+	// has a vocabulary and metadata but no weights, and the call needs them
+	// (NewContext, mtmd.Load). Load the model without VocabOnly.
+	ErrVocabOnly = vlm.ErrVocabOnly
 )

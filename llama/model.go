@@ -24,7 +24,10 @@ type LoadOptions struct {
 	NoMmap bool
 	// Mlock locks the weights in RAM.
 	Mlock bool
-	// VocabOnly loads the vocabulary and metadata but no weights.
+	// VocabOnly loads the vocabulary and metadata but no weights: enough to
+	// tokenize and to read the chat template. Such a model cannot make a
+	// context or load a projector (ErrVocabOnly); see Model.VocabOnly and
+	// Info for what it reports.
 	VocabOnly bool
 	// Progress, if set, is called with values from 0 to 1 while weights
 	// load; returning false cancels the load with ErrCancelled.
@@ -87,10 +90,18 @@ func Load(ctx context.Context, path string, opts LoadOptions) (*Model, error) {
 	}
 	m := &Model{c: c, path: path, file: f}
 	m.info = Info{
-		Architecture: f.Architecture(), Description: c.Description(), NParams: c.NParams(),
-		Size: c.Size(), NCtxTrain: c.NCtxTrain(), NEmbd: c.NEmbd(), NEmbdInput: c.NEmbdInput(),
-		NLayer: c.NLayer(), NHead: c.NHead(), NHeadKV: c.NHeadKV(), NVocab: c.VocabSize(),
-		PositionsPerToken: c.PositionsPerToken(),
+		Architecture: f.Architecture(), NParams: c.NParams(), Size: c.Size(),
+		NVocab: c.VocabSize(), VocabOnly: opts.VocabOnly,
+	}
+	// A vocab-only model has no layers: llama.cpp leaves every
+	// hyperparameter past general.name unread (zero), and llama_model_n_head
+	// and llama_model_n_head_kv abort the process (llama_hparams::n_head(0)
+	// with n_layer 0). Only a full model is asked for them.
+	if !opts.VocabOnly {
+		m.info.Description = c.Description()
+		m.info.NCtxTrain, m.info.NEmbd, m.info.NEmbdInput = c.NCtxTrain(), c.NEmbd(), c.NEmbdInput()
+		m.info.NLayer, m.info.NHead, m.info.NHeadKV = c.NLayer(), c.NHead(), c.NHeadKV()
+		m.info.PositionsPerToken = c.PositionsPerToken()
 	}
 	m.cleanup = runtime.AddCleanup(m, func(c *vlm.LlamaModel) { c.Free() }, c)
 	return m, nil
@@ -172,6 +183,12 @@ func (m *Model) Close() error {
 	return nil
 }
 
+// VocabOnly reports whether the model was loaded with LoadOptions.VocabOnly:
+// it can tokenize and detokenize and report its metadata and chat template,
+// but has no weights, so NewContext and mtmd.Load fail with ErrVocabOnly and
+// the Info fields read from the weights' hyperparameters are zero.
+func (m *Model) VocabOnly() bool { return m.info.VocabOnly }
+
 // Path returns the file the model was loaded from.
 func (m *Model) Path() string { return m.path }
 
@@ -189,20 +206,29 @@ func (m *Model) ChatTemplate() (tmpl string, ok bool) {
 }
 
 // Info is a summary of a loaded model.
+//
+// For a model loaded with VocabOnly, the fields marked (*) are zero:
+// llama.cpp does not read the hyperparameters without the weights. NParams
+// and Size then count the weights in the file, which are not loaded; File
+// has every GGUF key (e.g. "llama.context_length") for callers that need a
+// value anyway.
 type Info struct {
 	Architecture string // general.architecture
-	Description  string // llama.cpp's one-line description
+	Description  string // llama.cpp's one-line description (*)
 	NParams      uint64 // number of parameters
 	Size         uint64 // bytes of weights
-	NCtxTrain    int    // training context length
-	NEmbd        int    // embedding width
-	NEmbdInput   int    // input embedding width (what a projector must produce)
-	NLayer       int    // layers
-	NHead        int    // attention heads
-	NHeadKV      int    // key/value heads
+	NCtxTrain    int    // training context length (*)
+	NEmbd        int    // embedding width (*)
+	NEmbdInput   int    // input embedding width (what a projector must produce) (*)
+	NLayer       int    // layers (*)
+	NHead        int    // attention heads (*)
+	NHeadKV      int    // key/value heads (*)
 	NVocab       int    // vocabulary size
-	// PositionsPerToken is 4 for M-RoPE models (Qwen2-VL style), else 1.
+	// PositionsPerToken is 4 for M-RoPE models (Qwen2-VL style), else 1 (*).
 	PositionsPerToken int
+	// VocabOnly: loaded with LoadOptions.VocabOnly (vocabulary and metadata,
+	// no weights).
+	VocabOnly bool
 }
 
 // Info returns the model's summary.
