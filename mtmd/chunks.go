@@ -311,11 +311,11 @@ func (c *Chunks) ImageTokens() int {
 func (c *Chunks) CacheStats() (hits, misses int) { return c.hits, c.misses }
 
 // Encode runs the vision encoder on image chunk i and returns a copy of its
-// embeddings: NTokens rows of the model's input width, row-major. A chunk
-// whose embeddings are known (from the cache, or encoded before) is not
-// encoded again.
+// embeddings: NTokens rows of the model's input width, row-major. For an
+// image Tokenize took from the cache there is nothing to encode: Encode
+// returns the cached embeddings.
 func (p *Projector) Encode(ctx context.Context, chunks *Chunks, i int) ([]float32, error) {
-	embd, _, err := p.embeddings(ctx, chunks, i)
+	embd, _, err := p.embeddings(ctx, chunks, i, true)
 	if err != nil {
 		return nil, err
 	}
@@ -323,9 +323,10 @@ func (p *Projector) Encode(ctx context.Context, chunks *Chunks, i int) ([]float3
 }
 
 // embeddings returns chunk i's embeddings (shared, read-only), encoding it
-// if they are not known; encoded reports whether it ran the encoder. The
-// image joins the chunks' cache once all its chunks are encoded.
-func (p *Projector) embeddings(ctx context.Context, chunks *Chunks, i int) (embd []float32, encoded bool, err error) {
+// if they are not known or, with again, whenever the image was prepared for
+// these chunks; encoded reports whether it ran the encoder. The image joins
+// the chunks' cache once all its chunks are encoded.
+func (p *Projector) embeddings(ctx context.Context, chunks *Chunks, i int, again bool) (embd []float32, encoded bool, err error) {
 	if chunks == nil || chunks.closed {
 		return nil, false, ErrClosed
 	}
@@ -342,8 +343,9 @@ func (p *Projector) embeddings(ctx context.Context, chunks *Chunks, i int) (embd
 		return nil, false, err
 	}
 	src := chunks.src[i]
-	if e := src.img.e.embd[src.slot]; e != nil {
-		return e, false, nil
+	known := src.img.e.embd[src.slot]
+	if known != nil && (!again || src.img.native == nil) {
+		return known, false, nil
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, false, fmt.Errorf("%w (%w)", ErrCancelled, err)
@@ -354,6 +356,9 @@ func (p *Projector) embeddings(ctx context.Context, chunks *Chunks, i int) (embd
 	})
 	if err != nil {
 		return nil, false, err
+	}
+	if known != nil {
+		return embd, true, nil
 	}
 	src.img.e.embd[src.slot] = embd
 	src.img.left--
@@ -495,7 +500,7 @@ func (p *Projector) Eval(ctx context.Context, x *llama.Context, chunks *Chunks, 
 			return pos, stats, ErrAudioUnsupported
 		}
 		t0 := nanotime()
-		embd, encoded, err := p.embeddings(ctx, chunks, i)
+		embd, encoded, err := p.embeddings(ctx, chunks, i, false)
 		if err != nil {
 			return pos, stats, err
 		}

@@ -3,7 +3,9 @@
 // (PNG, JPEG, GIF, WebP, BMP, TIFF — memory-safe, with a pixel limit checked
 // from the header before any pixel is decoded), split a prompt with media
 // markers into text and image chunks, encode images into embeddings, and
-// evaluate the chunks into a llama.Context.
+// evaluate the chunks into a llama.Context. An ImageCache keeps prepared
+// images (their chunks and embeddings) so that a known image is neither
+// preprocessed nor encoded again.
 //
 // Projector files are checked with package gguf before mtmd sees them (mtmd
 // aborts the process on several kinds of malformed projector), and the

@@ -6,8 +6,14 @@
 // images plus text, or a whole chat — with the generated text
 // (ReturnFullText is off by default, as in transformers); Stream yields the
 // answer token by token; RunBatch answers several inputs. A Session keeps a
-// conversation and its KV cache, so each turn evaluates only what is new and
-// images already seen are not encoded again.
+// conversation and its KV cache, so each turn evaluates only what is new.
+//
+// Every image the pipeline prepares (mtmd's resizing and tiling, and the
+// vision encoder's output for each tile) is kept in one image cache shared
+// by Run, Stream, RunBatch and sessions (Options.ImageCacheBytes, LRU): asking
+// again about a picture neither preprocesses nor encodes it, and with the
+// KV prefix still in the context only the new question is evaluated.
+// Stats.ImageCacheHits/Misses and Pipeline.ImageCacheStats count it.
 //
 // Prompts are laid out with the model's own Jinja chat template (package
 // template), each image at its place.

@@ -21,7 +21,8 @@ type SessionOptions struct {
 // Session is a conversation (system and assistant turns are kept as
 // content parts, the form vision-language chat templates expect) that keeps its history and KV cache: each turn
 // evaluates only the tokens that differ from what the cache holds (prefix
-// reuse), and an image already encoded in the session is not encoded again.
+// reuse), and its images come from the pipeline's image cache: a history
+// image is neither preprocessed nor encoded again.
 // A Session is for one goroutine at a time (calls are serialised).
 //
 // A session's state is one sequence of a context, so that several sessions

@@ -6,6 +6,13 @@
 //
 //	go run ./cmd/vlm-bench -preset smolvlm-256m -types f16,q8_0
 //
+// With -repeat it measures asking again about the same picture instead:
+// time to first token of the first ask, of the same picture with another
+// question, of the third turn of a session holding two pictures, and their
+// ratios (see repeat.go):
+//
+//	go run ./cmd/vlm-bench -repeat -types q8_0 -threads 2
+//
 // Models are written once into the cache dir (hundreds of MB for
 // smolvlm-256m). Speed does not depend on weight values, so random weights
 // measure what real ones would.
@@ -50,7 +57,26 @@ func main() {
 	ngl := flag.Int("ngl", 0, "layers on the GPU (-1: all)")
 	gpuProj := flag.Bool("gpu-projector", false, "run the vision encoder on the GPU")
 	cache := flag.String("cache", "", "where models are written (default: the user cache dir)")
+	repeat := flag.Bool("repeat", false, "measure asking again about the same picture instead (first ask vs second ask, session turns; first -types entry)")
+	asks := flag.Int("asks", 5, "with -repeat: second asks measured")
+	oneTile := flag.Bool("one-tile", false, "with -repeat: one encoder tile per picture instead of the preset's tiling (quick)")
+	noCache := flag.Bool("cache-off", true, "with -repeat: also measure a second ask with the image cache off")
 	flag.Parse()
+	if *repeat {
+		typ, err := parseType(strings.Split(*types, ",")[0])
+		if err == nil && *cache == "" {
+			*cache, err = testmodel.DefaultCacheDir()
+		}
+		if err == nil {
+			err = runRepeat(repeatOptions{preset: *preset, typ: typ, threads: *threads, asks: *asks,
+				oneTile: *oneTile, noCache: *noCache, cacheDir: *cache})
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "vlm-bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*preset, strings.Split(*types, ","), *nPrompt, *nGen, *reps, *threads, *ngl, *gpuProj, *cache); err != nil {
 		fmt.Fprintln(os.Stderr, "vlm-bench:", err)
 		os.Exit(1)
@@ -268,11 +294,14 @@ func rssMiB() float64 {
 	return 0
 }
 
-func picture(n int) image.Image {
+func picture(n int) image.Image { return pictureSeeded(n, 0) }
+
+// pictureSeeded is an n×n picture; shade tells pictures apart.
+func pictureSeeded(n int, shade uint8) image.Image {
 	img := image.NewNRGBA(image.Rect(0, 0, n, n))
 	for y := 0; y < n; y++ {
 		for x := 0; x < n; x++ {
-			img.SetNRGBA(x, y, color.NRGBA{uint8(x), uint8(y), uint8(x ^ y), 255})
+			img.SetNRGBA(x, y, color.NRGBA{uint8(x), uint8(y), uint8(x^y) + shade, 255})
 		}
 	}
 	return img
