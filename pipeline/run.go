@@ -57,7 +57,7 @@ type Stats struct {
 	ImageCacheHits   int           // distinct images of the prompt found in the image cache (not preprocessed)
 	ImageCacheMisses int           // distinct images preprocessed for this answer
 	GeneratedTokens  int           // tokens of the answer
-	TimeToFirstToken time.Duration // from the call to the first answer token
+	TimeToFirstToken time.Duration // from the start of the call (images decoded included) to the first answer token
 	ImageEncodeTime  time.Duration // time in the vision encoder
 	PrefillTime      time.Duration // time evaluating the prompt (images decoded included)
 	DecodeTime       time.Duration // time generating
@@ -146,12 +146,13 @@ type turn struct {
 	msgs   []template.Message
 	images []*mtmd.Image
 	opts   GenerateOptions
+	start  time.Time // when the call began (images are decoded after it)
 }
 
 // run evaluates the prompt (reusing the common prefix of what the sequence
 // holds) and yields the answer's tokens; resp is filled in as it goes.
 func (t *turn) run(ctx context.Context, resp *Response, yield func(llama.GeneratedToken, error) bool) {
-	start := time.Now()
+	start := t.start
 	fail := func(err error) {
 		resp.StopReason = llama.StopError
 		if errors.Is(err, llama.ErrCancelled) {
@@ -305,6 +306,7 @@ func (s *Stream) Response() *Response { return s.resp }
 func (p *Pipeline) Stream(ctx context.Context, in Input, opts GenerateOptions) *Stream {
 	resp := &Response{}
 	return &Stream{resp: resp, seq: func(yield func(llama.GeneratedToken, error) bool) {
+		start := time.Now()
 		msgs, err := in.messages()
 		if err != nil {
 			yield(llama.GeneratedToken{}, err)
@@ -321,7 +323,7 @@ func (p *Pipeline) Stream(ctx context.Context, in Input, opts GenerateOptions) *
 			return
 		}
 		defer p.release(s)
-		t := &turn{p: p, x: s.x, seq: 0, state: &s.state, cache: p.cache, msgs: msgs, images: images, opts: opts}
+		t := &turn{p: p, x: s.x, seq: 0, state: &s.state, cache: p.cache, msgs: msgs, images: images, opts: opts, start: start}
 		t.run(ctx, resp, yield)
 	}}
 }

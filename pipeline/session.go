@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/vlm-go/vlm/llama"
 	"github.com/vlm-go/vlm/mtmd"
@@ -76,6 +77,7 @@ func (s *Session) Send(ctx context.Context, in Input, opts GenerateOptions) (*Re
 func (s *Session) Stream(ctx context.Context, in Input, opts GenerateOptions) *Stream {
 	resp := &Response{}
 	return &Stream{resp: resp, seq: func(yield func(llama.GeneratedToken, error) bool) {
+		start := time.Now()
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if s.closed {
@@ -94,7 +96,7 @@ func (s *Session) Stream(ctx context.Context, in Input, opts GenerateOptions) *S
 		}
 		all := append(append([]template.Message(nil), s.history...), msgs...)
 		allImages := append(append([]*mtmd.Image(nil), s.images...), images...)
-		t := &turn{p: s.p, x: s.x, seq: s.seq, state: &s.state, cache: s.p.cache, msgs: all, images: allImages, opts: opts}
+		t := &turn{p: s.p, x: s.x, seq: s.seq, state: &s.state, cache: s.p.cache, msgs: all, images: allImages, opts: opts, start: start}
 		t.run(ctx, resp, yield)
 		if resp.Prompt == "" { // nothing was evaluated: the turn did not happen
 			return
