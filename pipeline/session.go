@@ -54,7 +54,7 @@ func (p *Pipeline) NewSession(opts SessionOptions) (*Session, error) {
 	if n == 0 {
 		n = p.opts.ContextSize
 	}
-	x, err := p.model.NewContext(llama.ContextOptions{NCtx: n, NBatch: p.opts.BatchSize, NUbatch: p.opts.BatchSize, Threads: p.opts.Threads})
+	x, err := p.newContext(n)
 	if err != nil {
 		return nil, err
 	}
