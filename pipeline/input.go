@@ -30,16 +30,24 @@ func ImageOf(img image.Image) Image { return Image{img: img} }
 // ImageDecoded is an image decoded by package mtmd.
 func ImageDecoded(img *mtmd.Image) Image { return Image{decoded: img} }
 
-func (im Image) load(limits mtmd.Limits) (*mtmd.Image, error) {
+func (im Image) load(limits mtmd.Limits, cache *decodedCache) (*mtmd.Image, error) {
 	switch {
 	case im.decoded != nil:
 		return im.decoded, nil
 	case im.img != nil:
 		return mtmd.ImageFromGo(im.img)
 	case im.data != nil:
-		return mtmd.DecodeImageBytes(im.data, limits)
+		return cache.decode(im.data, limits)
 	case im.path != "":
-		return mtmd.LoadImage(im.path, limits)
+		data, err := readImageFile(im.path, limits)
+		if err != nil {
+			return nil, err
+		}
+		img, err := cache.decode(data, limits)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", im.path, err)
+		}
+		return img, nil
 	}
 	return nil, fmt.Errorf("empty pipeline.Image: %w", mtmd.ErrInvalidImage)
 }

@@ -65,8 +65,9 @@ type Options struct {
 	// has prepared (the chunks mtmd makes of it and the encoder's output)
 	// is kept there, least recently used dropped first, so asking again
 	// about a picture — in Run, Stream, RunBatch or a session — neither
-	// preprocesses nor encodes it. 0 means mtmd.DefaultImageCacheBytes; -1
-	// turns the cache off.
+	// preprocesses nor encodes it. Pictures sent as files or bytes are
+	// also kept decoded, by a hash of their bytes, in another quarter of
+	// this bound. 0 means mtmd.DefaultImageCacheBytes; -1 turns both off.
 	ImageCacheBytes int64
 }
 
@@ -101,6 +102,7 @@ type Pipeline struct {
 	bos, eos  string
 	addBOS    bool
 	cache     *mtmd.ImageCache // nil when off
+	decoded   *decodedCache    // nil when the image cache is off
 	gpu       bool             // the model and projector run on a GPU
 	modelPath string
 
@@ -143,6 +145,7 @@ func New(ctx context.Context, modelPath, projectorPath string, opts Options) (*P
 	p := &Pipeline{opts: opts, model: model, modelPath: path, gpu: gpu}
 	if opts.ImageCacheBytes >= 0 {
 		p.cache = mtmd.NewImageCache(opts.ImageCacheBytes)
+		p.decoded = newDecodedCache(p.cache.Stats().MaxBytes / 4)
 	}
 	ok := false
 	defer func() {

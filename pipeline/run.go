@@ -279,7 +279,7 @@ func (t *turn) run(ctx context.Context, resp *Response, yield func(llama.Generat
 func (p *Pipeline) loadImages(imgs []Image) ([]*mtmd.Image, error) {
 	out := make([]*mtmd.Image, len(imgs))
 	for i, im := range imgs {
-		d, err := im.load(p.opts.ImageLimits)
+		d, err := im.load(p.opts.ImageLimits, p.decoded)
 		if err != nil {
 			return nil, fmt.Errorf("pipeline: image %d: %w", i, err)
 		}
