@@ -7,6 +7,8 @@ import "C"
 
 import (
 	"fmt"
+	"runtime"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 )
@@ -38,10 +40,14 @@ type ContextParams struct {
 // LlamaContext is an inference context (struct llama_context): a KV cache and
 // compute buffers for one model. It is not safe for concurrent use.
 type LlamaContext struct {
-	c      *C.struct_llama_context
-	model  *LlamaModel
-	abort  *C.int // read by vlm_abort_trampoline during llama_decode
-	nVocab int
+	c     *C.struct_llama_context
+	model *LlamaModel
+	// abort is read by vlm_abort_trampoline during llama_decode. abortMu
+	// guards the pointer (not the flag, which is atomic) so that Abort and
+	// ClearAbort may run on any goroutine, even during or after Free.
+	abortMu sync.Mutex
+	abort   *C.int
+	nVocab  int
 	// outputs[i] is whether batch entry i of the last successful Decode
 	// asked for logits; nOutputs counts them. llama.cpp aborts (debug) or
 	// returns NULL (release) for other indices, so they are checked here.
@@ -88,6 +94,9 @@ func NewContext(m *LlamaModel, p ContextParams) (*LlamaContext, error) {
 	params.no_perf = false
 
 	abort := (*C.int)(C.calloc(1, C.size_t(unsafe.Sizeof(C.int(0)))))
+	if abort == nil {
+		return nil, fmt.Errorf("calloc of the abort flag failed: %w", ErrLoad)
+	}
 	params.abort_callback = C.ggml_abort_callback(C.vlm_abort_trampoline)
 	params.abort_callback_data = unsafe.Pointer(abort)
 	c := C.vlm_llama_init_from_model(m.c, params)
@@ -105,8 +114,11 @@ func (x *LlamaContext) Free() {
 		return
 	}
 	C.vlm_llama_free(x.c)
+	x.c = nil
+	x.abortMu.Lock()
 	C.free(unsafe.Pointer(x.abort))
-	x.c, x.abort = nil, nil
+	x.abort = nil
+	x.abortMu.Unlock()
 }
 
 // Valid reports whether the context exists and is not freed.
@@ -133,12 +145,25 @@ func (x *LlamaContext) SetThreads(gen, batch int) {
 // embeddings of projectors that need non-causal attention).
 func (x *LlamaContext) SetCausalAttention(causal bool) { C.llama_set_causal_attn(x.c, C.bool(causal)) }
 
-// Abort asks a running Decode to stop; it may be called from any goroutine.
-// The stop applies to computations on the CPU. ClearAbort resets it.
-func (x *LlamaContext) Abort() { atomic.StoreInt32((*int32)(unsafe.Pointer(x.abort)), 1) }
+// Abort sets the context's abort flag: a running Decode stops (on the CPU
+// backend) and every later Decode returns ErrCancelled until ClearAbort. It
+// may be called from any goroutine at any time, also during or after Free
+// (then it does nothing).
+func (x *LlamaContext) Abort() { x.setAbort(1) }
 
-// ClearAbort resets the flag set by Abort.
-func (x *LlamaContext) ClearAbort() { atomic.StoreInt32((*int32)(unsafe.Pointer(x.abort)), 0) }
+// ClearAbort resets the flag set by Abort. Like Abort it is safe at any time.
+func (x *LlamaContext) ClearAbort() { x.setAbort(0) }
+
+func (x *LlamaContext) setAbort(v int32) {
+	if x == nil {
+		return
+	}
+	x.abortMu.Lock()
+	if x.abort != nil {
+		atomic.StoreInt32((*int32)(unsafe.Pointer(x.abort)), v)
+	}
+	x.abortMu.Unlock()
+}
 
 // Decode runs the model on a batch. Errors: ErrContextFull (no KV slot),
 // ErrCancelled (Abort was called), ErrInvalidArgument (bad batch), ErrDecode.
@@ -154,6 +179,7 @@ func (x *LlamaContext) Decode(b *Batch) error {
 	}
 	x.outputs, x.nOutputs = x.outputs[:0], 0
 	rc := int(C.llama_decode(x.c, b.c))
+	runtime.KeepAlive(b)
 	switch {
 	case rc == 0:
 		for _, l := range unsafe.Slice(b.c.logits, int(b.c.n_tokens)) {

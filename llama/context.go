@@ -2,6 +2,7 @@ package llama
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -81,8 +82,9 @@ func (o ContextOptions) withDefaults(nCtxTrain int) (ContextOptions, error) {
 type Context struct {
 	model   *Model
 	opts    ContextOptions
-	busy    atomic.Bool
-	running atomic.Pointer[vlm.LlamaContext] // set while a call holds mu
+	busy     atomic.Bool
+	abortReq atomic.Bool                      // Abort was called; cleared by a cancelled Decode
+	running  atomic.Pointer[vlm.LlamaContext] // set while a call holds mu
 	mu      sync.Mutex                       // guards c against Close during a call
 	c       *vlm.LlamaContext
 	cleanup runtime.Cleanup
@@ -144,21 +146,29 @@ func (x *Context) Close() error {
 }
 
 // abortNative stops a Decode that is running now, so that Close does not
-// wait for it to finish. Abort only touches C memory the context owns, and
-// the context cannot be freed before the running call releases mu.
+// wait for it to finish. vlm.LlamaContext.Abort is safe even when the
+// native context has been freed in the meantime (it then does nothing).
 func (x *Context) abortNative() {
 	if c := x.running.Load(); c != nil {
 		c.Abort()
 	}
 }
 
-// Abort stops a Decode running on another goroutine (on the CPU backend);
-// that Decode returns an error wrapping ErrCancelled. It is safe to call
-// from any goroutine at any time.
+// Abort cancels a Decode: the one running now on another goroutine (it
+// stops on the CPU backend and returns an error wrapping ErrCancelled), or,
+// when none is running, the next Decode on this context, which then returns
+// ErrCancelled without computing anything. An Abort is pending until a
+// Decode returns ErrCancelled: it is never lost, and one Abort cancels one
+// Decode (several Aborts before that Decode count as one). A Decode that
+// finishes before it sees the Abort leaves it pending for the next one.
+// Abort is safe to call from any goroutine at any time, also during or after
+// Close.
 func (x *Context) Abort() {
-	if x != nil {
-		x.abortNative()
+	if x == nil {
+		return
 	}
+	x.abortReq.Store(true)
+	x.abortNative()
 }
 
 // enter marks the context busy for one call and returns the native handle.
@@ -221,10 +231,25 @@ func (x *Context) decodeLocked(ctx context.Context, c *vlm.LlamaContext, b *Batc
 			}
 		}
 	}
+	// Clear what an earlier Decode's ctx or Close left; a pending Abort
+	// lives in abortReq, checked after the clear so that one arriving in
+	// between is seen either here or by llama_decode's abort callback.
 	c.ClearAbort()
-	stop := context.AfterFunc(ctx, c.Abort)
+	if x.abortReq.CompareAndSwap(true, false) {
+		return fmt.Errorf("Abort was called before this Decode: %w", ErrCancelled)
+	}
+	// ctx's cancellation aborts this decode only: stop waits for a callback
+	// already started, so that it cannot set the flag during a later Decode.
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() { c.Abort(); close(fired) })
 	err := c.Decode(b.c)
-	stop()
+	runtime.KeepAlive(b) // b's cleanup frees b.c's arrays
+	if !stop() {
+		<-fired
+	}
+	if errors.Is(err, ErrCancelled) {
+		x.abortReq.Store(false) // this Decode consumed a pending Abort
+	}
 	if err != nil && ctx.Err() != nil {
 		return fmt.Errorf("%w (%w)", err, ctx.Err())
 	}
