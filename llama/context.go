@@ -80,14 +80,14 @@ func (o ContextOptions) withDefaults(nCtxTrain int) (ContextOptions, error) {
 // one goroutine at a time: overlapping calls return ErrConcurrentUse (Abort
 // and Close may be called from anywhere).
 type Context struct {
-	model   *Model
-	opts    ContextOptions
+	model    *Model
+	opts     ContextOptions
 	busy     atomic.Bool
 	abortReq atomic.Bool                      // Abort was called; cleared by a cancelled Decode
 	running  atomic.Pointer[vlm.LlamaContext] // set while a call holds mu
-	mu      sync.Mutex                       // guards c against Close during a call
-	c       *vlm.LlamaContext
-	cleanup runtime.Cleanup
+	mu       sync.Mutex                       // guards c against Close during a call
+	c        *vlm.LlamaContext
+	cleanup  runtime.Cleanup
 }
 
 // NewContext creates a context for the model.
