@@ -2,7 +2,8 @@
 # build.sh — set up, build, test and run vlm.
 #
 #   ./build.sh [setup]        check tools, download modules, build everything
-#   ./build.sh test [args]    run the whole test suite (args go to `go test`)
+#   ./build.sh test [args]    run the whole test suite; args go to `go test` (packages named
+#                             there, e.g. ./template, replace the whole suite)
 #   ./build.sh chat [flags]   build and run examples/chat (flags go to it)
 #   ./build.sh vet            go vet ./... with the same flags
 #   ./build.sh env            print the export lines a shell or consumer module needs
@@ -17,6 +18,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+user_dir=$PWD # where the user ran build.sh: chat's relative paths mean this
 cd "$root"
 
 die() { echo "build.sh: $*" >&2; exit 1; }
@@ -48,6 +50,17 @@ compute_env() {
   eval "$lines"
 }
 
+# note_compile says once, before a build that must compile llama.cpp, what
+# is happening and for how long (Go's build cache makes later builds quick).
+note_compile() {
+  local stale
+  stale=$(go list -f '{{.Stale}}' github.com/vlm-go/vlm 2>/dev/null || echo true)
+  if [ "$stale" = true ]; then
+    echo "build.sh: compiling llama.cpp, ggml and mtmd through cgo (CFLAGS: $CGO_CFLAGS)." >&2
+    echo "build.sh: the first build takes about 3-5 minutes on 2 cores (longer on a busy machine); later builds come from Go's build cache." >&2
+  fi
+}
+
 cmd=${1:-setup}
 [ $# -gt 0 ] && shift
 
@@ -57,17 +70,30 @@ case "$cmd" in
     echo "build.sh: downloading modules" >&2
     go mod download
     compute_env
-    echo "build.sh: compiling llama.cpp, mtmd and vlm (CFLAGS: $CGO_CFLAGS; the first build takes a few minutes)" >&2
+    note_compile
     go build ./...
     echo "build.sh: done. './build.sh test' runs the tests; './build.sh env' prints the flags for your shell." >&2
     ;;
   test)
     check_tools
     compute_env
-    # The chat-template corpus first, from inside its package so that go
-    # test shows the case counts it prints; then the whole suite.
-    (cd template && go test -count=1 -run '^(TestCorpus|TestDifferential)$' | grep '^template:')
-    go test -count=1 "$@" ./...
+    note_compile
+    # Packages named in the arguments replace ./...; flags go to go test.
+    pkgs=()
+    flags=()
+    for a in "$@"; do
+      case "$a" in
+        ./*|.|github.com/*) pkgs+=("$a") ;;
+        *) flags+=("$a") ;;
+      esac
+    done
+    if [ ${#pkgs[@]} -eq 0 ]; then
+      pkgs=(./...)
+      # The chat-template corpus first, from inside its package so that go
+      # test shows the case counts it prints.
+      (cd template && go test -run '^(TestCorpus|TestDifferential)$' | grep '^template:')
+    fi
+    go test ${flags[@]+"${flags[@]}"} "${pkgs[@]}"
     ;;
   vet)
     check_tools
@@ -77,7 +103,14 @@ case "$cmd" in
   chat)
     check_tools
     compute_env
-    go run ./examples/chat "$@"
+    note_compile
+    # Build, then run the binary itself from the user's directory: relative
+    # -model/-image paths mean what the user typed, and its exit status (0,
+    # 1, or 130 after Ctrl-C) is the one build.sh returns.
+    mkdir -p bin
+    go build -o bin/chat ./examples/chat
+    cd "$user_dir"
+    exec "$root/bin/chat" "$@"
     ;;
   env)
     check_tools

@@ -3,6 +3,7 @@
 package vlm
 
 // vlm compiles llama.cpp through cgo. This file is only part of a build with
-// CGO_ENABLED=0, and it stops that build with an error naming the cause:
-// build with CGO_ENABLED=1, a C/C++ compiler and the flags from build.sh.
-var _ = vlm_requires_cgo__build_with_CGO_ENABLED_1_and_a_C_compiler__see_build_sh
+// CGO_ENABLED=0, and it stops that build with an error naming the cause and
+// the fix: set CGO_ENABLED=1 (the default where a C compiler is installed)
+// and install gcc and g++ (Debian: apt-get install gcc g++).
+var _ = vlm_needs_cgo__set_CGO_ENABLED_1_and_install_gcc_and_gplusplus

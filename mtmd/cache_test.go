@@ -138,9 +138,15 @@ func TestSameImageTwiceEncodedOnce(t *testing.T) {
 	hits, misses := chunks.CacheStats()
 	assert.Equal(t, 0, hits)
 	assert.Equal(t, 1, misses, "one distinct image")
-	_, st, err := p.proj.Eval(context.Background(), x, chunks, mtmd.EvalOptions{Logits: true})
+	var progress [][2]int
+	_, st, err := p.proj.Eval(context.Background(), x, chunks, mtmd.EvalOptions{Logits: true,
+		ImageProgress: func(done, total int) { progress = append(progress, [2]int{done, total}) }})
 	require.NoError(t, err)
 	per, _ := p.spec.ImageChunks(40, 40)
+	require.Len(t, progress, 2*len(per), "one call per image chunk")
+	for i, pr := range progress {
+		assert.Equal(t, [2]int{i + 1, 2 * len(per)}, pr)
+	}
 	assert.Equal(t, len(per), st.ImagesEncoded)
 	assert.Equal(t, len(per), st.ImagesCached, "the second copy reuses the first's embeddings")
 }

@@ -102,7 +102,7 @@ func (p *Projector) Tokenize(text string, images []*Image, opts TokenizeOptions)
 	}
 	for i, im := range images {
 		if im == nil {
-			return nil, fmt.Errorf("image %d is nil: %w", i, ErrInvalidImage)
+			return nil, fmt.Errorf("image %d of %d is nil: %w", i+1, len(images), ErrInvalidImage)
 		}
 	}
 	out := &Chunks{proj: p, cache: opts.Cache}
@@ -127,7 +127,7 @@ func (p *Projector) Tokenize(text string, images []*Image, opts TokenizeOptions)
 		}
 		pi, err := p.prepare(im)
 		if err != nil {
-			return nil, fmt.Errorf("image %d: %w", i, err)
+			return nil, fmt.Errorf("image %d of %d: %w", i+1, len(images), err)
 		}
 		out.native = append(out.native, pi.native)
 		out.cleanup.Stop()
@@ -379,6 +379,11 @@ type EvalOptions struct {
 	NBatch int
 	// Logits requests the logits of the last text token (for sampling).
 	Logits bool
+	// ImageProgress, if set, is called after each image chunk (an image,
+	// or one tile of it) is evaluated — encoded or taken from the cache —
+	// with the image chunks done and the total this Eval evaluates. Encoding
+	// is the slow part of a prompt on a CPU (seconds per tile).
+	ImageProgress func(done, total int)
 	// SkipTokens leaves out the prompt's first SkipTokens entries, which
 	// are already in the KV cache: text tokens count one each, an image
 	// chunk counts its NTokens and is skipped whole or not at all. Pos is
@@ -462,6 +467,12 @@ func (p *Projector) Eval(ctx context.Context, x *llama.Context, chunks *Chunks, 
 			break
 		}
 	}
+	imageTotal, imageDone := 0, 0
+	for _, ch := range chunks.list[first:] {
+		if ch.Type != ChunkText {
+			imageTotal++
+		}
+	}
 	var tokBatch *llama.Batch
 	defer func() { tokBatch.Close() }()
 	for i := first; i < len(chunks.list); i++ {
@@ -517,6 +528,10 @@ func (p *Projector) Eval(ctx context.Context, x *llama.Context, chunks *Chunks, 
 		stats.DecodeNanos += nanotime() - t0
 		stats.ImageTokens += ch.NTokens
 		pos += int32(ch.NPos)
+		imageDone++
+		if opts.ImageProgress != nil {
+			opts.ImageProgress(imageDone, imageTotal)
+		}
 	}
 	return pos, stats, nil
 }

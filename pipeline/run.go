@@ -26,6 +26,11 @@ type GenerateOptions struct {
 	Seed uint32
 	// Stop ends the answer at any of these strings (not included).
 	Stop []string
+	// ImageProgress, if set, is called as the prompt's images are evaluated:
+	// after each image chunk (an image, or a tile of one), with the chunks
+	// done and the total to evaluate (images already in the KV cache are
+	// not counted). A terminal program can draw a progress bar with it.
+	ImageProgress func(done, total int)
 	// ReturnFullText returns the rendered prompt followed by the answer, as
 	// transformers' return_full_text=True; off by default.
 	ReturnFullText bool
@@ -210,7 +215,7 @@ func (t *turn) run(ctx context.Context, resp *Response, yield func(llama.Generat
 	resp.Stats.ImageCacheHits, resp.Stats.ImageCacheMisses = chunks.CacheStats()
 	prefillStart := time.Now()
 	next, es, err := t.p.proj.Eval(ctx, t.x, chunks, mtmd.EvalOptions{
-		Pos: pos, Seq: t.seq, Logits: true, SkipTokens: skip,
+		Pos: pos, Seq: t.seq, Logits: true, SkipTokens: skip, ImageProgress: t.opts.ImageProgress,
 	})
 	resp.Stats.PrefillTime = time.Since(prefillStart)
 	resp.Stats.EvaluatedTokens = es.TextTokens + es.ImageTokens
@@ -281,7 +286,7 @@ func (p *Pipeline) loadImages(imgs []Image) ([]*mtmd.Image, error) {
 	for i, im := range imgs {
 		d, err := im.load(p.opts.ImageLimits, p.decoded)
 		if err != nil {
-			return nil, fmt.Errorf("pipeline: image %d: %w", i, err)
+			return nil, fmt.Errorf("pipeline: image %d of %d: %w", i+1, len(imgs), err)
 		}
 		out[i] = d
 	}
