@@ -54,7 +54,7 @@ compute_env() {
 # is happening and for how long (Go's build cache makes later builds quick).
 note_compile() {
   local stale
-  stale=$(go list -f '{{.Stale}}' github.com/vlm-go/vlm 2>/dev/null || echo true)
+  stale=$(go list -f '{{.Stale}}' github.com/ollama/ollama/llama/llama.cpp/src 2>/dev/null || echo true)
   if [ "$stale" = true ]; then
     echo "build.sh: compiling llama.cpp, ggml and mtmd through cgo (CFLAGS: $CGO_CFLAGS)." >&2
     echo "build.sh: the first build takes about 3-5 minutes on 2 cores (longer on a busy machine); later builds come from Go's build cache." >&2
