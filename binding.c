@@ -29,3 +29,10 @@ bool vlm_progress_trampoline(float progress, void *user_data) {
 bool vlm_abort_trampoline(void *data) {
     return data != NULL && __atomic_load_n((int *)data, __ATOMIC_RELAXED) != 0;
 }
+
+bool vlm_grammar_allows(struct llama_sampler *grammar, llama_token t) {
+    llama_token_data d = {.id = t, .logit = 0.0f, .p = 0.0f};
+    llama_token_data_array arr = {.data = &d, .size = 1, .selected = -1, .sorted = false};
+    llama_sampler_apply(grammar, &arr);
+    return arr.size == 1 && d.logit > -1e30f; // a rejected token gets -INFINITY
+}

@@ -35,6 +35,11 @@ static inline void vlm_set_progress(struct llama_model_params *p, uintptr_t hand
 // points to a C int that Go sets to 1 to stop the running llama_decode.
 bool vlm_abort_trampoline(void *data);
 
+// vlm_grammar_allows reports whether a grammar sampler would let token t
+// through in its current state: llama_sampler_accept throws (and so aborts
+// the process) on a token the grammar rejects.
+bool vlm_grammar_allows(struct llama_sampler *grammar, llama_token t);
+
 // backend.c: backends outlive the scheduler that uses them (see there).
 // vlm_hook_devices hooks the devices registered so far and returns how many
 // it added; the wrappers defer backend frees until the wrapped call returns.

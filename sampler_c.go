@@ -13,15 +13,20 @@ import (
 // SamplerChain is a llama.cpp sampler chain (llama_sampler_chain_*). Samplers
 // are added in order; the last one must select a token (greedy or dist).
 type SamplerChain struct {
-	c *C.struct_llama_sampler
+	c       *C.struct_llama_sampler
+	grammar *C.struct_llama_sampler // the grammar sampler in c, owned by c; nil when none
 }
 
 // NewSamplerChain creates an empty chain.
-func NewSamplerChain() *SamplerChain {
+func NewSamplerChain() (*SamplerChain, error) {
 	Init()
 	p := C.llama_sampler_chain_default_params()
 	p.no_perf = true
-	return &SamplerChain{c: C.llama_sampler_chain_init(p)}
+	c := C.llama_sampler_chain_init(p)
+	if c == nil {
+		return nil, fmt.Errorf("llama_sampler_chain_init failed: %w", ErrInvalidArgument)
+	}
+	return &SamplerChain{c: c}, nil
 }
 
 // Free releases the chain and every sampler in it.
@@ -30,54 +35,82 @@ func (s *SamplerChain) Free() {
 		return
 	}
 	C.llama_sampler_free(s.c)
-	s.c = nil
+	s.c, s.grammar = nil, nil
 }
 
 // Valid reports whether the chain exists and is not freed.
 func (s *SamplerChain) Valid() bool { return s != nil && s.c != nil }
 
-// Len returns the number of samplers in the chain.
-func (s *SamplerChain) Len() int { return int(C.llama_sampler_chain_n(s.c)) }
+// Len returns the number of samplers in the chain (0 once freed).
+func (s *SamplerChain) Len() int {
+	if !s.Valid() {
+		return 0
+	}
+	return int(C.llama_sampler_chain_n(s.c))
+}
 
-func (s *SamplerChain) add(smpl *C.struct_llama_sampler) { C.llama_sampler_chain_add(s.c, smpl) }
+// add appends smpl, which the chain then owns; a nil smpl is an init that
+// failed, and a freed chain frees smpl instead.
+func (s *SamplerChain) add(name string, smpl *C.struct_llama_sampler) error {
+	if smpl == nil {
+		return fmt.Errorf("llama_sampler_init_%s failed: %w", name, ErrInvalidArgument)
+	}
+	if !s.Valid() {
+		C.llama_sampler_free(smpl)
+		return ErrClosed
+	}
+	C.llama_sampler_chain_add(s.c, smpl)
+	return nil
+}
 
 // AddGreedy adds the arg-max selector.
-func (s *SamplerChain) AddGreedy() { s.add(C.llama_sampler_init_greedy()) }
+func (s *SamplerChain) AddGreedy() error { return s.add("greedy", C.llama_sampler_init_greedy()) }
 
 // AddDist adds random selection from the distribution, seeded.
-func (s *SamplerChain) AddDist(seed uint32) { s.add(C.llama_sampler_init_dist(C.uint32_t(seed))) }
+func (s *SamplerChain) AddDist(seed uint32) error {
+	return s.add("dist", C.llama_sampler_init_dist(C.uint32_t(seed)))
+}
 
 // AddTopK keeps the k most likely tokens.
-func (s *SamplerChain) AddTopK(k int) { s.add(C.llama_sampler_init_top_k(C.int32_t(k))) }
+func (s *SamplerChain) AddTopK(k int) error {
+	return s.add("top_k", C.llama_sampler_init_top_k(C.int32_t(k)))
+}
 
 // AddTopP keeps the smallest set of tokens whose probability reaches p.
-func (s *SamplerChain) AddTopP(p float32, minKeep int) {
-	s.add(C.llama_sampler_init_top_p(C.float(p), C.size_t(minKeep)))
+func (s *SamplerChain) AddTopP(p float32, minKeep int) error {
+	return s.add("top_p", C.llama_sampler_init_top_p(C.float(p), C.size_t(minKeep)))
 }
 
 // AddMinP keeps tokens at least p times as likely as the most likely one.
-func (s *SamplerChain) AddMinP(p float32, minKeep int) {
-	s.add(C.llama_sampler_init_min_p(C.float(p), C.size_t(minKeep)))
+func (s *SamplerChain) AddMinP(p float32, minKeep int) error {
+	return s.add("min_p", C.llama_sampler_init_min_p(C.float(p), C.size_t(minKeep)))
 }
 
 // AddTypical adds locally typical sampling with mass p.
-func (s *SamplerChain) AddTypical(p float32, minKeep int) {
-	s.add(C.llama_sampler_init_typical(C.float(p), C.size_t(minKeep)))
+func (s *SamplerChain) AddTypical(p float32, minKeep int) error {
+	return s.add("typical", C.llama_sampler_init_typical(C.float(p), C.size_t(minKeep)))
 }
 
 // AddTemperature scales logits by 1/t.
-func (s *SamplerChain) AddTemperature(t float32) { s.add(C.llama_sampler_init_temp(C.float(t))) }
+func (s *SamplerChain) AddTemperature(t float32) error {
+	return s.add("temp", C.llama_sampler_init_temp(C.float(t)))
+}
 
 // AddPenalties penalises the last lastN tokens: repeat (1 = off), frequency
-// and presence (0 = off).
-func (s *SamplerChain) AddPenalties(lastN int, repeat, frequency, presence float32) {
-	s.add(C.llama_sampler_init_penalties(C.int32_t(lastN), C.float(repeat), C.float(frequency), C.float(presence)))
+// and presence (0 = off). lastN must be > 0: llama.cpp's own -1 ("the whole
+// context") is resolved by the caller, because llama_sampler_init_penalties
+// turns the penalties off for it.
+func (s *SamplerChain) AddPenalties(lastN int, repeat, frequency, presence float32) error {
+	if lastN <= 0 {
+		return fmt.Errorf("penalty window %d: %w", lastN, ErrInvalidArgument)
+	}
+	return s.add("penalties", C.llama_sampler_init_penalties(C.int32_t(lastN), C.float(repeat), C.float(frequency), C.float(presence)))
 }
 
 // AddLogitBias adds bias[token] to the logit of each token.
-func (s *SamplerChain) AddLogitBias(nVocab int, bias map[Token]float32) {
+func (s *SamplerChain) AddLogitBias(nVocab int, bias map[Token]float32) error {
 	if len(bias) == 0 {
-		return
+		return nil
 	}
 	arr := (*C.llama_logit_bias)(C.malloc(C.size_t(len(bias)) * C.size_t(unsafe.Sizeof(C.llama_logit_bias{}))))
 	defer C.free(unsafe.Pointer(arr))
@@ -87,12 +120,13 @@ func (s *SamplerChain) AddLogitBias(nVocab int, bias map[Token]float32) {
 		view[i] = C.llama_logit_bias{token: C.llama_token(t), bias: C.float(b)}
 		i++
 	}
-	s.add(C.llama_sampler_init_logit_bias(C.int32_t(nVocab), C.int32_t(len(bias)), arr))
+	return s.add("logit_bias", C.llama_sampler_init_logit_bias(C.int32_t(nVocab), C.int32_t(len(bias)), arr))
 }
 
-// AddGrammar constrains output to a GBNF grammar starting at rule root.
+// AddGrammar constrains output to a GBNF grammar starting at rule root. The
+// grammar keeps a pointer to m's vocabulary: m must outlive the chain.
 func (s *SamplerChain) AddGrammar(m *LlamaModel, grammar, root string) error {
-	if !m.Valid() {
+	if !m.Valid() || !s.Valid() {
 		return ErrClosed
 	}
 	cg := C.CString(grammar)
@@ -103,18 +137,45 @@ func (s *SamplerChain) AddGrammar(m *LlamaModel, grammar, root string) error {
 	if g == nil {
 		return fmt.Errorf("GBNF grammar does not parse (root %q; llama.cpp's log says where): %w", root, ErrInvalidArgument)
 	}
-	s.add(g)
+	if err := s.add("grammar", g); err != nil {
+		return err
+	}
+	s.grammar = g
 	return nil
 }
 
 // Sample selects a token from output i of the context's last Decode and
 // accepts it into the chain's state.
-func (s *SamplerChain) Sample(x *LlamaContext, i int) Token {
-	return Token(C.llama_sampler_sample(s.c, x.c, C.int32_t(i)))
+func (s *SamplerChain) Sample(x *LlamaContext, i int) (Token, error) {
+	if !s.Valid() || !x.Valid() {
+		return -1, ErrClosed
+	}
+	if !x.hasOutput(i) { // llama.cpp aborts on it inside the sampler
+		return -1, fmt.Errorf("no output %d in the last decode: %w", i, ErrInvalidArgument)
+	}
+	return Token(C.llama_sampler_sample(s.c, x.c, C.int32_t(i))), nil
 }
 
 // Accept records t in the state of the chain's samplers (penalties, grammar).
-func (s *SamplerChain) Accept(t Token) { C.llama_sampler_accept(s.c, C.llama_token(t)) }
+// A token the chain's grammar does not allow now is refused
+// (ErrInvalidArgument) and leaves the state as it was: llama.cpp would throw
+// and abort the process.
+func (s *SamplerChain) Accept(t Token) error {
+	if !s.Valid() {
+		return ErrClosed
+	}
+	if s.grammar != nil && !bool(C.vlm_grammar_allows(s.grammar, C.llama_token(t))) {
+		return fmt.Errorf("token %d is not allowed by the grammar here: %w", t, ErrInvalidArgument)
+	}
+	C.llama_sampler_accept(s.c, C.llama_token(t))
+	return nil
+}
 
 // Reset clears the state of the chain's samplers.
-func (s *SamplerChain) Reset() { C.llama_sampler_reset(s.c) }
+func (s *SamplerChain) Reset() error {
+	if !s.Valid() {
+		return ErrClosed
+	}
+	C.llama_sampler_reset(s.c)
+	return nil
+}

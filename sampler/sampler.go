@@ -37,7 +37,8 @@ type Config struct {
 	// TypicalP is locally typical sampling with mass P; 0 or 1 is off.
 	TypicalP float32
 	// RepeatLastN is how many recent tokens the penalties look at; 0 means
-	// 64 when a penalty is set, -1 the whole context.
+	// 64 when a penalty is set, -1 the whole context (a window of the
+	// model's training context length, as llama.cpp's DRY sampler reads -1).
 	RepeatLastN int
 	// RepeatPenalty divides the logits of recent tokens; 0 or 1 is off.
 	RepeatPenalty float32
@@ -93,12 +94,15 @@ func (c Config) Validate() error {
 // Sampler is a llama.cpp sampler chain built from a Config. It keeps state
 // (recent tokens for penalties, the grammar's position), so use one per
 // generation stream. It is safe for concurrent use, but calls are serialised.
+// A sampler with a Grammar holds its model like a context does: Model.Close
+// frees the model only after the sampler is closed too.
 type Sampler struct {
 	mu      sync.Mutex
 	c       *vlm.SamplerChain
 	cfg     Config
 	seed    uint32
 	nVocab  int
+	model   *llama.Model // held (Acquire) while a grammar keeps the model's vocabulary; nil otherwise
 	cleanup runtime.Cleanup
 }
 
@@ -122,55 +126,88 @@ func New(m *llama.Model, cfg Config) (*Sampler, error) {
 		_, _ = rand.Read(b[:])
 		seed = binary.LittleEndian.Uint32(b[:]) | 1
 	}
-	chain := vlm.NewSamplerChain()
+	chain, err := vlm.NewSamplerChain()
+	if err != nil {
+		return nil, err
+	}
 	ok := false
+	var held *llama.Model
 	defer func() {
 		if !ok {
 			chain.Free()
+			if held != nil {
+				held.Release()
+			}
 		}
 	}()
-	chain.AddLogitBias(info.NVocab, cfg.LogitBias)
+	if err := chain.AddLogitBias(info.NVocab, cfg.LogitBias); err != nil {
+		return nil, err
+	}
 	if cfg.Grammar != "" {
 		root := cfg.GrammarRoot
 		if root == "" {
 			root = "root"
 		}
+		// llama.cpp's grammar keeps a pointer to the model's vocabulary:
+		// the sampler holds the model until Close, as contexts do.
+		if err := m.Acquire(); err != nil {
+			return nil, err
+		}
+		held = m
 		if err := m.Native(func(c *vlm.LlamaModel) error { return chain.AddGrammar(c, cfg.Grammar, root) }); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 		}
 	}
+	var errs []error
 	if cfg.penalties() {
 		lastN := cfg.RepeatLastN
-		if lastN == 0 {
+		switch lastN {
+		case 0:
 			lastN = DefaultRepeatLastN
+		case -1:
+			// The whole context. llama_sampler_init_penalties turns the
+			// penalties off for -1; llama.cpp's DRY sampler reads -1 as
+			// the training context length, which bounds what a context
+			// holds, so that is the window.
+			lastN = info.NCtxTrain
+			if lastN <= 0 {
+				lastN = llama.DefaultNCtx
+			}
 		}
 		repeat := cfg.RepeatPenalty
 		if repeat == 0 {
 			repeat = 1
 		}
-		chain.AddPenalties(lastN, repeat, cfg.FrequencyPenalty, cfg.PresencePenalty)
+		errs = append(errs, chain.AddPenalties(lastN, repeat, cfg.FrequencyPenalty, cfg.PresencePenalty))
 	}
 	if cfg.Greedy() {
-		chain.AddGreedy()
+		errs = append(errs, chain.AddGreedy())
 	} else {
 		if cfg.TopK > 0 {
-			chain.AddTopK(cfg.TopK)
+			errs = append(errs, chain.AddTopK(cfg.TopK))
 		}
 		if cfg.TypicalP > 0 && cfg.TypicalP < 1 {
-			chain.AddTypical(cfg.TypicalP, 1)
+			errs = append(errs, chain.AddTypical(cfg.TypicalP, 1))
 		}
 		if cfg.TopP > 0 && cfg.TopP < 1 {
-			chain.AddTopP(cfg.TopP, 1)
+			errs = append(errs, chain.AddTopP(cfg.TopP, 1))
 		}
 		if cfg.MinP > 0 {
-			chain.AddMinP(cfg.MinP, 1)
+			errs = append(errs, chain.AddMinP(cfg.MinP, 1))
 		}
-		chain.AddTemperature(cfg.Temperature)
-		chain.AddDist(seed)
+		errs = append(errs, chain.AddTemperature(cfg.Temperature), chain.AddDist(seed))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	ok = true
-	s := &Sampler{c: chain, cfg: cfg, seed: seed, nVocab: info.NVocab}
-	s.cleanup = runtime.AddCleanup(s, func(c *vlm.SamplerChain) { c.Free() }, chain)
+	s := &Sampler{c: chain, cfg: cfg, seed: seed, nVocab: info.NVocab, model: held}
+	s.cleanup = runtime.AddCleanup(s, func(c *vlm.SamplerChain) {
+		c.Free()
+		if held != nil {
+			held.Release()
+		}
+	}, chain)
 	return s, nil
 }
 
@@ -200,11 +237,9 @@ func (s *Sampler) Sample(x *llama.Context, i int) (llama.Token, error) {
 	}
 	var tok llama.Token
 	err := x.WithNative(func(c *vlm.LlamaContext) error {
-		if !c.HasOutput(i) { // llama.cpp would abort on it inside the sampler
-			return fmt.Errorf("no output %d in the last decode: %w", i, vlm.ErrInvalidArgument)
-		}
-		tok = s.c.Sample(c, i)
-		return nil
+		var err error
+		tok, err = s.c.Sample(c, i)
+		return err
 	})
 	if err != nil {
 		return -1, err
@@ -226,8 +261,7 @@ func (s *Sampler) Accept(t llama.Token) error {
 	if t < 0 || int(t) >= s.nVocab {
 		return fmt.Errorf("token %d of a %d-token vocabulary: %w", t, s.nVocab, vlm.ErrInvalidArgument)
 	}
-	s.c.Accept(t)
-	return nil
+	return s.c.Accept(t)
 }
 
 // Reset clears the sampler's state (recent tokens, grammar position).
@@ -237,8 +271,7 @@ func (s *Sampler) Reset() error {
 	if !s.c.Valid() {
 		return ErrClosed
 	}
-	s.c.Reset()
-	return nil
+	return s.c.Reset()
 }
 
 // Close frees the sampler (idempotent).
@@ -251,6 +284,10 @@ func (s *Sampler) Close() error {
 	if s.c.Valid() {
 		s.cleanup.Stop()
 		s.c.Free()
+		if s.model != nil {
+			s.model.Release()
+			s.model = nil
+		}
 	}
 	return nil
 }
