@@ -84,10 +84,13 @@ func perSecond(n int, d time.Duration) float64 {
 	return float64(n) / d.Seconds()
 }
 
-// String is a one-line summary.
+// String is a one-line summary, e.g. "prompt 58 tokens (20 image, 0 from
+// the KV cache, 58 evaluated), image chunks 5 encoded 0 cached, 8 generated,
+// ttft 546ms, encode 20ms, prefill 106.5 tok/s, decode 3458.3 tok/s". An
+// image chunk is an image or, for projectors that tile images, one tile.
 func (s Stats) String() string {
-	return fmt.Sprintf("prompt=%d (images=%d cached=%d evaluated=%d) encoded=%d generated=%d ttft=%v encode=%v prefill=%.1f tok/s decode=%.1f tok/s",
-		s.PromptTokens, s.ImageTokens, s.CachedTokens, s.EvaluatedTokens, s.ImagesEncoded, s.GeneratedTokens,
+	return fmt.Sprintf("prompt %d tokens (%d image, %d from the KV cache, %d evaluated), image chunks %d encoded %d cached, %d generated, ttft %v, encode %v, prefill %.1f tok/s, decode %.1f tok/s",
+		s.PromptTokens, s.ImageTokens, s.CachedTokens, s.EvaluatedTokens, s.ImagesEncoded, s.ImagesCached, s.GeneratedTokens,
 		s.TimeToFirstToken.Round(time.Microsecond), s.ImageEncodeTime.Round(time.Microsecond),
 		s.PrefillTokensPerSecond(), s.DecodeTokensPerSecond())
 }

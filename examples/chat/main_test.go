@@ -25,7 +25,7 @@ import (
 	"github.com/vlm-go/vlm/internal/testmodel"
 )
 
-var statsLine = regexp.MustCompile(`stats: prompt=(\d+) \(images=(\d+) cached=(\d+) evaluated=(\d+)\) encoded=(\d+) generated=(\d+)`)
+var statsLine = regexp.MustCompile(`stats: prompt (\d+) tokens \((\d+) image, (\d+) from the KV cache, (\d+) evaluated\), image chunks (\d+) encoded \d+ cached, (\d+) generated`)
 
 type turnStats struct{ prompt, images, cached, evaluated, encoded, generated int }
 
