@@ -108,7 +108,8 @@ func NewContext(m *LlamaModel, p ContextParams) (*LlamaContext, error) {
 	return &LlamaContext{c: c, model: m, abort: abort, nVocab: m.VocabSize()}, nil
 }
 
-// Free releases the context.
+// Free releases the context. Later calls return ErrClosed, or zero values
+// where a method has no error result; Abort and ClearAbort do nothing.
 func (x *LlamaContext) Free() {
 	if x == nil || x.c == nil {
 		return
@@ -125,25 +126,52 @@ func (x *LlamaContext) Free() {
 func (x *LlamaContext) Valid() bool { return x != nil && x.c != nil }
 
 // NCtx returns the context length.
-func (x *LlamaContext) NCtx() int { return int(C.llama_n_ctx(x.c)) }
+func (x *LlamaContext) NCtx() int {
+	if !x.Valid() {
+		return 0
+	}
+	return int(C.llama_n_ctx(x.c))
+}
 
 // NBatch returns the most tokens one Decode call takes.
-func (x *LlamaContext) NBatch() int { return int(C.llama_n_batch(x.c)) }
+func (x *LlamaContext) NBatch() int {
+	if !x.Valid() {
+		return 0
+	}
+	return int(C.llama_n_batch(x.c))
+}
 
 // NUbatch returns the most tokens one compute step takes.
-func (x *LlamaContext) NUbatch() int { return int(C.llama_n_ubatch(x.c)) }
+func (x *LlamaContext) NUbatch() int {
+	if !x.Valid() {
+		return 0
+	}
+	return int(C.llama_n_ubatch(x.c))
+}
 
 // NSeqMax returns the most sequences the context holds.
-func (x *LlamaContext) NSeqMax() int { return int(C.llama_n_seq_max(x.c)) }
+func (x *LlamaContext) NSeqMax() int {
+	if !x.Valid() {
+		return 0
+	}
+	return int(C.llama_n_seq_max(x.c))
+}
 
 // SetThreads sets the threads for generation and for prompt processing.
 func (x *LlamaContext) SetThreads(gen, batch int) {
+	if !x.Valid() {
+		return
+	}
 	C.llama_set_n_threads(x.c, C.int32_t(gen), C.int32_t(batch))
 }
 
 // SetCausalAttention switches causal attention (off while decoding image
 // embeddings of projectors that need non-causal attention).
-func (x *LlamaContext) SetCausalAttention(causal bool) { C.llama_set_causal_attn(x.c, C.bool(causal)) }
+func (x *LlamaContext) SetCausalAttention(causal bool) {
+	if x.Valid() {
+		C.llama_set_causal_attn(x.c, C.bool(causal))
+	}
+}
 
 // Abort sets the context's abort flag: a running Decode stops (on the CPU
 // backend) and every later Decode returns ErrCancelled until ClearAbort. It
@@ -168,7 +196,7 @@ func (x *LlamaContext) setAbort(v int32) {
 // Decode runs the model on a batch. Errors: ErrContextFull (no KV slot),
 // ErrCancelled (Abort was called), ErrInvalidArgument (bad batch), ErrDecode.
 func (x *LlamaContext) Decode(b *Batch) error {
-	if !x.Valid() || b == nil || b.c.token == nil && b.c.embd == nil {
+	if !x.Valid() || !b.valid() {
 		return ErrClosed
 	}
 	if b.c.n_tokens <= 0 {
@@ -203,6 +231,9 @@ func (x *LlamaContext) Decode(b *Batch) error {
 // the index in the batch of a token whose logits flag was set; -1 means the
 // last output).
 func (x *LlamaContext) Logits(i int) ([]float32, error) {
+	if !x.Valid() {
+		return nil, ErrClosed
+	}
 	if !x.hasOutput(i) {
 		return nil, fmt.Errorf("no logits for output %d of the last decode (%d outputs): %w", i, x.nOutputs, ErrInvalidArgument)
 	}
@@ -216,6 +247,9 @@ func (x *LlamaContext) Logits(i int) ([]float32, error) {
 // Embeddings returns a copy of the embedding of output i of the last Decode
 // (the context must have been made with Embeddings set).
 func (x *LlamaContext) Embeddings(i int) ([]float32, error) {
+	if !x.Valid() {
+		return nil, ErrClosed
+	}
 	if !x.hasOutput(i) {
 		return nil, fmt.Errorf("no embeddings for output %d of the last decode (%d outputs): %w", i, x.nOutputs, ErrInvalidArgument)
 	}
@@ -228,6 +262,9 @@ func (x *LlamaContext) Embeddings(i int) ([]float32, error) {
 
 // hasOutput reports whether output i (negative: from the end) exists.
 func (x *LlamaContext) hasOutput(i int) bool {
+	if !x.Valid() {
+		return false
+	}
 	if i < 0 {
 		return x.nOutputs+i >= 0
 	}
@@ -239,18 +276,25 @@ func (x *LlamaContext) hasOutput(i int) bool {
 func (x *LlamaContext) HasOutput(i int) bool { return x.hasOutput(i) }
 
 // Synchronize waits for pending backend work.
-func (x *LlamaContext) Synchronize() { C.llama_synchronize(x.c) }
+func (x *LlamaContext) Synchronize() {
+	if x.Valid() {
+		C.llama_synchronize(x.c)
+	}
+}
 
 // Memory operations on the KV cache (llama_memory_*). Positions p0, p1
 // select [p0, p1); negative values mean "from the start" and "to the end".
 func (x *LlamaContext) mem() C.llama_memory_t { return C.llama_get_memory(x.c) }
 
 // validSeq reports whether seq is a sequence id of this context; llama.cpp
-// asserts (aborts) on others.
+// asserts (aborts) on others. A freed context has none.
 func (x *LlamaContext) validSeq(seq int32) bool { return seq >= 0 && int(seq) < x.NSeqMax() }
 
 // MemoryClear empties the KV cache; data also zeroes the buffers.
 func (x *LlamaContext) MemoryClear(data bool) {
+	if !x.Valid() {
+		return
+	}
 	C.llama_memory_clear(x.mem(), C.bool(data))
 	x.outputs, x.nOutputs = x.outputs[:0], 0
 }
@@ -258,7 +302,7 @@ func (x *LlamaContext) MemoryClear(data bool) {
 // MemorySeqRemove removes positions [p0, p1) of sequence seq (seq < 0: all
 // sequences). It returns false if a partial removal is impossible.
 func (x *LlamaContext) MemorySeqRemove(seq, p0, p1 int32) bool {
-	if seq >= 0 && !x.validSeq(seq) {
+	if !x.Valid() || seq >= 0 && !x.validSeq(seq) {
 		return false
 	}
 	return bool(C.llama_memory_seq_rm(x.mem(), C.llama_seq_id(seq), C.llama_pos(p0), C.llama_pos(p1)))
@@ -282,6 +326,9 @@ func (x *LlamaContext) MemorySeqKeep(seq int32) {
 // MemorySeqAdd shifts positions [p0, p1) of sequence seq by delta. It is
 // refused for M-RoPE models (llama.cpp asserts on them).
 func (x *LlamaContext) MemorySeqAdd(seq, p0, p1, delta int32) error {
+	if !x.Valid() {
+		return ErrClosed
+	}
 	if !x.validSeq(seq) {
 		return fmt.Errorf("sequence %d: %w", seq, ErrInvalidArgument)
 	}
@@ -309,7 +356,9 @@ func (x *LlamaContext) MemorySeqPosMax(seq int32) int32 {
 }
 
 // MemoryCanShift reports whether positions can be shifted (MemorySeqAdd).
-func (x *LlamaContext) MemoryCanShift() bool { return bool(C.llama_memory_can_shift(x.mem())) }
+func (x *LlamaContext) MemoryCanShift() bool {
+	return x.Valid() && bool(C.llama_memory_can_shift(x.mem()))
+}
 
 // PerfData are llama.cpp's performance counters of a context.
 type PerfData struct {
@@ -323,6 +372,9 @@ type PerfData struct {
 
 // Perf returns the context's performance counters.
 func (x *LlamaContext) Perf() PerfData {
+	if !x.Valid() {
+		return PerfData{}
+	}
 	d := C.llama_perf_context(x.c)
 	return PerfData{
 		LoadMs: float64(d.t_load_ms), PromptEvalMs: float64(d.t_p_eval_ms), EvalMs: float64(d.t_eval_ms),
@@ -331,7 +383,11 @@ func (x *LlamaContext) Perf() PerfData {
 }
 
 // PerfReset zeroes the performance counters.
-func (x *LlamaContext) PerfReset() { C.llama_perf_context_reset(x.c) }
+func (x *LlamaContext) PerfReset() {
+	if x.Valid() {
+		C.llama_perf_context_reset(x.c)
+	}
+}
 
 // Batch is a batch of tokens or embeddings for Decode. Its arrays live in C
 // memory owned by the Batch; Free releases them.
@@ -364,6 +420,11 @@ func NewBatch(capacity, nEmbd, nSeqMax, posPerToken int) (*Batch, error) {
 	b.c.seq_id = (**C.llama_seq_id)(C.calloc(n+1, C.size_t(unsafe.Sizeof(uintptr(0)))))
 	b.c.logits = (*C.int8_t)(C.calloc(n, 1))
 	b.seqFlat = (*C.llama_seq_id)(C.calloc(n*C.size_t(nSeqMax), 4))
+	if b.c.token == nil && b.c.embd == nil || b.c.pos == nil || b.c.n_seq_id == nil || b.c.seq_id == nil ||
+		b.c.logits == nil || b.seqFlat == nil {
+		b.free()
+		return nil, fmt.Errorf("out of C memory for a batch of %d × %d: %w", capacity, max(nEmbd, 1), ErrInvalidArgument)
+	}
 	ptrs := unsafe.Slice(b.c.seq_id, capacity)
 	flat := unsafe.Slice(b.seqFlat, capacity*nSeqMax)
 	for i := range ptrs {
@@ -372,11 +433,19 @@ func NewBatch(capacity, nEmbd, nSeqMax, posPerToken int) (*Batch, error) {
 	return b, nil
 }
 
-// Free releases the batch's C memory.
+// Free releases the batch's C memory. Later calls return ErrClosed, or
+// zero values where a method has no error result.
 func (b *Batch) Free() {
-	if b == nil || b.c.pos == nil {
+	if !b.valid() {
 		return
 	}
+	b.free()
+}
+
+// valid reports whether the batch exists and is not freed.
+func (b *Batch) valid() bool { return b != nil && b.c.pos != nil }
+
+func (b *Batch) free() {
 	C.free(unsafe.Pointer(b.c.token))
 	C.free(unsafe.Pointer(b.c.embd))
 	C.free(unsafe.Pointer(b.c.pos))
@@ -386,20 +455,38 @@ func (b *Batch) Free() {
 	C.free(unsafe.Pointer(b.seqFlat))
 	b.c = C.struct_llama_batch{}
 	b.seqFlat = nil
+	b.capacity = 0
 }
 
 // Len returns the number of tokens in the batch.
-func (b *Batch) Len() int { return int(b.c.n_tokens) }
+func (b *Batch) Len() int {
+	if !b.valid() {
+		return 0
+	}
+	return int(b.c.n_tokens)
+}
 
 // Cap returns the batch's capacity.
-func (b *Batch) Cap() int { return b.capacity }
+func (b *Batch) Cap() int {
+	if !b.valid() {
+		return 0
+	}
+	return b.capacity
+}
 
 // Clear empties the batch.
-func (b *Batch) Clear() { b.c.n_tokens = 0 }
+func (b *Batch) Clear() {
+	if b.valid() {
+		b.c.n_tokens = 0
+	}
+}
 
 // Add appends a token at position pos in the given sequences; logits asks
 // for its output.
 func (b *Batch) Add(t Token, pos int32, seqs []int32, logits bool) error {
+	if !b.valid() {
+		return ErrClosed
+	}
 	if b.c.token == nil {
 		return fmt.Errorf("Add on an embedding batch or a freed one: %w", ErrInvalidArgument)
 	}
@@ -437,6 +524,9 @@ func (b *Batch) setMeta(i int, pos int32, seqs []int32, logits bool) error {
 // pos0, pos0+1, ... in sequence seq, replacing its content. Outputs are
 // requested for none of them unless lastLogits is set.
 func (b *Batch) SetEmbeddings(embd []float32, pos0 int32, seq int32, lastLogits bool) error {
+	if !b.valid() {
+		return ErrClosed
+	}
 	if b.c.embd == nil || b.nEmbd == 0 {
 		return fmt.Errorf("SetEmbeddings on a token batch or a freed one: %w", ErrInvalidArgument)
 	}
@@ -457,6 +547,9 @@ func (b *Batch) SetEmbeddings(embd []float32, pos0 int32, seq int32, lastLogits 
 // SetPositions overwrites the positions of the batch's tokens. For an M-RoPE
 // batch pos holds 4 planes of Len() values each (temporal, y, x, unused).
 func (b *Batch) SetPositions(pos []int32) error {
+	if !b.valid() {
+		return ErrClosed
+	}
 	if len(pos) != b.Len()*b.posPerTok {
 		return fmt.Errorf("%d positions for %d tokens × %d: %w", len(pos), b.Len(), b.posPerTok, ErrInvalidArgument)
 	}

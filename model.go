@@ -86,7 +86,8 @@ func vlmGoProgress(progress C.float, handle C.uintptr_t) C.bool {
 	return false
 }
 
-// Free releases the model. Later calls return zero values or ErrClosed.
+// Free releases the model. Later calls return ErrClosed, or zero values (0,
+// "", false, -1 for token ids) where a method has no error result.
 func (m *LlamaModel) Free() {
 	if m == nil || m.c == nil {
 		return
@@ -108,19 +109,34 @@ func (m *LlamaModel) Valid() bool { return m != nil && m.c != nil }
 func (m *LlamaModel) VocabOnly() bool { return m != nil && m.vocabOnly }
 
 // NEmbd returns the embedding size (llama_model_n_embd).
-func (m *LlamaModel) NEmbd() int { return int(C.llama_model_n_embd(m.c)) }
+func (m *LlamaModel) NEmbd() int {
+	if !m.Valid() {
+		return 0
+	}
+	return int(C.llama_model_n_embd(m.c))
+}
 
 // NEmbdInput returns the size of input embeddings (llama_model_n_embd_inp),
 // which a vision projector's output must match.
-func (m *LlamaModel) NEmbdInput() int { return int(C.llama_model_n_embd_inp(m.c)) }
+func (m *LlamaModel) NEmbdInput() int {
+	if !m.Valid() {
+		return 0
+	}
+	return int(C.llama_model_n_embd_inp(m.c))
+}
 
 // NLayer returns the number of layers.
-func (m *LlamaModel) NLayer() int { return int(C.llama_model_n_layer(m.c)) }
+func (m *LlamaModel) NLayer() int {
+	if !m.Valid() {
+		return 0
+	}
+	return int(C.llama_model_n_layer(m.c))
+}
 
 // NHead returns the number of attention heads (of layer 0); 0 for a
 // vocab-only model, for which llama.cpp would abort.
 func (m *LlamaModel) NHead() int {
-	if m.vocabOnly {
+	if !m.Valid() || m.vocabOnly {
 		return 0
 	}
 	return int(C.llama_model_n_head(m.c))
@@ -129,7 +145,7 @@ func (m *LlamaModel) NHead() int {
 // NHeadKV returns the number of key/value heads (of layer 0); 0 for a
 // vocab-only model, for which llama.cpp would abort.
 func (m *LlamaModel) NHeadKV() int {
-	if m.vocabOnly {
+	if !m.Valid() || m.vocabOnly {
 		return 0
 	}
 	return int(C.llama_model_n_head_kv(m.c))
@@ -138,6 +154,9 @@ func (m *LlamaModel) NHeadKV() int {
 // PositionsPerToken returns how many position values each token takes: 4
 // for M-RoPE models (Qwen2-VL style), else 1.
 func (m *LlamaModel) PositionsPerToken() int {
+	if !m.Valid() {
+		return 1
+	}
 	switch C.llama_model_rope_type(m.c) {
 	case C.LLAMA_ROPE_TYPE_MROPE, C.LLAMA_ROPE_TYPE_IMROPE:
 		return 4
@@ -146,22 +165,43 @@ func (m *LlamaModel) PositionsPerToken() int {
 }
 
 // NCtxTrain returns the context length the model was trained with.
-func (m *LlamaModel) NCtxTrain() int { return int(C.llama_model_n_ctx_train(m.c)) }
+func (m *LlamaModel) NCtxTrain() int {
+	if !m.Valid() {
+		return 0
+	}
+	return int(C.llama_model_n_ctx_train(m.c))
+}
 
 // NParams returns the number of parameters.
-func (m *LlamaModel) NParams() uint64 { return uint64(C.llama_model_n_params(m.c)) }
+func (m *LlamaModel) NParams() uint64 {
+	if !m.Valid() {
+		return 0
+	}
+	return uint64(C.llama_model_n_params(m.c))
+}
 
 // Size returns the total size of the weights in bytes.
-func (m *LlamaModel) Size() uint64 { return uint64(C.llama_model_size(m.c)) }
+func (m *LlamaModel) Size() uint64 {
+	if !m.Valid() {
+		return 0
+	}
+	return uint64(C.llama_model_size(m.c))
+}
 
 // Description returns llama.cpp's one-line description, e.g. "llama ?B Q8_0".
 func (m *LlamaModel) Description() string {
+	if !m.Valid() {
+		return ""
+	}
 	return growString(func(buf *C.char, n C.size_t) C.int32_t { return C.llama_model_desc(m.c, buf, n) })
 }
 
 // ChatTemplate returns the named chat template stored in the model
 // (tokenizer.chat_template when name is empty); ok is false if there is none.
 func (m *LlamaModel) ChatTemplate(name string) (tmpl string, ok bool) {
+	if !m.Valid() {
+		return "", false
+	}
 	var cname *C.char
 	if name != "" {
 		cname = C.CString(name)
@@ -177,6 +217,9 @@ func (m *LlamaModel) ChatTemplate(name string) (tmpl string, ok bool) {
 // Metadata returns every GGUF key/value of the model as llama.cpp prints
 // them (arrays are summarised by llama.cpp).
 func (m *LlamaModel) Metadata() map[string]string {
+	if !m.Valid() {
+		return nil
+	}
 	n := int(C.llama_model_meta_count(m.c))
 	out := make(map[string]string, n)
 	for i := 0; i < n; i++ {
@@ -214,20 +257,60 @@ func growString(f func(buf *C.char, n C.size_t) C.int32_t) string {
 type Token = int32
 
 // VocabSize returns the number of tokens in the vocabulary.
-func (m *LlamaModel) VocabSize() int { return int(C.llama_vocab_n_tokens(m.vocab)) }
+func (m *LlamaModel) VocabSize() int {
+	if !m.Valid() {
+		return 0
+	}
+	return int(C.llama_vocab_n_tokens(m.vocab))
+}
 
-// Special token ids; -1 when the model has none.
-func (m *LlamaModel) BOS() Token { return Token(C.llama_vocab_bos(m.vocab)) } // beginning of sequence
-func (m *LlamaModel) EOS() Token { return Token(C.llama_vocab_eos(m.vocab)) } // end of sequence
-func (m *LlamaModel) EOT() Token { return Token(C.llama_vocab_eot(m.vocab)) } // end of turn
-func (m *LlamaModel) NL() Token  { return Token(C.llama_vocab_nl(m.vocab)) }  // newline
-func (m *LlamaModel) PAD() Token { return Token(C.llama_vocab_pad(m.vocab)) } // padding
+// Special token ids; -1 when the model has none (or is freed).
+
+// BOS returns the beginning of sequence token.
+func (m *LlamaModel) BOS() Token {
+	if !m.Valid() {
+		return -1
+	}
+	return Token(C.llama_vocab_bos(m.vocab))
+}
+
+// EOS returns the end of sequence token.
+func (m *LlamaModel) EOS() Token {
+	if !m.Valid() {
+		return -1
+	}
+	return Token(C.llama_vocab_eos(m.vocab))
+}
+
+// EOT returns the end of turn token.
+func (m *LlamaModel) EOT() Token {
+	if !m.Valid() {
+		return -1
+	}
+	return Token(C.llama_vocab_eot(m.vocab))
+}
+
+// NL returns the newline token.
+func (m *LlamaModel) NL() Token {
+	if !m.Valid() {
+		return -1
+	}
+	return Token(C.llama_vocab_nl(m.vocab))
+}
+
+// PAD returns the padding token.
+func (m *LlamaModel) PAD() Token {
+	if !m.Valid() {
+		return -1
+	}
+	return Token(C.llama_vocab_pad(m.vocab))
+}
 
 // AddBOS reports whether the tokenizer adds BOS when asked for special tokens.
-func (m *LlamaModel) AddBOS() bool { return bool(C.llama_vocab_get_add_bos(m.vocab)) }
+func (m *LlamaModel) AddBOS() bool { return m.Valid() && bool(C.llama_vocab_get_add_bos(m.vocab)) }
 
 // AddEOS reports whether the tokenizer adds EOS when asked for special tokens.
-func (m *LlamaModel) AddEOS() bool { return bool(C.llama_vocab_get_add_eos(m.vocab)) }
+func (m *LlamaModel) AddEOS() bool { return m.Valid() && bool(C.llama_vocab_get_add_eos(m.vocab)) }
 
 // validToken reports whether t is an id of this vocabulary.
 func (m *LlamaModel) validToken(t Token) bool { return t >= 0 && int(t) < m.VocabSize() }
@@ -244,6 +327,9 @@ func (m *LlamaModel) IsControl(t Token) bool {
 
 // TokenText returns the vocabulary string of t (llama_vocab_get_text).
 func (m *LlamaModel) TokenText(t Token) (string, error) {
+	if !m.Valid() {
+		return "", ErrClosed
+	}
 	if !m.validToken(t) {
 		return "", fmt.Errorf("token %d of a %d-token vocabulary: %w", t, m.VocabSize(), ErrInvalidArgument)
 	}
@@ -253,6 +339,9 @@ func (m *LlamaModel) TokenText(t Token) (string, error) {
 // Tokenize converts text to tokens. addSpecial adds BOS/EOS as the model
 // wants; parseSpecial matches special tokens written in the text.
 func (m *LlamaModel) Tokenize(text string, addSpecial, parseSpecial bool) ([]Token, error) {
+	if !m.Valid() {
+		return nil, ErrClosed
+	}
 	if len(text) > 1<<30 {
 		return nil, fmt.Errorf("text of %d bytes: %w", len(text), ErrInvalidArgument)
 	}
@@ -277,6 +366,9 @@ func (m *LlamaModel) Tokenize(text string, addSpecial, parseSpecial bool) ([]Tok
 // TokenPiece returns the bytes t stands for; special tokens are rendered
 // only when special is true. A piece may be part of a UTF-8 sequence.
 func (m *LlamaModel) TokenPiece(t Token, special bool) ([]byte, error) {
+	if !m.Valid() {
+		return nil, ErrClosed
+	}
 	if !m.validToken(t) {
 		return nil, fmt.Errorf("token %d of a %d-token vocabulary: %w", t, m.VocabSize(), ErrInvalidArgument)
 	}
@@ -299,6 +391,9 @@ func (m *LlamaModel) TokenPiece(t Token, special bool) ([]byte, error) {
 // Detokenize converts tokens to text. removeSpecial drops a leading BOS and
 // trailing EOS if the model adds them; unparseSpecial renders special tokens.
 func (m *LlamaModel) Detokenize(tokens []Token, removeSpecial, unparseSpecial bool) (string, error) {
+	if !m.Valid() {
+		return "", ErrClosed
+	}
 	for _, t := range tokens {
 		if !m.validToken(t) {
 			return "", fmt.Errorf("token %d of a %d-token vocabulary: %w", t, m.VocabSize(), ErrInvalidArgument)
@@ -357,6 +452,9 @@ func ApplyBuiltinChatTemplate(tmpl string, msgs []ChatMessage, addAssistant bool
 	ctmpl := C.CString(tmpl)
 	defer C.free(unsafe.Pointer(ctmpl))
 	cmsgs := (*C.struct_llama_chat_message)(C.calloc(C.size_t(max(len(msgs), 1)), C.size_t(unsafe.Sizeof(C.struct_llama_chat_message{}))))
+	if cmsgs == nil {
+		return "", fmt.Errorf("out of C memory for %d chat messages: %w", len(msgs), ErrInvalidArgument)
+	}
 	defer C.free(unsafe.Pointer(cmsgs))
 	view := unsafe.Slice(cmsgs, max(len(msgs), 1))
 	total := 0

@@ -7,6 +7,7 @@ import "C"
 
 import (
 	"fmt"
+	"runtime"
 	"unsafe"
 )
 
@@ -27,7 +28,8 @@ type ProjectorParams struct {
 // MtmdContext is a loaded vision projector bound to a text model (struct
 // mtmd_context). Encoding is not safe for concurrent use.
 type MtmdContext struct {
-	c *C.mtmd_context
+	c     *C.mtmd_context
+	nEmbd int // llama_model_n_embd_inp of the text model: the width of mtmd's output rows
 }
 
 // LoadProjector loads an mmproj file for model m with mtmd_init_from_file.
@@ -60,10 +62,28 @@ func LoadProjector(path string, m *LlamaModel, p ProjectorParams) (*MtmdContext,
 	if c == nil {
 		return nil, fmt.Errorf("mtmd could not load projector %s: %w", path, ErrLoad)
 	}
-	return &MtmdContext{c: c}, nil
+	// mtmd sizes its output rows by the text model's input width (it
+	// refuses projectors whose width differs), read here from C, not from
+	// a caller.
+	nEmbd := int(C.llama_model_n_embd_inp(m.c))
+	if nEmbd <= 0 {
+		C.vlm_mtmd_free(c)
+		return nil, fmt.Errorf("text model reports input width %d: %w", nEmbd, ErrLoad)
+	}
+	return &MtmdContext{c: c, nEmbd: nEmbd}, nil
 }
 
-// Free releases the projector.
+// NEmbd returns the width of the embeddings Encode returns (the text
+// model's input width, llama_model_n_embd_inp); 0 once freed.
+func (x *MtmdContext) NEmbd() int {
+	if !x.Valid() {
+		return 0
+	}
+	return x.nEmbd
+}
+
+// Free releases the projector. Later calls return ErrClosed, or false and
+// 0 where a method has no error result.
 func (x *MtmdContext) Free() {
 	if x == nil || x.c == nil {
 		return
@@ -77,16 +97,18 @@ func (x *MtmdContext) Valid() bool { return x != nil && x.c != nil }
 
 // UseNonCausal reports whether image embeddings must be decoded with
 // non-causal attention.
-func (x *MtmdContext) UseNonCausal() bool { return bool(C.mtmd_decode_use_non_causal(x.c)) }
+func (x *MtmdContext) UseNonCausal() bool {
+	return x.Valid() && bool(C.mtmd_decode_use_non_causal(x.c))
+}
 
 // UseMRoPE reports whether the text model takes M-RoPE (4-plane) positions.
-func (x *MtmdContext) UseMRoPE() bool { return bool(C.mtmd_decode_use_mrope(x.c)) }
+func (x *MtmdContext) UseMRoPE() bool { return x.Valid() && bool(C.mtmd_decode_use_mrope(x.c)) }
 
 // SupportsVision reports whether the projector takes images.
-func (x *MtmdContext) SupportsVision() bool { return bool(C.mtmd_support_vision(x.c)) }
+func (x *MtmdContext) SupportsVision() bool { return x.Valid() && bool(C.mtmd_support_vision(x.c)) }
 
 // SupportsAudio reports whether the projector takes audio.
-func (x *MtmdContext) SupportsAudio() bool { return bool(C.mtmd_support_audio(x.c)) }
+func (x *MtmdContext) SupportsAudio() bool { return x.Valid() && bool(C.mtmd_support_audio(x.c)) }
 
 // Bitmap is an RGB image (or audio) in C memory (mtmd_bitmap).
 type Bitmap struct {
@@ -100,6 +122,7 @@ func NewBitmap(nx, ny int, rgb []byte, id string) (*Bitmap, error) {
 		return nil, fmt.Errorf("bitmap %d×%d with %d bytes: %w", nx, ny, len(rgb), ErrInvalidArgument)
 	}
 	c := C.mtmd_bitmap_init(C.uint32_t(nx), C.uint32_t(ny), (*C.uchar)(unsafe.Pointer(unsafe.SliceData(rgb))))
+	runtime.KeepAlive(rgb)
 	if c == nil {
 		return nil, fmt.Errorf("mtmd_bitmap_init failed: %w", ErrInvalidArgument)
 	}
@@ -111,7 +134,7 @@ func NewBitmap(nx, ny int, rgb []byte, id string) (*Bitmap, error) {
 	return &Bitmap{c: c}, nil
 }
 
-// Free releases the bitmap.
+// Free releases the bitmap; later calls return zero values.
 func (b *Bitmap) Free() {
 	if b == nil || b.c == nil {
 		return
@@ -122,11 +145,19 @@ func (b *Bitmap) Free() {
 
 // Size returns the bitmap's width and height.
 func (b *Bitmap) Size() (nx, ny int) {
+	if b == nil || b.c == nil {
+		return 0, 0
+	}
 	return int(C.mtmd_bitmap_get_nx(b.c)), int(C.mtmd_bitmap_get_ny(b.c))
 }
 
 // ID returns the bitmap's id.
-func (b *Bitmap) ID() string { return C.GoString(C.mtmd_bitmap_get_id(b.c)) }
+func (b *Bitmap) ID() string {
+	if b == nil || b.c == nil {
+		return ""
+	}
+	return C.GoString(C.mtmd_bitmap_get_id(b.c))
+}
 
 // ChunkType says what an input chunk holds.
 type ChunkType int
@@ -167,6 +198,9 @@ func (x *MtmdContext) Tokenize(text string, addSpecial, parseSpecial bool, bitma
 	ctext := C.CString(text)
 	defer C.free(unsafe.Pointer(ctext))
 	in := C.mtmd_input_text_init(ctext, C.bool(addSpecial), C.bool(parseSpecial))
+	if in == nil {
+		return nil, fmt.Errorf("mtmd_input_text_init failed: %w", ErrInvalidArgument)
+	}
 	defer C.mtmd_input_text_free(in)
 	var arr **C.mtmd_bitmap
 	if len(bitmaps) > 0 {
@@ -181,7 +215,11 @@ func (x *MtmdContext) Tokenize(text string, addSpecial, parseSpecial bool, bitma
 		}
 	}
 	chunks := C.mtmd_input_chunks_init()
+	if chunks == nil {
+		return nil, fmt.Errorf("mtmd_input_chunks_init failed: %w", ErrInvalidArgument)
+	}
 	rc := C.mtmd_tokenize(x.c, chunks, in, arr, C.size_t(len(bitmaps)))
+	runtime.KeepAlive(bitmaps) // the caller's Bitmaps may have cleanups that free b.c
 	switch rc {
 	case 0:
 		return &InputChunks{c: chunks}, nil
@@ -194,7 +232,7 @@ func (x *MtmdContext) Tokenize(text string, addSpecial, parseSpecial bool, bitma
 	return nil, &CodeError{Func: "mtmd_tokenize", Code: int(rc), Err: fmt.Errorf("image preprocessing failed: %w", ErrDecode)}
 }
 
-// Free releases the chunks.
+// Free releases the chunks; later calls return ErrClosed or 0.
 func (c *InputChunks) Free() {
 	if c == nil || c.c == nil {
 		return
@@ -204,7 +242,12 @@ func (c *InputChunks) Free() {
 }
 
 // Len returns the number of chunks.
-func (c *InputChunks) Len() int { return int(C.mtmd_input_chunks_size(c.c)) }
+func (c *InputChunks) Len() int {
+	if c == nil || c.c == nil {
+		return 0
+	}
+	return int(C.mtmd_input_chunks_size(c.c))
+}
 
 // ChunkInfo describes one input chunk.
 type ChunkInfo struct {
@@ -249,8 +292,9 @@ func (c *InputChunks) Chunk(i int) (ChunkInfo, error) {
 }
 
 // Encode runs the encoder on media chunk i of chunks and returns a copy of
-// its output embeddings: NTokens rows of the text model's input width.
-func (x *MtmdContext) Encode(chunks *InputChunks, i int, nEmbd int) ([]float32, error) {
+// its output embeddings: NTokens rows of NEmbd floats (the text model's
+// input width, which the projector was loaded for).
+func (x *MtmdContext) Encode(chunks *InputChunks, i int) ([]float32, error) {
 	info, err := chunks.Chunk(i)
 	if err != nil {
 		return nil, err
@@ -262,12 +306,14 @@ func (x *MtmdContext) Encode(chunks *InputChunks, i int, nEmbd int) ([]float32, 
 		return nil, fmt.Errorf("chunk %d is text, not media: %w", i, ErrInvalidArgument)
 	}
 	ch := C.mtmd_input_chunks_get(chunks.c, C.size_t(i))
-	if rc := C.mtmd_encode_chunk(x.c, ch); rc != 0 {
+	rc := C.mtmd_encode_chunk(x.c, ch)
+	runtime.KeepAlive(chunks)
+	if rc != 0 {
 		return nil, &CodeError{Func: "mtmd_encode_chunk", Code: int(rc), Err: ErrDecode}
 	}
 	p := C.mtmd_get_output_embd(x.c)
 	if p == nil {
 		return nil, &CodeError{Func: "mtmd_get_output_embd", Err: ErrDecode}
 	}
-	return append([]float32(nil), unsafe.Slice((*float32)(unsafe.Pointer(p)), info.NTokens*nEmbd)...), nil
+	return append([]float32(nil), unsafe.Slice((*float32)(unsafe.Pointer(p)), info.NTokens*x.nEmbd)...), nil
 }

@@ -56,7 +56,7 @@ func TestModelAccessors(t *testing.T) {
 }
 
 func TestBitmapsAndChunks(t *testing.T) {
-	m, p := loadNative(t, testmodel.ProjectorMLP)
+	_, p := loadNative(t, testmodel.ProjectorMLP)
 	rgb := make([]byte, 8*4*3)
 	b, err := NewBitmap(8, 4, rgb, "img-1")
 	require.NoError(t, err)
@@ -82,7 +82,7 @@ func TestBitmapsAndChunks(t *testing.T) {
 	assert.Equal(t, "ChunkType(42)", ChunkType(42).String())
 	_, err = chunks.Chunk(3)
 	assert.ErrorIs(t, err, ErrInvalidArgument)
-	_, err = p.Encode(chunks, 0, m.NEmbdInput())
+	_, err = p.Encode(chunks, 0)
 	assert.ErrorIs(t, err, ErrInvalidArgument, "text chunks do not encode")
 
 	_, err = p.Tokenize(MediaMarker()+MediaMarker(), false, false, []*Bitmap{b})

@@ -351,9 +351,10 @@ func (p *Projector) embeddings(ctx context.Context, chunks *Chunks, i int, again
 		return nil, false, fmt.Errorf("%w (%w)", ErrCancelled, err)
 	}
 	err = p.use(func(c *vlm.MtmdContext) (err error) {
-		embd, err = c.Encode(src.img.native, src.slot, p.nEmbd)
+		embd, err = c.Encode(src.img.native, src.slot)
 		return err
 	})
+	runtime.KeepAlive(chunks) // its cleanup frees src.img.native
 	if err != nil {
 		return nil, false, err
 	}
