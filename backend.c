@@ -21,32 +21,35 @@
 // (found relative to its ggml/include folder, which is on the include path).
 #include "../src/ggml-backend-impl.h"
 
-#define VLM_MAX_DEVICES 64
-#define VLM_MAX_PENDING 64
-
+// Hooks live in a list of nodes that are never freed, so that a pointer to
+// one stays valid without the lock; the list grows with the devices.
 struct vlm_device_hook {
     ggml_backend_dev_t dev;
     ggml_backend_t (*init_backend)(ggml_backend_dev_t dev, const char *params);
     void (*free)(ggml_backend_t backend); // the backends' own free, seen at the first init
+    struct vlm_device_hook *next;
 };
 
-static struct vlm_device_hook vlm_hooks[VLM_MAX_DEVICES];
-static int vlm_n_hooks;
+static struct vlm_device_hook *vlm_hooks;
 static pthread_mutex_t vlm_hooks_mu = PTHREAD_MUTEX_INITIALIZER;
 
-// Per thread: a wrapped call runs on one thread from start to end.
+// Per thread: a wrapped call runs on one thread from start to end. The
+// pending list grows as needed: falling back to an immediate free would be
+// the crashing order this file exists to avoid.
 static __thread int vlm_defer_depth;
-static __thread ggml_backend_t vlm_pending[VLM_MAX_PENDING];
+static __thread ggml_backend_t *vlm_pending;
 static __thread int vlm_n_pending;
+static __thread int vlm_cap_pending;
 
 static unsigned long vlm_deferred_frees; // counts deferred frees, for tests
+static unsigned long vlm_leaked_backends; // backends not freed because memory for the list ran out
 
 static struct vlm_device_hook *vlm_find_hook(ggml_backend_dev_t dev) {
     struct vlm_device_hook *h = NULL;
     pthread_mutex_lock(&vlm_hooks_mu);
-    for (int i = 0; i < vlm_n_hooks; i++) {
-        if (vlm_hooks[i].dev == dev) {
-            h = &vlm_hooks[i];
+    for (struct vlm_device_hook *it = vlm_hooks; it != NULL; it = it->next) {
+        if (it->dev == dev) {
+            h = it;
             break;
         }
     }
@@ -68,11 +71,23 @@ static void vlm_free_now(ggml_backend_t backend) {
 }
 
 static void vlm_backend_free(ggml_backend_t backend) {
-    if (vlm_defer_depth > 0 && vlm_n_pending < VLM_MAX_PENDING) {
-        vlm_pending[vlm_n_pending++] = backend;
+    if (vlm_defer_depth == 0) {
+        vlm_free_now(backend);
         return;
     }
-    vlm_free_now(backend);
+    if (vlm_n_pending == vlm_cap_pending) {
+        int cap = vlm_cap_pending > 0 ? 2 * vlm_cap_pending : 16;
+        ggml_backend_t *p = realloc(vlm_pending, (size_t)cap * sizeof(*p));
+        if (p == NULL) {
+            // Leaking the backend is safe; freeing it before the
+            // scheduler that uses it is not.
+            __atomic_add_fetch(&vlm_leaked_backends, 1, __ATOMIC_RELAXED);
+            return;
+        }
+        vlm_pending = p;
+        vlm_cap_pending = cap;
+    }
+    vlm_pending[vlm_n_pending++] = backend;
 }
 
 static ggml_backend_t vlm_init_backend(ggml_backend_dev_t dev, const char *params) {
@@ -110,16 +125,18 @@ int vlm_hook_devices(void) {
         if (dev == NULL || dev->iface.init_backend == NULL || dev->iface.init_backend == vlm_init_backend) {
             continue;
         }
-        pthread_mutex_lock(&vlm_hooks_mu);
-        if (vlm_n_hooks < VLM_MAX_DEVICES) {
-            vlm_hooks[vlm_n_hooks].dev = dev;
-            vlm_hooks[vlm_n_hooks].init_backend = dev->iface.init_backend;
-            vlm_hooks[vlm_n_hooks].free = NULL;
-            vlm_n_hooks++;
-            dev->iface.init_backend = vlm_init_backend;
-            added++;
+        struct vlm_device_hook *h = calloc(1, sizeof(*h));
+        if (h == NULL) {
+            return -1; // out of memory: the caller reports it
         }
+        h->dev = dev;
+        h->init_backend = dev->iface.init_backend;
+        pthread_mutex_lock(&vlm_hooks_mu);
+        h->next = vlm_hooks;
+        vlm_hooks = h;
+        dev->iface.init_backend = vlm_init_backend;
         pthread_mutex_unlock(&vlm_hooks_mu);
+        added++;
     }
     return added;
 }
@@ -139,6 +156,53 @@ static void vlm_defer_end(void) {
 
 unsigned long vlm_backend_deferred_frees(void) {
     return __atomic_load_n(&vlm_deferred_frees, __ATOMIC_RELAXED);
+}
+
+unsigned long vlm_backend_leaked(void) {
+    return __atomic_load_n(&vlm_leaked_backends, __ATOMIC_RELAXED);
+}
+
+// For tests: n fake backends of a fake device are freed inside one wrapped
+// call; *early counts those freed before the call ended, *total all of them.
+static struct ggml_backend_device vlm_test_dev;
+static __thread int vlm_test_freed, vlm_test_early;
+
+static void vlm_test_free(ggml_backend_t b) {
+    vlm_test_freed++;
+    if (vlm_defer_depth > 0) {
+        vlm_test_early++;
+    }
+    free(b);
+}
+
+int vlm_backend_test_deferral(int n, int *early, int *total) {
+    if (vlm_find_hook(&vlm_test_dev) == NULL) {
+        struct vlm_device_hook *h = calloc(1, sizeof(*h));
+        if (h == NULL) {
+            return -1;
+        }
+        h->dev = &vlm_test_dev;
+        h->free = vlm_test_free;
+        pthread_mutex_lock(&vlm_hooks_mu);
+        h->next = vlm_hooks;
+        vlm_hooks = h;
+        pthread_mutex_unlock(&vlm_hooks_mu);
+    }
+    vlm_test_freed = vlm_test_early = 0;
+    vlm_defer_begin();
+    for (int i = 0; i < n; i++) {
+        ggml_backend_t b = calloc(1, sizeof(*b));
+        if (b == NULL) {
+            vlm_defer_end();
+            return -1;
+        }
+        b->device = &vlm_test_dev;
+        vlm_backend_free(b);
+    }
+    vlm_defer_end();
+    *early = vlm_test_early;
+    *total = vlm_test_freed;
+    return 0;
 }
 
 struct llama_context *vlm_llama_init_from_model(struct llama_model *model, struct llama_context_params params) {

@@ -143,7 +143,9 @@ func initBackends() {
 			logBackend(slog.LevelWarn, err.Error())
 		}
 	}
-	C.vlm_hook_devices()
+	if err := hookDevices(); err != nil {
+		errs = append(errs, err)
+	}
 	backends.mu.Lock()
 	backends.autoErr = errors.Join(errs...)
 	backends.mu.Unlock()
@@ -234,7 +236,7 @@ func loadBackends(path string) ([]Device, error) {
 
 	backends.mu.Lock()
 	defer backends.mu.Unlock()
-	defer C.vlm_hook_devices() // backend.c: the new devices' backends outlive their schedulers
+	defer hookDevices() //nolint:errcheck // backend.c: the new devices' backends outlive their schedulers; logged
 	var devs []Device
 	var errs []error
 	for _, f := range files {
@@ -288,6 +290,28 @@ func loadModuleLocked(file string) (C.ggml_backend_reg_t, error) {
 	logBackend(slog.LevelInfo, fmt.Sprintf("loaded the %s backend from %s (%d devices)",
 		C.GoString(C.ggml_backend_reg_name(reg)), file, int(C.ggml_backend_reg_dev_count(reg))))
 	return reg, nil
+}
+
+// hookDevices makes the backends of devices registered so far outlive their
+// schedulers (backend.c). It fails only when C memory runs out.
+func hookDevices() error {
+	if C.vlm_hook_devices() < 0 {
+		err := fmt.Errorf("out of memory hooking backend devices: a backend of theirs may be freed before its scheduler: %w", ErrLoad)
+		logBackend(slog.LevelError, err.Error())
+		return err
+	}
+	return nil
+}
+
+// backendTestDeferral (for tests) frees n fake backends inside one wrapped
+// call: early counts those freed before the call ended (must be 0), total
+// all of them (must be n).
+func backendTestDeferral(n int) (early, total int, err error) {
+	var ce, ct C.int
+	if C.vlm_backend_test_deferral(C.int(n), &ce, &ct) != 0 {
+		return 0, 0, fmt.Errorf("out of C memory: %w", ErrInvalidArgument)
+	}
+	return int(ce), int(ct), nil
 }
 
 // deferredBackendFrees counts the backend frees that backend.c deferred

@@ -191,3 +191,16 @@ func TestBackendsOutliveTheScheduler(t *testing.T) {
 		assert.Greater(t, deferredBackendFrees(), before, "mtmd_free deferred no backend free")
 	}
 }
+
+// TestBackendDeferralHasNoFixedLimit frees more backends inside one wrapped
+// call than the old fixed table held (64): every free waits for the end of
+// the call; the old code freed the 65th and later at once, in the order
+// that crashes the CUDA backend.
+func TestBackendDeferralHasNoFixedLimit(t *testing.T) {
+	for _, n := range []int{1, 64, 65, 300} {
+		early, total, err := backendTestDeferral(n)
+		require.NoError(t, err)
+		assert.Zero(t, early, "%d frees: freed before the wrapped call ended", n)
+		assert.Equal(t, n, total)
+	}
+}

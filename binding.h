@@ -42,9 +42,11 @@ bool vlm_grammar_allows(struct llama_sampler *grammar, llama_token t);
 
 // backend.c: backends outlive the scheduler that uses them (see there).
 // vlm_hook_devices hooks the devices registered so far and returns how many
-// it added; the wrappers defer backend frees until the wrapped call returns.
+// it added (-1: out of memory); the wrappers defer backend frees until the wrapped call returns.
 int vlm_hook_devices(void);
 unsigned long vlm_backend_deferred_frees(void);
+unsigned long vlm_backend_leaked(void);
+int vlm_backend_test_deferral(int n, int *early, int *total);
 struct llama_context *vlm_llama_init_from_model(struct llama_model *model, struct llama_context_params params);
 void vlm_llama_free(struct llama_context *ctx);
 mtmd_context *vlm_mtmd_init_from_file(const char *mmproj_fname, const struct llama_model *text_model,
