@@ -23,7 +23,7 @@ const (
 
 // ContextOptions configure NewContext. Zero fields take defaults: NCtx 4096
 // (capped at the training length), NBatch 512, NUbatch = NBatch, one
-// sequence, threads = the number of CPUs.
+// sequence, threads = vlm.DefaultThreads() (physical cores less one).
 type ContextOptions struct {
 	NCtx         int            // context length in tokens
 	NBatch       int            // most tokens per Decode
@@ -68,7 +68,7 @@ func (o ContextOptions) withDefaults(nCtxTrain int) (ContextOptions, error) {
 		return o, fmt.Errorf("NSeqMax %d > 256: %w", o.NSeqMax, ErrInvalidArgument)
 	}
 	if o.Threads == 0 {
-		o.Threads = runtime.NumCPU()
+		o.Threads = vlm.DefaultThreads()
 	}
 	if o.ThreadsBatch == 0 {
 		o.ThreadsBatch = o.Threads

@@ -20,7 +20,7 @@ import (
 type Options struct {
 	// UseGPU runs the vision encoder on the GPU when a GPU backend is loaded.
 	UseGPU bool
-	// Threads for the encoder; 0 means the number of CPUs.
+	// Threads for the encoder; 0 means vlm.DefaultThreads() (physical cores less one).
 	Threads int
 	// ImageMinTokens and ImageMaxTokens bound the tokens per image for
 	// dynamic-resolution projectors (e.g. Qwen2-VL); 0 keeps the file's.
@@ -74,7 +74,7 @@ func Load(ctx context.Context, path string, model *llama.Model, opts Options) (*
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if opts.Threads == 0 {
-		opts.Threads = runtime.NumCPU()
+		opts.Threads = vlm.DefaultThreads()
 	}
 	marker := opts.Marker
 	if marker == "" {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"strings"
 	"sync"
 
@@ -26,7 +25,8 @@ var (
 )
 
 // Options configure New. The zero value is sensible: every layer on the GPU
-// when one is loaded, else the CPU with all cores; a 4096-token context.
+// when one is loaded, else the CPU (vlm.DefaultThreads() threads); a
+// 4096-token context.
 type Options struct {
 	// GPULayers is how many layers go to the GPU: 0 means all when a GPU
 	// backend is loaded (none otherwise), -1 all, n > 0 that many.
@@ -35,7 +35,9 @@ type Options struct {
 	NoGPU bool
 	// MainGPU is the GPU used when the model is not split.
 	MainGPU int
-	// Threads for decoding and encoding; 0 means every CPU.
+	// Threads for decoding and encoding; 0 means vlm.DefaultThreads(): the
+	// physical cores less one, because ggml's spinning threads collapse when
+	// another program takes a core (see DefaultThreads). Set it to use all.
 	Threads int
 	// ContextSize is the context length in tokens; 0 means 4096.
 	ContextSize int
@@ -77,7 +79,7 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("negative option in %+v: %w", o, ErrInvalidOptions)
 	}
 	if o.Threads == 0 {
-		o.Threads = runtime.NumCPU()
+		o.Threads = vlm.DefaultThreads()
 	}
 	if o.ContextSize == 0 {
 		o.ContextSize = llama.DefaultNCtx
