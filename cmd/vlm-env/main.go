@@ -18,9 +18,12 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -66,7 +69,10 @@ func cgoEnv(portable bool, march string) ([][2]string, error) {
 		return nil, err
 	}
 	vlmDir, ollamaDir := dirs[0], dirs[1]
-	compat := filepath.Join(vlmDir, "third_party", "compat")
+	compat, err := stableCompatDir(filepath.Join(vlmDir, "third_party", "compat"))
+	if err != nil {
+		return nil, err
+	}
 	includes := []string{
 		compat,
 		filepath.Join(ollamaDir, "llama", "llama.cpp", "include"),
@@ -103,6 +109,70 @@ func cgoEnv(portable bool, march string) ([][2]string, error) {
 		{"CGO_CFLAGS", opt},
 		{"CGO_CXXFLAGS", opt},
 	}, nil
+}
+
+// stableCompatDir returns a folder holding a copy of vlm's compat headers
+// whose path depends only on their content: the user cache dir's
+// vlm/compat/<hash>. The include path is part of every cgo package's flags
+// and so of Go's build cache key; with the checkout's own path there, a
+// second clone of the same version would compile llama.cpp again. Where no
+// cache dir can be written, the checkout's folder is used.
+func stableCompatDir(src string) (string, error) {
+	files := map[string][]byte{}
+	h := sha256.New()
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		files[rel] = data
+		fmt.Fprintf(h, "%s\x00%d\x00", filepath.ToSlash(rel), len(data))
+		h.Write(data)
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("vlm's compat headers: %w", err)
+	}
+	base, err := os.UserCacheDir()
+	if err != nil {
+		return src, nil
+	}
+	dst := filepath.Join(base, "vlm", "compat", hex.EncodeToString(h.Sum(nil)[:8]))
+	if st, err := os.Stat(dst); err == nil && st.IsDir() {
+		return dst, nil
+	}
+	tmp, err := os.MkdirTemp(filepath.Join(base), "vlm-compat-")
+	if err != nil {
+		return src, nil
+	}
+	defer os.RemoveAll(tmp)
+	for rel, data := range files {
+		p := filepath.Join(tmp, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return src, nil
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			return src, nil
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return src, nil
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		// Another run made it first: use that one.
+		if st, serr := os.Stat(dst); serr == nil && st.IsDir() {
+			return dst, nil
+		}
+		return src, nil
+	}
+	return dst, nil
 }
 
 // marchFlag picks the CPU target flag.
