@@ -384,11 +384,9 @@ func logBackend(level slog.Level, msg string) {
 	if level < LogLevel() {
 		return
 	}
-	logState.mu.Lock()
-	logger := logState.logger
-	logState.mu.Unlock()
-	if logger == nil {
-		logger = slog.Default()
+	lg := logger.Load()
+	if lg == nil {
+		lg = slog.Default()
 	}
-	logger.Log(context.Background(), level, msg, slog.String("source", "vlm"))
+	lg.Log(context.Background(), level, msg, slog.String("source", "vlm"))
 }

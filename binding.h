@@ -12,9 +12,14 @@
 #include "llama.h"
 #include "mtmd.h"
 
-// vlm_log_trampoline forwards one log line from llama.cpp, ggml or mtmd into
-// the exported Go function vlmGoLog. It is installed as their log callback.
+// vlm_log_trampoline joins the pieces of log lines from llama.cpp, ggml and
+// mtmd per thread and forwards whole lines to the exported Go function
+// vlmGoLog. It is installed as their log callback.
 void vlm_log_trampoline(enum ggml_log_level level, const char *text, void *user_data);
+
+// vlm_log_test_threads (tests) runs threads that each write lines of
+// pieces through vlm_log_trampoline at once; it returns the threads started.
+int vlm_log_test_threads(int threads, int lines, int pieces);
 
 // vlm_install_log_callbacks routes llama.cpp's, ggml's and mtmd's log output
 // through vlm_log_trampoline.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -97,6 +98,8 @@ func (s *syncBuffer) String() string {
 }
 
 func TestLogRoutingJoinsPiecesAndFilters(t *testing.T) {
+	runtime.LockOSThread() // pieces are joined per thread, as llama.cpp writes them
+	defer runtime.UnlockOSThread()
 	buf := captureLogs(t, slog.LevelInfo)
 	emitTestLog(levelInfo, "hello ")
 	emitTestLog(levelCont, "world\nsecond line\n")

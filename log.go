@@ -9,19 +9,14 @@ import (
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 )
 
-// logState holds where native log lines go. llama.cpp, ggml and mtmd write
-// lines in pieces (a GGML_LOG_LEVEL_CONT piece continues the previous one), so
-// pieces are buffered until a newline completes a line.
-var logState struct {
-	mu      sync.Mutex
-	logger  *slog.Logger // nil means slog.Default()
-	partial strings.Builder
-	level   slog.Level // level of the line in partial
-}
+// logger is where native log lines go; nil means slog.Default(). binding.c
+// joins the pieces of a line per thread, so vlmGoLog gets whole lines and
+// calls the handler with no lock held: handlers may block, log natively
+// themselves or call SetLogger.
+var logger atomic.Pointer[slog.Logger]
 
 // minLogLevel is the lowest level forwarded; lines below it are dropped
 // before they are converted to Go strings. It is slog.LevelWarn by default.
@@ -40,11 +35,9 @@ func LogLevel() slog.Level { return slog.Level(minLogLevel.Load()) }
 // SetLogger sets the logger that receives llama.cpp's, ggml's and mtmd's log
 // lines, each as one record with the attribute source=llama.cpp. A nil logger
 // means slog.Default(), the initial setting.
-func SetLogger(logger *slog.Logger) {
+func SetLogger(l *slog.Logger) {
 	Init()
-	logState.mu.Lock()
-	logState.logger = logger
-	logState.mu.Unlock()
+	logger.Store(l)
 }
 
 // slogLevel maps a ggml log level to a slog level; ok is false for
@@ -65,37 +58,15 @@ func slogLevel(level C.int) (l slog.Level, ok bool) {
 }
 
 //export vlmGoLog
-func vlmGoLog(level C.int, text *C.char) {
+func vlmGoLog(level C.int, text *C.char, n C.int) {
 	l, ok := slogLevel(level)
-	logState.mu.Lock()
-	defer logState.mu.Unlock()
 	if !ok {
-		l = logState.level
+		l = slog.LevelInfo // binding.c resolves continuations; not reached
 	}
 	if l < slog.Level(minLogLevel.Load()) {
-		if ok {
-			logState.partial.Reset()
-		}
-		logState.level = l
 		return
 	}
-	if ok && logState.partial.Len() > 0 && logState.level != l {
-		// A new line at another level: flush what the last one left.
-		emitLocked(logState.level, logState.partial.String())
-		logState.partial.Reset()
-	}
-	logState.level = l
-	logState.partial.WriteString(C.GoString(text))
-	s := logState.partial.String()
-	i := strings.LastIndexByte(s, '\n')
-	if i < 0 {
-		return
-	}
-	logState.partial.Reset()
-	logState.partial.WriteString(s[i+1:])
-	for _, line := range strings.Split(s[:i], "\n") {
-		emitLocked(l, line)
-	}
+	emit(l, C.GoStringN(text, n))
 }
 
 // demoted are warnings llama.cpp prints in normal use that a library user
@@ -104,7 +75,7 @@ var demoted = []string{
 	"llama_context: n_ctx_seq (", // "... < n_ctx_train: the full capacity of the model will not be utilized"
 }
 
-func emitLocked(level slog.Level, line string) {
+func emit(level slog.Level, line string) {
 	line = strings.TrimRight(line, " \r\t")
 	if line == "" {
 		return
@@ -119,9 +90,9 @@ func emitLocked(level slog.Level, line string) {
 			}
 		}
 	}
-	logger := logState.logger
-	if logger == nil {
-		logger = slog.Default()
+	lg := logger.Load()
+	if lg == nil {
+		lg = slog.Default()
 	}
-	logger.Log(context.Background(), level, line, slog.String("source", "llama.cpp"))
+	lg.Log(context.Background(), level, line, slog.String("source", "llama.cpp"))
 }

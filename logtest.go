@@ -15,7 +15,14 @@ const (
 	levelCont  = int(C.GGML_LOG_LEVEL_CONT)
 )
 
-// emitTestLog sends text through the same C callback llama.cpp uses.
+// logTestThreads runs native threads that write lines in pieces at once
+// (binding.c); each line reads "t<i> line <l>: t<i>.0 t<i>.1 ...".
+func logTestThreads(threads, lines, pieces int) int {
+	return int(C.vlm_log_test_threads(C.int(threads), C.int(lines), C.int(pieces)))
+}
+
+// emitTestLog sends text through the same C callback llama.cpp uses. Pieces
+// of a line are joined per OS thread: callers lock theirs.
 func emitTestLog(level int, text string) {
 	cs := C.CString(text)
 	defer C.free(unsafe.Pointer(cs))

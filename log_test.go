@@ -1,0 +1,153 @@
+package vlm
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/vlm-go/vlm/internal/testmodel"
+)
+
+// recorder is a slog.Handler that keeps every message; onRecord, if set,
+// runs inside Handle.
+type recorder struct {
+	mu       sync.Mutex
+	lines    []string
+	onRecord func(msg string)
+}
+
+func (r *recorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r *recorder) WithAttrs([]slog.Attr) slog.Handler       { return r }
+func (r *recorder) WithGroup(string) slog.Handler            { return r }
+func (r *recorder) Handle(_ context.Context, rec slog.Record) error {
+	if r.onRecord != nil {
+		r.onRecord(rec.Message)
+	}
+	r.mu.Lock()
+	r.lines = append(r.lines, rec.Message)
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *recorder) all() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.lines...)
+}
+
+func record(t *testing.T, level slog.Level, r *recorder) {
+	t.Helper()
+	prev := LogLevel()
+	SetLogger(slog.New(r))
+	SetLogLevel(level)
+	t.Cleanup(func() { SetLogger(nil); SetLogLevel(prev) })
+}
+
+// TestLogLinesOfConcurrentThreadsDoNotInterleave: native threads writing
+// lines in pieces at the same time each get their own lines back whole (the
+// old code joined pieces in one process-wide buffer and mixed them).
+func TestLogLinesOfConcurrentThreadsDoNotInterleave(t *testing.T) {
+	r := &recorder{}
+	record(t, slog.LevelError, r)
+	const threads, lines, pieces = 2, 300, 6
+	require.Equal(t, threads, logTestThreads(threads, lines, pieces))
+	want := map[string]int{}
+	for id := 0; id < threads; id++ {
+		for l := 0; l < lines; l++ {
+			var b strings.Builder
+			fmt.Fprintf(&b, "t%d line %d:", id, l)
+			for k := 0; k < pieces; k++ {
+				fmt.Fprintf(&b, " t%d.%d", id, k)
+			}
+			want[b.String()]++
+		}
+	}
+	got := map[string]int{}
+	for _, l := range r.all() {
+		got[l]++
+	}
+	assert.Equal(t, want, got)
+}
+
+// TestLogHandlerRunsWithoutALock: a handler may itself log through
+// llama.cpp's callback and call SetLogger (the old code called handlers
+// under its lock: this deadlocked).
+func TestLogHandlerRunsWithoutALock(t *testing.T) {
+	r := &recorder{}
+	r.onRecord = func(msg string) {
+		if msg == "outer" {
+			emitTestLog(levelError, "inner\n")
+			SetLogger(slog.New(r))
+		}
+	}
+	record(t, slog.LevelError, r)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		emitTestLog(levelError, "outer\n")
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute): // a deadlock, not a slow machine
+		t.Fatal("the handler deadlocked on the log routing's lock")
+	}
+	assert.Equal(t, []string{"inner", "outer"}, r.all())
+}
+
+// TestLogTwoContextsDecodingConcurrently records every native line at Debug
+// while two contexts are made and decode at once: each record is one whole
+// line, and each context's lines arrive as often as with one context alone.
+func TestLogTwoContextsDecodingConcurrently(t *testing.T) {
+	m, _ := loadNative(t, testmodel.ProjectorMLP)
+	work := func() {
+		x, err := NewContext(m, ContextParams{NCtx: 64, NBatch: 16, Threads: 1})
+		if !assert.NoError(t, err) {
+			return
+		}
+		defer x.Free()
+		b, err := NewBatch(8, 0, 1, 1)
+		if !assert.NoError(t, err) {
+			return
+		}
+		defer b.Free()
+		for i := 0; i < 8; i++ {
+			assert.NoError(t, b.Add(Token(1+i), int32(i), []int32{0}, i == 7))
+		}
+		assert.NoError(t, x.Decode(b))
+	}
+	one := &recorder{}
+	record(t, slog.LevelDebug, one)
+	work()
+	alone := map[string]int{}
+	for _, l := range one.all() {
+		alone[l]++
+	}
+	require.NotEmpty(t, alone, "a context logs at Debug")
+
+	two := &recorder{}
+	record(t, slog.LevelDebug, two)
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() { defer wg.Done(); work() }()
+	}
+	wg.Wait()
+	got := map[string]int{}
+	for _, l := range two.all() {
+		assert.NotContains(t, l, "\n")
+		got[l]++
+	}
+	for l, n := range alone {
+		assert.Equal(t, 2*n, got[l], "line %q", l)
+	}
+}
