@@ -92,7 +92,7 @@ func DecodeImageBytes(data []byte, limits Limits) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrInvalidImage, format, err)
 	}
-	return ImageFromGo(img)
+	return imageFromGo(img, limits) // the caller's limits, not the defaults again
 }
 
 // LoadImage reads and decodes the image file at path (see DecodeImage).
@@ -122,17 +122,27 @@ func checkSize(w, h int, limits Limits) error {
 // ImageFromGo converts any image.Image to RGB (alpha is dropped, as
 // transformers' convert("RGB") does). Its size is checked against the
 // default limits.
-func ImageFromGo(img image.Image) (*Image, error) {
+func ImageFromGo(img image.Image) (*Image, error) { return imageFromGo(img, Limits{}.withDefaults()) }
+
+func imageFromGo(img image.Image, limits Limits) (*Image, error) {
 	if img == nil {
 		return nil, fmt.Errorf("nil image: %w", ErrInvalidImage)
 	}
 	b := img.Bounds()
 	w, h := b.Dx(), b.Dy()
-	if err := checkSize(w, h, Limits{}.withDefaults()); err != nil {
+	if err := checkSize(w, h, limits); err != nil {
 		return nil, err
 	}
 	rgb := make([]byte, w*h*3)
 	switch src := img.(type) {
+	case *image.Gray:
+		for y := 0; y < h; y++ {
+			row := src.Pix[y*src.Stride : y*src.Stride+w]
+			dst := rgb[y*w*3 : (y+1)*w*3]
+			for x, v := range row {
+				dst[x*3], dst[x*3+1], dst[x*3+2] = v, v, v
+			}
+		}
 	case *image.NRGBA:
 		for y := 0; y < h; y++ {
 			row := src.Pix[(y)*src.Stride : (y)*src.Stride+w*4]
@@ -160,7 +170,7 @@ func ImageFromGo(img image.Image) (*Image, error) {
 		// through an NRGBA copy.
 		n := image.NewNRGBA(image.Rect(0, 0, w, h))
 		draw.Draw(n, n.Bounds(), img, b.Min, draw.Src)
-		return ImageFromGo(n)
+		return imageFromGo(n, limits)
 	}
 	return newImage(w, h, rgb), nil
 }
