@@ -537,9 +537,19 @@ func (p *Projector) Eval(ctx context.Context, x *llama.Context, chunks *Chunks, 
 	return pos, stats, nil
 }
 
-// decodeImage decodes an image's embeddings in batches of nBatch.
+// decodeImage decodes an image's embeddings in batches of nBatch, or, for
+// a projector with non-causal attention, in one batch whatever nBatch is:
+// every token of such an image attends to every other, so a split would
+// decode its first tokens without the rest.
 func decodeImage(ctx context.Context, x *llama.Context, embd []float32, ch Chunk, pos, seq int32, nBatch, nEmbd int, nonCausal, mrope bool) error {
 	n := ch.NTokens
+	if nonCausal {
+		if xo := x.Options(); n > xo.NUbatch || n > xo.NBatch {
+			return fmt.Errorf("a non-causal image of %d tokens needs NBatch and NUbatch ≥ %d, the context has %d and %d: %w",
+				n, n, xo.NBatch, xo.NUbatch, ErrUbatchTooSmall)
+		}
+		nBatch = n
+	}
 	posPer := 1
 	var planes []int32
 	if mrope {
