@@ -2,6 +2,7 @@ package llama
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"iter"
 	"strings"
@@ -25,7 +26,7 @@ const (
 	StopCancelled StopReason = "cancelled"  // the context.Context was cancelled
 	StopError     StopReason = "error"      // decoding failed
 	StopBreak     StopReason = "break"      // the caller stopped iterating
-	StopContext   StopReason = "context"    // the KV cache is full
+	StopContext   StopReason = "context"    // the context (KV cache) is full: an end, not an error
 )
 
 // GenerateOptions configure Generate.
@@ -74,8 +75,11 @@ type GeneratedToken struct {
 // Generate samples tokens one at a time from x, starting from the logits of
 // the last decoded output, and decodes each into the KV cache. It yields
 // each token as soon as its text is complete UTF-8, and ends at an
-// end-of-generation token, MaxTokens, a stop string, a full context, or when
-// ctx is cancelled (within one decode step; the error wraps ErrCancelled).
+// end-of-generation token, MaxTokens, a stop string, a full context
+// (StopContext, with no error), or when ctx is cancelled (within one decode
+// step; the error wraps ErrCancelled). Text held back when it ends (a
+// partial UTF-8 sequence, a possible start of a stop string) is yielded as a
+// last piece with ID -1 and is part of GenerateResult.Text.
 // Breaking out of the loop stops generation and frees everything it made.
 func Generate(ctx context.Context, x *Context, s TokenSampler, opts GenerateOptions) iter.Seq2[GeneratedToken, error] {
 	return func(yield func(GeneratedToken, error) bool) {
@@ -107,18 +111,28 @@ func Generate(ctx context.Context, x *Context, s TokenSampler, opts GenerateOpti
 		var text strings.Builder
 		pos := opts.Pos
 		nCtx := int32(x.opts.NCtx)
+		// finish ends the generation for reason, releasing what the decoder
+		// (a partial UTF-8 sequence) and the stop matcher (a possible start
+		// of a stop string) still hold as a last piece with ID -1.
+		finish := func(reason StopReason) {
+			res.Reason = reason
+			tail, hit := stops.add(dec.Flush())
+			if !hit {
+				tail += stops.flush()
+			}
+			if tail != "" {
+				text.WriteString(tail)
+				res.Text = text.String()
+				yield(GeneratedToken{ID: -1, Text: tail, Pos: pos, Elapsed: time.Since(start)}, nil)
+			}
+		}
 		for n := 0; ; n++ {
 			if err := ctx.Err(); err != nil {
 				fail(StopCancelled, fmt.Errorf("%w (%w)", ErrCancelled, err))
 				return
 			}
 			if opts.MaxTokens > 0 && n >= opts.MaxTokens {
-				res.Reason = StopMaxTokens
-				if tail := stops.flush(); tail != "" {
-					text.WriteString(tail)
-					res.Text = text.String()
-					yield(GeneratedToken{ID: -1, Text: tail, Pos: pos, Elapsed: time.Since(start)}, nil)
-				}
+				finish(StopMaxTokens)
 				return
 			}
 			tok, err := s.Sample(x, -1)
@@ -130,13 +144,7 @@ func Generate(ctx context.Context, x *Context, s TokenSampler, opts GenerateOpti
 				res.FirstTime = time.Since(start)
 			}
 			if vocab.IsEOG(tok) {
-				res.Reason = StopEOG
-				tail := stops.flush() + dec.Flush()
-				if tail != "" {
-					text.WriteString(tail)
-					res.Text = text.String()
-					yield(GeneratedToken{ID: -1, Text: tail, Pos: pos, Elapsed: time.Since(start)}, nil)
-				}
+				finish(StopEOG)
 				return
 			}
 			res.Tokens = append(res.Tokens, tok)
@@ -156,7 +164,7 @@ func Generate(ctx context.Context, x *Context, s TokenSampler, opts GenerateOpti
 				return
 			}
 			if pos+1 >= nCtx {
-				res.Reason = StopContext
+				finish(StopContext)
 				return
 			}
 			// Feed the token back.
@@ -166,6 +174,12 @@ func Generate(ctx context.Context, x *Context, s TokenSampler, opts GenerateOpti
 				return
 			}
 			if err := x.Decode(ctx, b); err != nil {
+				if errors.Is(err, ErrContextFull) && ctx.Err() == nil {
+					// No KV cell is left (other sequences hold them): the
+					// end of the room, not a failure.
+					finish(StopContext)
+					return
+				}
 				if ctx.Err() != nil {
 					fail(StopCancelled, err)
 				} else {
