@@ -75,9 +75,50 @@ var demoted = []string{
 	"llama_context: n_ctx_seq (", // "... < n_ctx_train: the full capacity of the model will not be utilized"
 }
 
+// abortLines are what llama.cpp logs, as errors, when a decode stops
+// because its abort callback said so — which only happens when vlm was
+// asked to cancel (Abort, a cancelled context.Context). A cancelled request
+// is not an error: they are logged at Debug. Status 1 is GGML_STATUS_ABORTED
+// and llama_decode's 2 means aborted, so other failures keep their level.
+var abortLines = []string{
+	"graph_compute: ggml_backend_sched_graph_compute_async failed with error 1",
+	"process_ubatch: failed to compute graph, compute status: 1",
+	"llama_decode: failed to decode, ret = 2",
+}
+
+// abortCleanup is what llama.cpp warns between the abort lines (it drops
+// the aborted batch's KV entries); it is demoted only right after an abort
+// line, since other failures print it too.
+const abortCleanup = "decode: removing memory module entries for seq_id"
+
+// afterAbort is set by an abort line and cleared by the last one
+// (llama_decode's); lines of concurrent decodes could in principle meet in
+// between, and then a foreign cleanup warning would be logged at Debug.
+var afterAbort atomic.Bool
+
+// abortLevel returns Debug for the lines an abort produces, else level.
+func abortLevel(level slog.Level, line string) slog.Level {
+	if level < slog.LevelWarn {
+		return level
+	}
+	for i, p := range abortLines {
+		if strings.HasPrefix(line, p) {
+			afterAbort.Store(i < len(abortLines)-1)
+			return slog.LevelDebug
+		}
+	}
+	if strings.HasPrefix(line, abortCleanup) && afterAbort.Load() {
+		return slog.LevelDebug
+	}
+	return level
+}
+
 func emit(level slog.Level, line string) {
 	line = strings.TrimRight(line, " \r\t")
 	if line == "" {
+		return
+	}
+	if level = abortLevel(level, line); level < slog.Level(minLogLevel.Load()) {
 		return
 	}
 	if level == slog.LevelWarn {
