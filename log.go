@@ -137,3 +137,18 @@ func emit(level slog.Level, line string) {
 	}
 	lg.Log(context.Background(), level, line, slog.String("source", "llama.cpp"))
 }
+
+// Log writes one of vlm's own messages (not a native line) to the logger
+// set by SetLogger, with the attribute source=vlm, if level is at least
+// LogLevel(). vlm's packages use it for warnings a user can act on, such as
+// a projector that seems to belong to another model family.
+func Log(level slog.Level, msg string, args ...any) {
+	if level < slog.Level(minLogLevel.Load()) {
+		return
+	}
+	lg := logger.Load()
+	if lg == nil {
+		lg = slog.Default()
+	}
+	lg.Log(context.Background(), level, msg, append(args, slog.String("source", "vlm"))...)
+}

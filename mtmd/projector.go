@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"strings"
 	"sync"
@@ -73,6 +74,10 @@ func Load(ctx context.Context, path string, model *llama.Model, opts Options) (*
 	if err := checkImageTokens(info.Type, model); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	if missing := missingFrameTokens(info.Type, model); len(missing) > 0 {
+		vlm.Log(slog.LevelWarn, "mtmd: the projector's family frames each image with tokens the model lacks: it may belong to another model (answers would be poor)",
+			"projector", path, "type", info.Type, "model", model.Path(), "missing", strings.Join(missing, " "))
+	}
 	if opts.Threads == 0 {
 		opts.Threads = vlm.DefaultThreads()
 	}
@@ -113,6 +118,36 @@ var imageTokens = map[string][]string{
 	"idefics3": {"\n\n", "<fake_token_around_image>", "<global-img>", "\n"},
 	"minicpmv": {"<image>", "</image>", "<slice>", "</slice>", "\n"},
 	"llama4":   {"<|image|>", "<|tile_x_separator|>", "<|tile_y_separator|>"},
+}
+
+// frameTokens are the texts mtmd puts before and after each image for a
+// projector type (img_beg/img_end in mtmd.cpp). A model of the projector's
+// family has each as one special token; a model of another family reads them
+// as plain text, and the projector most likely does not belong to it.
+var frameTokens = map[string][]string{
+	"gemma3":           {"<start_of_image>", "<end_of_image>"},
+	"pixtral":          {"[IMG_END]"},
+	"qwen2vl_merger":   {"<|vision_start|>", "<|vision_end|>"},
+	"qwen2.5vl_merger": {"<|vision_start|>", "<|vision_end|>"},
+	"qwen3vl_merger":   {"<|vision_start|>", "<|vision_end|>"},
+	"llama4":           {"<|image_start|>", "<|image_end|>"},
+	"internvl":         {"<img>", "</img>"},
+	"lightonocr":       {"<|im_start|>", "<|im_end|>"},
+	"lfm2":             {"<|image_start|>", "<|image_end|>"},
+	"glm4v":            {"<|begin_of_image|>", "<|end_of_image|>"},
+}
+
+// missingFrameTokens returns the frame tokens of the projector type that the
+// model's vocabulary does not have as single tokens.
+func missingFrameTokens(projType string, model *llama.Model) []string {
+	var missing []string
+	for _, text := range frameTokens[projType] {
+		toks, err := model.Vocab().Tokenize(text, false, true)
+		if err != nil || len(toks) != 1 {
+			missing = append(missing, fmt.Sprintf("%q", text))
+		}
+	}
+	return missing
 }
 
 // checkImageTokens reports the image tokens of the projector type that the
