@@ -88,6 +88,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err != nil {
 		return err
 	}
+	demo := c.model == ""
 	loadCtx, loadDone := interruptible(ctx, interrupts)
 	p, err := load(loadCtx, &c, stderr)
 	if loadDone() {
@@ -124,7 +125,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		images = append(images, pipeline.ImageFile(path))
 		names = append(names, path)
 	}
-	if c.model == "" && len(images) == 0 {
+	if demo && len(images) == 0 {
 		images = append(images, pipeline.ImageOf(demoImage()))
 		names = append(names, "the demo image")
 		fmt.Fprintln(stderr, "chat: using a generated 64×64 demo image (image 1)")

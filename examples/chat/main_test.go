@@ -257,3 +257,18 @@ func TestExitStatus(t *testing.T) {
 	require.NoError(t, cmd.Process.Signal(os.Interrupt))
 	assert.Equal(t, 130, status(cmd), errOut.String())
 }
+
+// With no -model the chat uses the demo pair and the demo picture (the
+// README's main command).
+func TestDemoModelAndPicture(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"-prompt", "What is in this picture?", "-n", "4", "-threads", "1"},
+		strings.NewReader(""), &stdout, &stderr, nil)
+	require.NoError(t, err, stderr.String())
+	assert.Contains(t, stderr.String(), "weights are RANDOM")
+	assert.Contains(t, stderr.String(), "demo image (image 1)")
+	st := parseStats(t, stderr.String())
+	require.Len(t, st, 1, stderr.String())
+	assert.Positive(t, st[0].images, "the demo picture is in the prompt")
+	assert.Positive(t, st[0].encoded)
+}
