@@ -55,7 +55,8 @@ func (im Image) load(limits mtmd.Limits, cache *decodedCache) (*mtmd.Image, erro
 // Input is one request: images and text, or a whole chat.
 type Input struct {
 	// Text is the user's text. With no Messages, the input becomes one
-	// user message: the images first, then the text.
+	// user message: the images first, then the text. Every byte reaches
+	// the model, NUL bytes included (they are tokenized like any byte).
 	Text string
 	// Images are the input's images, in order. With Messages, each image
 	// part of the messages takes the next image.
