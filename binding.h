@@ -45,6 +45,14 @@ bool vlm_abort_trampoline(void *data);
 // the process) on a token the grammar rejects.
 bool vlm_grammar_allows(struct llama_sampler *grammar, llama_token t);
 
+// vlm_sampler_sample is llama_sampler_sample with its failures returned
+// instead of aborting the process: *status is 0 (token sampled and
+// accepted), 1 (no logits for idx), 2 (out of memory), 3 (no token selected)
+// or 4 (the selected token is one the grammar rejects, e.g. every allowed
+// token was banned; nothing is accepted).
+llama_token vlm_sampler_sample(struct llama_sampler *chain, struct llama_sampler *grammar, struct llama_context *ctx,
+                               int32_t idx, int *status);
+
 // backend.c: backends outlive the scheduler that uses them (see there).
 // vlm_hook_devices hooks the devices registered so far and returns how many
 // it added (-1: out of memory); the wrappers defer backend frees until the wrapped call returns.

@@ -145,7 +145,11 @@ func (s *SamplerChain) AddGrammar(m *LlamaModel, grammar, root string) error {
 }
 
 // Sample selects a token from output i of the context's last Decode and
-// accepts it into the chain's state.
+// accepts it into the chain's state. Where llama_sampler_sample would abort
+// the process it returns an error: no token selected (ErrInvalidArgument),
+// or a grammar that allows no token the other samplers left, e.g. a finished
+// grammar whose end-of-generation tokens are banned (ErrInvalidArgument; the
+// state is unchanged).
 func (s *SamplerChain) Sample(x *LlamaContext, i int) (Token, error) {
 	if !s.Valid() || !x.Valid() {
 		return -1, ErrClosed
@@ -153,7 +157,15 @@ func (s *SamplerChain) Sample(x *LlamaContext, i int) (Token, error) {
 	if !x.hasOutput(i) { // llama.cpp aborts on it inside the sampler
 		return -1, fmt.Errorf("no output %d in the last decode: %w", i, ErrInvalidArgument)
 	}
-	return Token(C.llama_sampler_sample(s.c, x.c, C.int32_t(i))), nil
+	var status C.int
+	t := Token(C.vlm_sampler_sample(s.c, s.grammar, x.c, C.int32_t(i), &status))
+	switch status {
+	case 0:
+		return t, nil
+	case 4:
+		return -1, fmt.Errorf("the grammar allows none of the tokens left to sample (token %d picked): %w", t, ErrInvalidArgument)
+	}
+	return -1, fmt.Errorf("sampling output %d failed (status %d): %w", i, int(status), ErrInvalidArgument)
 }
 
 // Accept records t in the state of the chain's samplers (penalties, grammar).

@@ -2,6 +2,7 @@ package sampler_test
 
 import (
 	"context"
+	"math"
 	"os"
 	"os/exec"
 	"testing"
@@ -87,4 +88,37 @@ func TestRepeatLastNWholeContextPenalises(t *testing.T) {
 		assert.NotEqual(t, best, tok, "RepeatLastN %d: the penalised token was picked again", lastN)
 		require.NoError(t, s.Close())
 	}
+}
+
+// TestGrammarWithNothingLeftIsAnError: a finished grammar allows only
+// end-of-generation tokens; with those banned nothing is left, and Sample
+// returns an error (llama.cpp's sampler accepted the arg-max of -inf logits,
+// and the grammar threw: the process aborted).
+func TestGrammarWithNothingLeftIsAnError(t *testing.T) {
+	m, x := setup(t)
+	v := m.Vocab()
+	ban := map[llama.Token]float32{}
+	for i := 0; i < v.Size(); i++ {
+		if v.IsEOG(llama.Token(i)) {
+			ban[llama.Token(i)] = float32(math.Inf(-1))
+		}
+	}
+	require.NotEmpty(t, ban)
+	s, err := sampler.New(m, sampler.Config{Grammar: `root ::= [a-z]`, LogitBias: ban})
+	require.NoError(t, err)
+	defer s.Close()
+	prompt, err := v.Tokenize("the cat", true, false)
+	require.NoError(t, err)
+	b, err := x.NewBatch(len(prompt) + 1)
+	require.NoError(t, err)
+	defer b.Close()
+	require.NoError(t, b.AddSequence(prompt, 0, 0, true))
+	require.NoError(t, x.Decode(context.Background(), b))
+	tok, err := s.Sample(x, -1)
+	require.NoError(t, err, "one letter is allowed")
+	b.Clear()
+	require.NoError(t, b.Add(tok, int32(len(prompt)), true))
+	require.NoError(t, x.Decode(context.Background(), b))
+	_, err = s.Sample(x, -1)
+	assert.ErrorIs(t, err, llama.ErrInvalidArgument)
 }
