@@ -18,10 +18,12 @@ import (
 // runtime, the rest of the service, another process) the thread that lost
 // its core stalls all the others for a scheduler time slice. Measured on a
 // 2-core machine while a compiler ran beside it (SmolVLM-256M shapes, Q8_0):
-// decode 33–36 tok/s with 1 thread, 2.9–5.3 tok/s with 2. Hyper-threads
-// share a core's arithmetic units and only add contention. Leaving one core
-// free costs a little speed on an idle machine and keeps a busy one usable;
-// set Threads explicitly to use them all.
+// decode 33–36 tok/s with 1 thread, 2.9–5.3 tok/s with 2; on the same
+// machine idle, 40–43 tok/s with 1 and 73–78 with 2. Hyper-threads share a
+// core's arithmetic units and only add contention. Leaving one core free
+// costs 1/n of the speed of an idle n-core machine (half on 2 cores, an
+// eighth on 8) and keeps a busy one usable; set Threads explicitly to use
+// them all when nothing else runs.
 func DefaultThreads() int {
 	defaultThreadsOnce.Do(func() {
 		n := physicalCores()
