@@ -57,11 +57,22 @@ func main() {
 	ngl := flag.Int("ngl", 0, "layers on the GPU (-1: all)")
 	gpuProj := flag.Bool("gpu-projector", false, "run the vision encoder on the GPU")
 	cache := flag.String("cache", "", "where models are written (default: the user cache dir)")
+	flash := flag.String("flash", "auto", "flash attention for the table's contexts: auto (llama.cpp decides), on or off")
 	repeat := flag.Bool("repeat", false, "measure asking again about the same picture instead (first ask vs second ask, session turns; first -types entry)")
 	asks := flag.Int("asks", 5, "with -repeat: second asks measured")
 	oneTile := flag.Bool("one-tile", false, "with -repeat: one encoder tile per picture instead of the preset's tiling (quick)")
 	noCache := flag.Bool("cache-off", true, "with -repeat: also measure a second ask with the image cache off")
 	flag.Parse()
+	switch *flash {
+	case "auto":
+	case "on":
+		flashAttn = llama.FlashAttentionOn
+	case "off":
+		flashAttn = llama.FlashAttentionOff
+	default:
+		fmt.Fprintf(os.Stderr, "vlm-bench: -flash %q: want auto, on or off\n", *flash)
+		os.Exit(2)
+	}
 	if *repeat {
 		typ, err := parseType(strings.Split(*types, ",")[0])
 		if err == nil && *cache == "" {
@@ -82,6 +93,9 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// flashAttn is the table's flash-attention setting (-flash).
+var flashAttn = llama.FlashAttentionAuto
 
 func parseType(s string) (gguf.TensorType, error) {
 	switch strings.ToLower(strings.TrimSpace(s)) {
@@ -202,7 +216,7 @@ func setup(ctx context.Context, typ, mp, pp string, nPrompt, nGen, threads, ngl 
 	if bn.proj, err = mtmd.Load(ctx, pp, bn.m, mtmd.Options{Threads: threads, UseGPU: gpuProj, Warmup: true}); err != nil {
 		return bn, err
 	}
-	if bn.x, err = bn.m.NewContext(llama.ContextOptions{NCtx: nPrompt + nGen + 64, NBatch: nPrompt, NUbatch: nPrompt, Threads: threads}); err != nil {
+	if bn.x, err = bn.m.NewContext(llama.ContextOptions{NCtx: nPrompt + nGen + 64, NBatch: nPrompt, NUbatch: nPrompt, Threads: threads, FlashAttn: flashAttn}); err != nil {
 		return bn, err
 	}
 	info, _ := bn.m.Info()
