@@ -187,8 +187,10 @@ func (p *Pipeline) newSlot() (*slot, error) {
 // On the CPU flash attention is off: ggml's CPU flash-attention kernel is
 // slower than its plain attention for prompts (measured with SmolVLM-256M
 // shapes, 2 threads: 18 tokens after 1134 in the cache 116–121 ms with it,
-// 77 ms without; filling 1134 tokens 5.0–5.2 s vs 3.5–3.6 s; decode equal),
-// and llama.cpp's automatic choice turns it on. On a GPU llama.cpp decides.
+// 77 ms without; filling 1134 tokens 5.0–5.2 s vs 3.5–3.6 s; rerun with
+// `vlm-bench -prompt 1152 -flash on` vs `-flash off`: prefill 1.11×, decode
+// after it 1.13× faster without), and llama.cpp's automatic choice turns it
+// on. On a GPU llama.cpp decides.
 func (p *Pipeline) newContext(n int) (*llama.Context, error) {
 	fa := llama.FlashAttentionAuto
 	if !p.gpu {
