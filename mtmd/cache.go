@@ -1,8 +1,9 @@
 package mtmd
 
 import (
-	"container/list"
 	"sync"
+
+	"github.com/vlm-go/vlm/internal/lru"
 )
 
 // DefaultImageCacheBytes bounds an ImageCache made with a size ≤ 0.
@@ -22,12 +23,9 @@ const DefaultImageCacheBytes = 256 << 20
 // the least recently used image first. It is safe for concurrent use, and
 // one cache may serve many projectors.
 type ImageCache struct {
-	mu       sync.Mutex
-	maxBytes int64
-	bytes    int64
-	lru      *list.List // of *imageEntry, most recently used first
-	entries  map[imageKey]*list.Element
-	stats    CacheStats
+	mu      sync.Mutex
+	entries *lru.Cache[imageKey, *imageEntry]
+	stats   CacheStats
 }
 
 // CacheStats count what an ImageCache did since it was made.
@@ -72,21 +70,20 @@ func NewImageCache(maxBytes int64) *ImageCache {
 	if maxBytes <= 0 {
 		maxBytes = DefaultImageCacheBytes
 	}
-	return &ImageCache{maxBytes: maxBytes, lru: list.New(), entries: map[imageKey]*list.Element{}}
+	return &ImageCache{entries: lru.New[imageKey, *imageEntry](maxBytes)}
 }
 
 // get returns the entry for k and marks it most recently used.
 func (c *ImageCache) get(k imageKey) (*imageEntry, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	el, ok := c.entries[k]
-	if !ok {
+	e, ok := c.entries.Get(k)
+	if ok {
+		c.stats.Hits++
+	} else {
 		c.stats.Misses++
-		return nil, false
 	}
-	c.stats.Hits++
-	c.lru.MoveToFront(el)
-	return el.Value.(*imageEntry), true
+	return e, ok
 }
 
 // put adds e (replacing an entry of the same key) and evicts the least
@@ -95,24 +92,7 @@ func (c *ImageCache) put(e *imageEntry) {
 	e.computeSize()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e.size > c.maxBytes {
-		return
-	}
-	if el, ok := c.entries[e.key]; ok {
-		c.removeLocked(el)
-	}
-	c.entries[e.key] = c.lru.PushFront(e)
-	c.bytes += e.size
-	for c.bytes > c.maxBytes {
-		c.removeLocked(c.lru.Back())
-		c.stats.Evictions++
-	}
-}
-
-func (c *ImageCache) removeLocked(el *list.Element) {
-	e := c.lru.Remove(el).(*imageEntry)
-	delete(c.entries, e.key)
-	c.bytes -= e.size
+	c.stats.Evictions += int64(c.entries.Put(e.key, e, e.size))
 }
 
 // Contains reports whether the cache holds img prepared by p, without
@@ -123,8 +103,7 @@ func (c *ImageCache) Contains(p *Projector, img *Image) bool {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	_, ok := c.entries[imageKey{p.id, img.id}]
-	return ok
+	return c.entries.Contains(imageKey{p.id, img.id})
 }
 
 // Stats returns the cache's counters.
@@ -132,7 +111,7 @@ func (c *ImageCache) Stats() CacheStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.stats
-	s.Entries, s.Bytes, s.MaxBytes = len(c.entries), c.bytes, c.maxBytes
+	s.Entries, s.Bytes, s.MaxBytes = c.entries.Len(), c.entries.Bytes(), c.entries.Max()
 	return s
 }
 
@@ -140,14 +119,12 @@ func (c *ImageCache) Stats() CacheStats {
 func (c *ImageCache) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.entries)
+	return c.entries.Len()
 }
 
 // Clear drops every entry (the counters stay).
 func (c *ImageCache) Clear() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.lru.Init()
-	clear(c.entries)
-	c.bytes = 0
+	c.entries.Clear()
 }

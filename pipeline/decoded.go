@@ -1,13 +1,13 @@
 package pipeline
 
 import (
-	"container/list"
 	"crypto/sha256"
 	"fmt"
 	"io"
 	"os"
 	"sync"
 
+	"github.com/vlm-go/vlm/internal/lru"
 	"github.com/vlm-go/vlm/mtmd"
 )
 
@@ -17,23 +17,13 @@ import (
 // hashing its bytes 0.3 ms). It is bounded by the decoded pixels' bytes and
 // drops the least recently used image first; safe for concurrent use.
 type decodedCache struct {
-	mu    sync.Mutex
-	max   int64
-	bytes int64
-	lru   *list.List // of *decodedEntry, most recent first
-	m     map[[sha256.Size]byte]*list.Element
-}
-
-type decodedEntry struct {
-	key [sha256.Size]byte
-	img *mtmd.Image
+	mu     sync.Mutex
+	images *lru.Cache[[sha256.Size]byte, *mtmd.Image]
 }
 
 func newDecodedCache(max int64) *decodedCache {
-	return &decodedCache{max: max, lru: list.New(), m: map[[sha256.Size]byte]*list.Element{}}
+	return &decodedCache{images: lru.New[[sha256.Size]byte, *mtmd.Image](max)}
 }
-
-func imageBytes(img *mtmd.Image) int64 { return int64(img.Width()) * int64(img.Height()) * 3 }
 
 // decode returns the image data decodes to, from the cache when the same
 // bytes were decoded before. limits are the pipeline's (fixed), so bytes
@@ -44,30 +34,19 @@ func (c *decodedCache) decode(data []byte, limits mtmd.Limits) (*mtmd.Image, err
 	}
 	key := sha256.Sum256(data)
 	c.mu.Lock()
-	if el, ok := c.m[key]; ok {
-		c.lru.MoveToFront(el)
-		c.mu.Unlock()
-		return el.Value.(*decodedEntry).img, nil
-	}
+	img, ok := c.images.Get(key)
 	c.mu.Unlock()
+	if ok {
+		return img, nil
+	}
 	img, err := mtmd.DecodeImageBytes(data, limits)
 	if err != nil {
 		return nil, err
 	}
-	n := imageBytes(img)
-	if n > c.max {
-		return img, nil
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.m[key]; !ok {
-		c.m[key] = c.lru.PushFront(&decodedEntry{key: key, img: img})
-		c.bytes += n
-		for c.bytes > c.max {
-			e := c.lru.Remove(c.lru.Back()).(*decodedEntry)
-			delete(c.m, e.key)
-			c.bytes -= imageBytes(e.img)
-		}
+	if !c.images.Contains(key) {
+		c.images.Put(key, img, int64(img.Width())*int64(img.Height())*3)
 	}
 	return img, nil
 }

@@ -41,7 +41,7 @@ func TestDecodedCache(t *testing.T) {
 	require.NoError(t, err)
 	_, err = cache.decode(c, mtmd.Limits{}) // evicts b
 	require.NoError(t, err)
-	assert.Equal(t, 2, cache.lru.Len())
+	assert.Equal(t, 2, cache.images.Len())
 	again, _ = cache.decode(a, mtmd.Limits{})
 	assert.Same(t, ia, again)
 	again, _ = cache.decode(b, mtmd.Limits{})
@@ -50,7 +50,7 @@ func TestDecodedCache(t *testing.T) {
 
 	_, err = cache.decode([]byte("not an image"), mtmd.Limits{})
 	assert.Error(t, err)
-	assert.Equal(t, 2, cache.lru.Len(), "errors are not kept")
+	assert.Equal(t, 2, cache.images.Len(), "errors are not kept")
 }
 
 // A file whose bytes change is decoded again: the key is the content.
