@@ -46,7 +46,6 @@ static int vlm_probe_module(const char *path, char *err, size_t n) {
 import "C"
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -140,7 +139,7 @@ func initBackends() {
 	for _, dir := range backendSearchPath() {
 		if _, err := loadBackends(dir.path); err != nil && !(dir.optional && errors.Is(err, ErrNoBackend)) {
 			errs = append(errs, err)
-			logBackend(slog.LevelWarn, err.Error())
+			Log(slog.LevelWarn, err.Error())
 		}
 	}
 	if err := hookDevices(); err != nil {
@@ -287,7 +286,7 @@ func loadModuleLocked(file string) (C.ggml_backend_reg_t, error) {
 		backends.loaded = map[string]C.ggml_backend_reg_t{}
 	}
 	backends.loaded[file] = reg
-	logBackend(slog.LevelInfo, fmt.Sprintf("loaded the %s backend from %s (%d devices)",
+	Log(slog.LevelInfo, fmt.Sprintf("loaded the %s backend from %s (%d devices)",
 		C.GoString(C.ggml_backend_reg_name(reg)), file, int(C.ggml_backend_reg_dev_count(reg))))
 	return reg, nil
 }
@@ -297,7 +296,7 @@ func loadModuleLocked(file string) (C.ggml_backend_reg_t, error) {
 func hookDevices() error {
 	if C.vlm_hook_devices() < 0 {
 		err := fmt.Errorf("out of memory hooking backend devices: a backend of theirs may be freed before its scheduler: %w", ErrLoad)
-		logBackend(slog.LevelError, err.Error())
+		Log(slog.LevelError, err.Error())
 		return err
 	}
 	return nil
@@ -376,17 +375,4 @@ func BackendNames() []string {
 		names = append(names, C.GoString(C.ggml_backend_reg_name(C.ggml_backend_reg_get(C.size_t(i)))))
 	}
 	return names
-}
-
-// logBackend logs a line about backend loading the way native log lines go:
-// to the logger of SetLogger, when level is at least LogLevel().
-func logBackend(level slog.Level, msg string) {
-	if level < LogLevel() {
-		return
-	}
-	lg := logger.Load()
-	if lg == nil {
-		lg = slog.Default()
-	}
-	lg.Log(context.Background(), level, msg, slog.String("source", "vlm"))
 }

@@ -131,11 +131,15 @@ func emit(level slog.Level, line string) {
 			}
 		}
 	}
-	lg := logger.Load()
-	if lg == nil {
-		lg = slog.Default()
+	currentLogger().Log(context.Background(), level, line, slog.String("source", "llama.cpp"))
+}
+
+// currentLogger is the logger of SetLogger, or slog.Default().
+func currentLogger() *slog.Logger {
+	if lg := logger.Load(); lg != nil {
+		return lg
 	}
-	lg.Log(context.Background(), level, line, slog.String("source", "llama.cpp"))
+	return slog.Default()
 }
 
 // Log writes one of vlm's own messages (not a native line) to the logger
@@ -146,9 +150,5 @@ func Log(level slog.Level, msg string, args ...any) {
 	if level < slog.Level(minLogLevel.Load()) {
 		return
 	}
-	lg := logger.Load()
-	if lg == nil {
-		lg = slog.Default()
-	}
-	lg.Log(context.Background(), level, msg, append(args, slog.String("source", "vlm"))...)
+	currentLogger().Log(context.Background(), level, msg, append(args, slog.String("source", "vlm"))...)
 }
