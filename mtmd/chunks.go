@@ -91,7 +91,7 @@ const legacyImageMarker = "<__image__>"
 // chunks mtmd makes of one marker — taken from opts.Cache when the image is
 // there, so that a known image is not preprocessed again.
 func (p *Projector) Tokenize(text string, images []*Image, opts TokenizeOptions) (*Chunks, error) {
-	if err := p.use(func(*vlm.MtmdContext) error { return nil }); err != nil {
+	if err := p.open(); err != nil {
 		return nil, err
 	}
 	if p.marker != legacyImageMarker {
@@ -130,10 +130,11 @@ func (p *Projector) Tokenize(text string, images []*Image, opts TokenizeOptions)
 			return nil, fmt.Errorf("image %d of %d: %w", i+1, len(images), err)
 		}
 		out.native = append(out.native, pi.native)
-		out.cleanup.Stop()
-		out.cleanup = runtime.AddCleanup(out, freeNative, append([]*vlm.InputChunks(nil), out.native...))
 		prepared[im.id] = pi
 		out.misses++
+	}
+	if len(out.native) > 0 {
+		out.cleanup = runtime.AddCleanup(out, freeNative, out.native)
 	}
 	vocab := p.model.Vocab()
 	parts := strings.Split(text, p.marker)
@@ -339,7 +340,7 @@ func (p *Projector) embeddings(ctx context.Context, chunks *Chunks, i int, again
 	if chunks.list[i].Type == ChunkText {
 		return nil, false, fmt.Errorf("chunk %d is text: %w", i, ErrInvalidArgument)
 	}
-	if err := p.use(func(*vlm.MtmdContext) error { return nil }); err != nil {
+	if err := p.open(); err != nil {
 		return nil, false, err
 	}
 	src := chunks.src[i]

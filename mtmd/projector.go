@@ -225,6 +225,9 @@ func (p *Projector) use(f func(c *vlm.MtmdContext) error) error {
 	return f(p.c)
 }
 
+// open returns ErrClosed once the projector is closed.
+func (p *Projector) open() error { return p.use(func(*vlm.MtmdContext) error { return nil }) }
+
 // Model returns the text model the projector was loaded for.
 func (p *Projector) Model() *llama.Model { return p.model }
 
