@@ -60,6 +60,18 @@ func (v *Vocab) IsEOG(t Token) bool {
 	return b
 }
 
+// EOGTokens returns every token that ends generation (IsEOG), in id
+// order: what a sampler's LogitBias bans to keep generating.
+func (v *Vocab) EOGTokens() []Token {
+	var out []Token
+	for t := 0; t < v.Size(); t++ {
+		if v.IsEOG(Token(t)) {
+			out = append(out, Token(t))
+		}
+	}
+	return out
+}
+
 // IsControl reports whether t is a control token.
 func (v *Vocab) IsControl(t Token) bool {
 	var b bool

@@ -95,6 +95,8 @@ func TestVocabOnly(t *testing.T) {
 				assert.Equal(t, sv.AddBOS, vv.AddBOS())
 				assert.Equal(t, fv.AddBOS(), vv.AddBOS())
 				assert.True(t, vv.IsEOG(vv.EOS()))
+				assert.Contains(t, vv.EOGTokens(), vv.EOS())
+				assert.Equal(t, fv.EOGTokens(), vv.EOGTokens())
 				assert.True(t, vv.IsControl(vv.EOS()))
 				for id := range vv.Size() {
 					tok := llama.Token(id)

@@ -209,12 +209,9 @@ func TestCancelDuringGeneration(t *testing.T) {
 
 // eogBan bans the end-of-generation tokens so generation runs on.
 func eogBan(t testing.TB, p *pipeline.Pipeline) map[llama.Token]float32 {
-	v := p.Model().Vocab()
 	ban := map[llama.Token]float32{}
-	for i := 0; i < v.Size(); i++ {
-		if v.IsEOG(llama.Token(i)) {
-			ban[llama.Token(i)] = -1e9
-		}
+	for _, tok := range p.Model().Vocab().EOGTokens() {
+		ban[tok] = -1e9
 	}
 	require.NotEmpty(t, ban)
 	return ban

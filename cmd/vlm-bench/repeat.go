@@ -193,12 +193,9 @@ func ratio(a, b time.Duration) float64 {
 
 // eogBan keeps random weights from ending the answer before its first token.
 func eogBan(m *llama.Model) map[llama.Token]float32 {
-	v := m.Vocab()
 	ban := map[llama.Token]float32{}
-	for i := 0; i < v.Size(); i++ {
-		if v.IsEOG(llama.Token(i)) {
-			ban[llama.Token(i)] = -1e9
-		}
+	for _, t := range m.Vocab().EOGTokens() {
+		ban[t] = -1e9
 	}
 	return ban
 }

@@ -110,11 +110,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	gen := pipeline.GenerateOptions{MaxNewTokens: c.n, Sampler: sampler.Config{Temperature: float32(c.temp), Seed: uint32(c.seed)}}
 	if c.ignoreEOS {
 		gen.Sampler.LogitBias = map[llama.Token]float32{}
-		v := p.Model().Vocab()
-		for t := 0; t < v.Size(); t++ {
-			if v.IsEOG(llama.Token(t)) {
-				gen.Sampler.LogitBias[llama.Token(t)] = float32(math.Inf(-1))
-			}
+		for _, t := range p.Model().Vocab().EOGTokens() {
+			gen.Sampler.LogitBias[t] = float32(math.Inf(-1))
 		}
 	}
 	terminal := !c.quiet && isTerminal(stderr)
