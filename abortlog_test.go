@@ -1,10 +1,8 @@
 package vlm
 
 import (
-	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -13,44 +11,13 @@ import (
 	"github.com/vlm-go/vlm/internal/testmodel"
 )
 
-// abortRecorder is a slog handler that keeps every record.
-type abortRecorder struct {
-	mu      sync.Mutex
-	records []slog.Record
-}
-
-func (r *abortRecorder) Enabled(context.Context, slog.Level) bool { return true }
-func (r *abortRecorder) Handle(_ context.Context, rec slog.Record) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.records = append(r.records, rec)
-	return nil
-}
-func (r *abortRecorder) WithAttrs([]slog.Attr) slog.Handler { return r }
-func (r *abortRecorder) WithGroup(string) slog.Handler      { return r }
-
-func (r *abortRecorder) lines(min slog.Level) []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []string
-	for _, rec := range r.records {
-		if rec.Level >= min {
-			out = append(out, rec.Level.String()+" "+rec.Message)
-		}
-	}
-	return out
-}
-
 // A decode stopped by Abort logs nothing at Warn or Error: llama.cpp's
 // "failed to compute graph" lines of an abort vlm asked for go to Debug.
 // A real failure keeps its level.
 func TestAbortedDecodeLogsNoErrors(t *testing.T) {
 	m, _ := loadNative(t, testmodel.ProjectorMLP)
-	rec := &abortRecorder{}
-	SetLogger(slog.New(rec))
-	defer SetLogger(nil)
-	SetLogLevel(slog.LevelDebug)
-	defer SetLogLevel(slog.LevelWarn)
+	rec := &recorder{}
+	record(t, slog.LevelDebug, rec)
 
 	x, err := NewContext(m, ContextParams{NCtx: 256, NBatch: 64, Threads: 1})
 	require.NoError(t, err)
@@ -65,8 +32,8 @@ func TestAbortedDecodeLogsNoErrors(t *testing.T) {
 	require.ErrorIs(t, x.Decode(b), ErrCancelled)
 	x.ClearAbort()
 
-	assert.Empty(t, rec.lines(slog.LevelWarn), "an aborted decode logs no warnings or errors")
-	debug := strings.Join(rec.lines(slog.LevelDebug), "\n")
+	assert.Empty(t, rec.atLeast(slog.LevelWarn), "an aborted decode logs no warnings or errors")
+	debug := strings.Join(rec.atLeast(slog.LevelDebug), "\n")
 	assert.Contains(t, debug, "compute status: 1", "the abort's lines are there, at Debug")
 	assert.Contains(t, debug, "failed to decode, ret = 2")
 
@@ -76,5 +43,5 @@ func TestAbortedDecodeLogsNoErrors(t *testing.T) {
 	assert.Equal(t, []string{
 		"ERROR process_ubatch: failed to compute graph, compute status: -1",
 		"WARN decode: removing memory module entries for seq_id = 0, pos = [3, +inf)",
-	}, rec.lines(slog.LevelWarn))
+	}, rec.atLeast(slog.LevelWarn))
 }

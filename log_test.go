@@ -21,6 +21,7 @@ import (
 type recorder struct {
 	mu       sync.Mutex
 	lines    []string
+	levels   []slog.Level // of each line
 	onRecord func(msg string)
 }
 
@@ -33,8 +34,22 @@ func (r *recorder) Handle(_ context.Context, rec slog.Record) error {
 	}
 	r.mu.Lock()
 	r.lines = append(r.lines, rec.Message)
+	r.levels = append(r.levels, rec.Level)
 	r.mu.Unlock()
 	return nil
+}
+
+// atLeast returns "LEVEL message" of the records at min or above.
+func (r *recorder) atLeast(min slog.Level) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for i, l := range r.lines {
+		if r.levels[i] >= min {
+			out = append(out, r.levels[i].String()+" "+l)
+		}
+	}
+	return out
 }
 
 func (r *recorder) all() []string {
