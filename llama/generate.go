@@ -83,56 +83,43 @@ type GeneratedToken struct {
 // Breaking out of the loop stops generation and frees everything it made.
 func Generate(ctx context.Context, x *Context, s TokenSampler, opts GenerateOptions) iter.Seq2[GeneratedToken, error] {
 	return func(yield func(GeneratedToken, error) bool) {
-		start := time.Now()
-		res := GenerateResult{NextPos: opts.Pos, Reason: StopBreak}
-		defer func() {
-			res.Elapsed = time.Since(start)
+		if x == nil || s == nil {
 			if opts.Result != nil {
-				*opts.Result = res
+				*opts.Result = GenerateResult{NextPos: opts.Pos, Reason: StopError}
+			}
+			yield(GeneratedToken{}, fmt.Errorf("Generate needs a context and a sampler: %w", ErrInvalidArgument))
+			return
+		}
+		g := NewGeneration(x.model.Vocab(), opts)
+		defer func() {
+			if opts.Result != nil {
+				*opts.Result = g.Result()
 			}
 		}()
 		fail := func(reason StopReason, err error) {
-			res.Reason = reason
+			g.Fail(reason)
 			yield(GeneratedToken{}, err)
 		}
-		if x == nil || s == nil {
-			fail(StopError, fmt.Errorf("Generate needs a context and a sampler: %w", ErrInvalidArgument))
-			return
+		// end ends the generation for reason, releasing what is held back.
+		end := func(reason StopReason) {
+			if tail, ok := g.End(reason); ok {
+				yield(tail, nil)
+			}
 		}
-		vocab := x.model.Vocab()
 		b, err := x.NewBatch(1)
 		if err != nil {
 			fail(StopError, err)
 			return
 		}
 		defer b.Close()
-		dec := vocab.NewDecoder(opts.Special)
-		stops := newStopMatcher(opts.Stop)
-		var text strings.Builder
-		pos := opts.Pos
 		nCtx := int32(x.opts.NCtx)
-		// finish ends the generation for reason, releasing what the decoder
-		// (a partial UTF-8 sequence) and the stop matcher (a possible start
-		// of a stop string) still hold as a last piece with ID -1.
-		finish := func(reason StopReason) {
-			res.Reason = reason
-			tail, hit := stops.add(dec.Flush())
-			if !hit {
-				tail += stops.flush()
-			}
-			if tail != "" {
-				text.WriteString(tail)
-				res.Text = text.String()
-				yield(GeneratedToken{ID: -1, Text: tail, Pos: pos, Elapsed: time.Since(start)}, nil)
-			}
-		}
-		for n := 0; ; n++ {
+		for {
 			if err := ctx.Err(); err != nil {
 				fail(StopCancelled, fmt.Errorf("%w (%w)", ErrCancelled, err))
 				return
 			}
-			if opts.MaxTokens > 0 && n >= opts.MaxTokens {
-				finish(StopMaxTokens)
+			if g.AtMax() {
+				end(StopMaxTokens)
 				return
 			}
 			tok, err := s.Sample(x, -1)
@@ -140,31 +127,22 @@ func Generate(ctx context.Context, x *Context, s TokenSampler, opts GenerateOpti
 				fail(StopError, err)
 				return
 			}
-			if n == 0 {
-				res.FirstTime = time.Since(start)
-			}
-			if vocab.IsEOG(tok) {
-				finish(StopEOG)
-				return
-			}
-			res.Tokens = append(res.Tokens, tok)
-			piece, err := dec.Add(tok)
+			out, ended, err := g.Add(tok)
 			if err != nil {
-				fail(StopError, err)
+				yield(GeneratedToken{}, err)
 				return
 			}
-			out, hit := stops.add(piece)
-			text.WriteString(out)
-			res.Text = text.String()
-			if !yield(GeneratedToken{ID: tok, Text: out, Pos: pos, Elapsed: time.Since(start)}, nil) {
+			if out.ID >= 0 || out.Text != "" {
+				if !yield(out, nil) {
+					return
+				}
+			}
+			if ended {
 				return
 			}
-			if hit {
-				res.Reason = StopString
-				return
-			}
+			pos := g.Pos()
 			if pos+1 >= nCtx {
-				finish(StopContext)
+				end(StopContext)
 				return
 			}
 			// Feed the token back.
@@ -177,7 +155,7 @@ func Generate(ctx context.Context, x *Context, s TokenSampler, opts GenerateOpti
 				if errors.Is(err, ErrContextFull) && ctx.Err() == nil {
 					// No KV cell is left (other sequences hold them): the
 					// end of the room, not a failure.
-					finish(StopContext)
+					end(StopContext)
 					return
 				}
 				if ctx.Err() != nil {
@@ -187,9 +165,7 @@ func Generate(ctx context.Context, x *Context, s TokenSampler, opts GenerateOpti
 				}
 				return
 			}
-			pos++
-			res.NextPos = pos
-			res.Decoded++
+			g.Decoded()
 		}
 	}
 }

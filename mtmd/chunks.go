@@ -370,6 +370,39 @@ func (p *Projector) embeddings(ctx context.Context, chunks *Chunks, i int, again
 	return embd, true, nil
 }
 
+// ImageEmbeddings returns the embeddings of image chunk i: NTokens rows of
+// the model's input width, row-major, encoding the chunk only when they are
+// not known yet (encoded reports whether it ran the encoder). The slice is
+// shared with the image cache: read it, never change it. Like Encode, it
+// is for one goroutine at a time per Chunks; it holds the projector for
+// the whole encoding, so a batching engine calls it off its decode loop
+// and evaluates the result with EvalImageChunk.
+func (p *Projector) ImageEmbeddings(ctx context.Context, chunks *Chunks, i int) (embd []float32, encoded bool, err error) {
+	return p.embeddings(ctx, chunks, i, false)
+}
+
+// EvalImageChunk decodes the embeddings of image chunk ch (from
+// ImageEmbeddings) into sequence seq of x at position pos and returns the
+// position after it. Non-causal images are decoded in one batch with causal
+// attention off, M-RoPE images with their 2-D positions, others in batches
+// of the context's NBatch. It does not hold the projector, so it can run
+// while another goroutine encodes.
+func (p *Projector) EvalImageChunk(ctx context.Context, x *llama.Context, ch Chunk, embd []float32, pos, seq int32, nonCausal, mrope bool) (int32, error) {
+	if ch.Type != ChunkImage {
+		return pos, fmt.Errorf("chunk of type %v is not an image: %w", ch.Type, ErrInvalidArgument)
+	}
+	if x.Model() != p.model {
+		return pos, fmt.Errorf("the context belongs to another model than the projector: %w", ErrProjectorMismatch)
+	}
+	if len(embd) != ch.NTokens*p.nEmbd {
+		return pos, fmt.Errorf("%d floats for an image chunk of %d tokens × %d: %w", len(embd), ch.NTokens, p.nEmbd, ErrInvalidArgument)
+	}
+	if err := decodeImage(ctx, x, embd, ch, pos, seq, x.Options().NBatch, p.nEmbd, nonCausal, mrope); err != nil {
+		return pos, err
+	}
+	return pos + int32(ch.NPos), nil
+}
+
 // EvalOptions configure Eval.
 type EvalOptions struct {
 	// Pos is the position of the first chunk (the tokens already in the

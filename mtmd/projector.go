@@ -41,6 +41,7 @@ type Projector struct {
 	path    string
 	marker  string
 	nEmbd   int        // the model's input embedding width
+	threads int        // the encoder's threads
 	id      uint64     // distinct for every loaded projector (ImageCache keys)
 	mu      sync.Mutex // serialises native calls and Close
 	c       *vlm.MtmdContext
@@ -103,7 +104,7 @@ func Load(ctx context.Context, path string, model *llama.Model, opts Options) (*
 		}
 		return nil, err
 	}
-	p := &Projector{model: model, info: info, path: path, marker: marker, c: c, nEmbd: minfo.NEmbdInput, id: projectorIDs.Add(1)}
+	p := &Projector{model: model, info: info, path: path, marker: marker, c: c, nEmbd: minfo.NEmbdInput, id: projectorIDs.Add(1), threads: opts.Threads}
 	p.cleanup = runtime.AddCleanup(p, func(c *vlm.MtmdContext) { c.Free(); model.Release() }, c)
 	return p, nil
 }
@@ -227,6 +228,9 @@ func (p *Projector) use(f func(c *vlm.MtmdContext) error) error {
 
 // open returns ErrClosed once the projector is closed.
 func (p *Projector) open() error { return p.use(func(*vlm.MtmdContext) error { return nil }) }
+
+// Threads returns how many threads the vision encoder uses.
+func (p *Projector) Threads() int { return p.threads }
 
 // Model returns the text model the projector was loaded for.
 func (p *Projector) Model() *llama.Model { return p.model }

@@ -1,0 +1,246 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vlm-go/vlm/llama"
+	"github.com/vlm-go/vlm/mtmd"
+	"github.com/vlm-go/vlm/sampler"
+)
+
+// unit is one entry of a prompt or a sequence: a text token, or a whole
+// image chunk (which is reused whole or not at all).
+type unit struct {
+	tok   llama.Token // -1 for an image chunk
+	image string      // the image's ID and tile, for image chunks
+	n     int         // entries: 1, or the chunk's embeddings
+	npos  int32       // positions taken
+	chunk int         // index in the request's chunk list (prompt units)
+}
+
+func (u unit) same(v unit) bool { return u.tok == v.tok && u.image == v.image && u.n == v.n }
+
+// slot is one sequence of the context and what it holds.
+type slot struct {
+	id       int32
+	units    []unit   // what the KV cache holds for this sequence, in order
+	pos      int32    // positions held
+	req      *request // the request running in it, nil when free
+	lastUsed int64
+}
+
+// request states, as the scheduler sees them.
+const (
+	stateWaiting = iota
+	statePrefill
+	stateDecoding
+)
+
+// request is a Request being answered.
+type request struct {
+	e         *Engine
+	ctx       context.Context
+	cancelCtx context.CancelCauseFunc
+	stopWake  func() bool
+	chunks    *mtmd.Chunks
+	list      []mtmd.Chunk
+	units     []unit
+	promptPos int32 // positions of the prompt
+	maxPos    int32
+	reserve   int // KV cells reserved while it runs
+	smp       *sampler.Sampler
+	gen       *llama.Generation
+	genOpts   llama.GenerateOptions
+	progress  func(done, total int)
+	events    chan event
+	finished  chan struct{} // closed (after events) when res is final
+	stalled   atomic.Bool   // the scheduler skipped it for a full buffer
+	submitted time.Time
+
+	// Written by the encoder, read by the scheduler, under embMu.
+	embMu      sync.Mutex
+	embd       [][]float32 // per chunk, once known
+	encErr     error
+	encoded    int
+	encCached  int
+	encodeTime time.Duration
+	refs       atomic.Int32 // holders of chunks: the scheduler and, for images, the encoder
+	over       atomic.Bool  // the request has ended: the encoder may skip it
+
+	// Scheduler state.
+	state       int
+	seq         *slot
+	next        int   // prompt units evaluated
+	pos         int32 // next position of the sequence
+	pending     int   // prompt units in the batch being decoded
+	row         int   // batch index of its output in the batch being decoded, -1 for none
+	lastTok     llama.Token
+	imagesDone  int
+	imagesTotal int
+	admitted    time.Time
+	firstTok    time.Time
+	tail        *llama.GeneratedToken // held-back text released at the end
+	res         Result
+}
+
+// release drops one holder of the chunks; the last closes them.
+func (r *request) release() {
+	if r.refs.Add(-1) == 0 && r.chunks != nil {
+		r.chunks.Close()
+	}
+}
+
+// cancel cancels the request with cause and wakes the scheduler.
+func (r *request) cancel(cause error) {
+	r.cancelCtx(cause)
+	r.e.wakeUp()
+}
+
+// Submit queues a request and returns its stream. Errors it can tell at
+// once come back here: ErrClosed, ErrOverloaded, a prompt that can never
+// fit (llama.ErrPromptTooLong), an invalid request or sampler; later ones
+// (a failed decode, a cancellation) end the stream. ctx cancels the
+// request, waiting or running.
+func (e *Engine) Submit(ctx context.Context, req Request) (*Stream, error) {
+	r, err := e.newRequest(ctx, req)
+	if err != nil {
+		if req.Chunks != nil {
+			req.Chunks.Close()
+		}
+		return nil, err
+	}
+	e.mu.Lock()
+	switch {
+	case e.closed:
+		err = ErrClosed
+	case e.opts.MaxWaiting >= 0 && len(e.waiting)+int(e.counters.waiting.Load()) >= e.opts.MaxWaiting:
+		e.counters.overloaded.Add(1)
+		err = fmt.Errorf("%d requests are waiting for one of %d sequences: %w", e.opts.MaxWaiting, e.opts.Sequences, ErrOverloaded)
+	default:
+		e.waiting = append(e.waiting, r)
+		e.counters.submitted.Add(1)
+	}
+	e.mu.Unlock()
+	if err != nil {
+		r.discard()
+		return nil, err
+	}
+	if r.refs.Load() == 2 {
+		e.enc.add(r)
+	}
+	e.wakeUp()
+	return &Stream{r: r}, nil
+}
+
+// discard frees what newRequest made for a request that was not queued.
+func (r *request) discard() {
+	r.stopWake()
+	r.cancelCtx(nil)
+	r.smp.Close()
+	if r.chunks != nil {
+		r.chunks.Close()
+	}
+}
+
+// newRequest checks req and prepares what the request needs.
+func (e *Engine) newRequest(ctx context.Context, req Request) (*request, error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	r := &request{e: e, chunks: req.Chunks, progress: req.ImageProgress, submitted: time.Now(), row: -1}
+	r.res.Sequence = -1
+	switch {
+	case req.Chunks != nil && len(req.Tokens) > 0:
+		return nil, fmt.Errorf("a request has Chunks or Tokens, not both: %w", ErrInvalidRequest)
+	case req.Chunks != nil:
+		if e.proj == nil {
+			return nil, fmt.Errorf("chunks for an engine without a projector: %w", ErrInvalidRequest)
+		}
+		r.list = req.Chunks.All()
+	case len(req.Tokens) > 0:
+		r.list = []mtmd.Chunk{{Type: mtmd.ChunkText, NTokens: len(req.Tokens), NPos: len(req.Tokens), Tokens: req.Tokens}}
+	default:
+		return nil, fmt.Errorf("empty prompt: %w", ErrInvalidRequest)
+	}
+	if req.MaxTokens < 0 {
+		return nil, fmt.Errorf("MaxTokens %d: %w", req.MaxTokens, ErrInvalidRequest)
+	}
+	maxPos := e.opts.SequenceLength
+	if req.MaxPositions < 0 || req.MaxPositions > maxPos {
+		return nil, fmt.Errorf("MaxPositions %d: at most the engine's SequenceLength %d: %w", req.MaxPositions, maxPos, ErrInvalidRequest)
+	}
+	if req.MaxPositions > 0 {
+		maxPos = req.MaxPositions
+	}
+	nVocab := e.nVocab
+	images := 0
+	for i, ch := range r.list {
+		switch ch.Type {
+		case mtmd.ChunkText:
+			for _, t := range ch.Tokens {
+				if t < 0 || int(t) >= nVocab {
+					return nil, fmt.Errorf("token %d of a %d-token vocabulary: %w", t, nVocab, llama.ErrInvalidArgument)
+				}
+				r.units = append(r.units, unit{tok: t, n: 1, npos: 1, chunk: i})
+			}
+		case mtmd.ChunkImage:
+			if e.nonCausal && ch.NTokens > e.x.Options().NUbatch {
+				return nil, fmt.Errorf("an image of %d tokens needs a batch of at least %d, the engine has %d: %w",
+					ch.NTokens, ch.NTokens, e.x.Options().NUbatch, mtmd.ErrUbatchTooSmall)
+			}
+			images++
+			r.units = append(r.units, unit{tok: -1, image: fmt.Sprintf("%s/%d", ch.ImageID, ch.Tile), n: ch.NTokens, npos: int32(ch.NPos), chunk: i})
+		default:
+			return nil, mtmd.ErrAudioUnsupported
+		}
+		r.promptPos += int32(ch.NPos)
+		r.res.PromptTokens += ch.NTokens
+		if ch.Type == mtmd.ChunkImage {
+			r.res.ImageTokens += ch.NTokens
+		}
+	}
+	if len(r.units) == 0 {
+		return nil, fmt.Errorf("empty prompt: %w", ErrInvalidRequest)
+	}
+	if r.units[len(r.units)-1].tok < 0 {
+		return nil, fmt.Errorf("the prompt ends with an image; it must end with text (e.g. the chat template's generation prompt): %w", ErrInvalidRequest)
+	}
+	if int(r.promptPos) >= maxPos {
+		return nil, fmt.Errorf("prompt needs %d positions and leaves no room for an answer in a sequence of %d: %w (%w)",
+			r.promptPos, maxPos, llama.ErrPromptTooLong, mtmd.ErrContextFull)
+	}
+	r.maxPos = int32(maxPos)
+	room := maxPos - int(r.promptPos)
+	if req.MaxTokens > 0 {
+		room = min(room, req.MaxTokens+1)
+	}
+	r.reserve = int(r.promptPos) + room
+	smp, err := sampler.New(e.model, req.Sampler)
+	if err != nil {
+		return nil, err
+	}
+	r.smp = smp
+	r.genOpts = llama.GenerateOptions{MaxTokens: req.MaxTokens, Stop: req.Stop, Special: req.Special}
+	r.events = make(chan event, e.opts.StreamBuffer)
+	r.finished = make(chan struct{})
+	r.embd = make([][]float32, len(r.list))
+	r.ctx, r.cancelCtx = context.WithCancelCause(ctx)
+	r.stopWake = context.AfterFunc(r.ctx, e.wakeUp)
+	r.refs.Store(1)
+	if images > 0 {
+		r.refs.Store(2)
+	}
+	return r, nil
+}
+
+// embeddings returns chunk i's embeddings once the encoder has them, and
+// the encoder's error.
+func (r *request) embeddings(i int) ([]float32, error) {
+	r.embMu.Lock()
+	defer r.embMu.Unlock()
+	return r.embd[i], r.encErr
+}

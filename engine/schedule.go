@@ -1,0 +1,529 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/vlm-go/vlm/llama"
+)
+
+// schedule is the engine's goroutine: it admits waiting requests, steps
+// the active ones and ends them, until Close.
+func (e *Engine) schedule() {
+	defer close(e.done)
+	for {
+		e.mu.Lock()
+		closed := e.closed
+		e.queue = append(e.queue, e.waiting...)
+		clear(e.waiting)
+		e.waiting = e.waiting[:0]
+		e.mu.Unlock()
+		if closed {
+			e.shutdown()
+			return
+		}
+		e.dropCancelled()
+		e.admit()
+		e.counters.waiting.Store(int32(len(e.queue)))
+		e.counters.active.Store(int32(len(e.active)))
+		if !e.step() {
+			<-e.wake
+		}
+		e.compact()
+	}
+}
+
+// compact removes ended requests from the active list.
+func (e *Engine) compact() {
+	e.active = slices.DeleteFunc(e.active, func(r *request) bool { return r.over.Load() })
+	e.counters.active.Store(int32(len(e.active)))
+}
+
+// shutdown ends every request with ErrClosed.
+func (e *Engine) shutdown() {
+	for _, r := range e.queue {
+		e.finish(r, fmt.Errorf("engine closed while the request waited: %w", ErrClosed))
+	}
+	for _, r := range e.active {
+		if !r.over.Load() {
+			e.finish(r, fmt.Errorf("engine closed while the request ran: %w", ErrClosed))
+		}
+	}
+	e.queue, e.active = nil, nil
+	e.counters.waiting.Store(0)
+	e.counters.active.Store(0)
+}
+
+// cancelled returns the error of a cancelled request (nil for a reader
+// that stopped iterating) and whether it was cancelled.
+func cancelled(r *request) (error, bool) {
+	if r.ctx.Err() == nil {
+		return nil, false
+	}
+	cause := context.Cause(r.ctx)
+	if errors.Is(cause, errBreak) {
+		return nil, true
+	}
+	return fmt.Errorf("%w (%w)", llama.ErrCancelled, cause), true
+}
+
+// dropCancelled ends the requests whose context was cancelled. What their
+// sequences hold stays valid (it changes only within a step).
+func (e *Engine) dropCancelled() {
+	e.queue = slices.DeleteFunc(e.queue, func(r *request) bool {
+		if err, ok := cancelled(r); ok {
+			e.finish(r, err)
+			return true
+		}
+		return false
+	})
+	for _, r := range e.active {
+		if err, ok := cancelled(r); ok && !r.over.Load() {
+			e.finish(r, err)
+		}
+	}
+	e.compact()
+}
+
+// admit gives waiting requests a sequence, in submission order, while a
+// sequence is free and the KV cache has room for the head of the queue.
+func (e *Engine) admit() {
+	for len(e.queue) > 0 {
+		r := e.queue[0]
+		var free []*slot
+		for _, s := range e.slots {
+			if s.req == nil {
+				free = append(free, s)
+			}
+		}
+		if len(free) == 0 {
+			return
+		}
+		used := 0
+		for _, a := range e.active {
+			used += a.reserve
+		}
+		if used+r.reserve > e.opts.KVSize {
+			return // wait for running requests to end
+		}
+		src, k := e.bestPrefix(r)
+		dst := src
+		if k == 0 || src.req != nil {
+			dst = leastValuable(free)
+		}
+		// Make room: forget what free sequences hold, least recently used
+		// first, until the running requests, this one and what is kept fit.
+		kept := 0
+		for _, s := range free {
+			if s != dst {
+				kept += int(s.pos)
+			}
+		}
+		for used+r.reserve+kept > e.opts.KVSize {
+			victim := (*slot)(nil)
+			for _, s := range free {
+				if s != dst && s.pos > 0 && (victim == nil || s.lastUsed < victim.lastUsed) {
+					victim = s
+				}
+			}
+			if victim == nil {
+				break
+			}
+			kept -= int(victim.pos)
+			e.forget(victim)
+		}
+		e.queue = e.queue[1:]
+		e.start(r, dst, src, k)
+	}
+}
+
+// leastValuable picks the free sequence to reuse: an empty one, else the
+// least recently used.
+func leastValuable(free []*slot) *slot {
+	best := free[0]
+	for _, s := range free[1:] {
+		if (s.pos == 0) != (best.pos == 0) {
+			if s.pos == 0 {
+				best = s
+			}
+			continue
+		}
+		if s.lastUsed < best.lastUsed {
+			best = s
+		}
+	}
+	return best
+}
+
+// forget empties a sequence of the KV cache.
+func (e *Engine) forget(s *slot) {
+	_ = e.x.RemoveTokens(s.id, -1, -1)
+	s.units, s.pos = nil, 0
+}
+
+// bestPrefix finds the sequence sharing the longest prefix with r's prompt
+// and how many units; at least one unit is left to evaluate, so that the
+// last one yields logits. Free sequences win ties (no copy).
+func (e *Engine) bestPrefix(r *request) (*slot, int) {
+	var best *slot
+	bestK := 0
+	for _, s := range e.slots {
+		k := 0
+		for k < len(r.units)-1 && k < len(s.units) && r.units[k].same(s.units[k]) {
+			k++
+		}
+		if k > bestK || (k == bestK && k > 0 && best.req != nil && s.req == nil) {
+			best, bestK = s, k
+		}
+	}
+	return best, bestK
+}
+
+// start runs r in sequence dst, reusing k prompt units held by src.
+func (e *Engine) start(r *request, dst, src *slot, k int) {
+	pos := int32(0)
+	for _, u := range r.units[:k] {
+		pos += u.npos
+	}
+	if k > 0 && src == dst {
+		if err := e.x.RemoveTokens(dst.id, pos, -1); err != nil {
+			// A partial removal can fail (recurrent models): start over.
+			e.forget(dst)
+			k, pos = 0, 0
+		}
+		dst.units = dst.units[:k]
+	} else {
+		e.forget(dst)
+		if k > 0 {
+			if err := e.x.CopySequence(src.id, dst.id, 0, pos); err != nil {
+				k, pos = 0, 0
+			} else {
+				dst.units = slices.Clone(src.units[:k])
+				e.counters.copied.Add(1)
+			}
+		}
+	}
+	dst.pos = pos
+	dst.req = r
+	r.seq = dst
+	r.next, r.pos, r.state = k, pos, statePrefill
+	r.admitted = time.Now()
+	r.res.Sequence = dst.id
+	r.res.QueueTime = r.admitted.Sub(r.submitted)
+	for _, u := range r.units[:k] {
+		r.res.CachedTokens += u.n
+	}
+	e.counters.reused.Add(int64(r.res.CachedTokens))
+	for _, u := range r.units[k:] {
+		if u.tok < 0 {
+			r.imagesTotal++
+		}
+	}
+	e.active = append(e.active, r)
+}
+
+// setThreads leaves the encoder its cores while it runs.
+func (e *Engine) setThreads() {
+	want := e.opts.Threads
+	if e.enc.busy.Load() && e.proj != nil {
+		want = max(1, e.opts.Threads-e.proj.Threads())
+	}
+	if want != e.threads {
+		if e.x.SetThreads(want, want) == nil {
+			e.threads = want
+		}
+	}
+}
+
+// step decodes one batch: a token of every decoding sequence and the next
+// text of the prompts, then one image chunk. It reports whether it did
+// anything.
+func (e *Engine) step() bool {
+	e.clock++
+	b := e.batch
+	b.Clear()
+	budget := e.x.Options().NBatch
+	for _, r := range e.active {
+		r.row, r.pending = -1, 0
+		if len(r.events) == cap(r.events) {
+			r.stalled.Store(true) // the reader wakes the scheduler
+			continue
+		}
+		r.stalled.Store(false)
+		if r.state != stateDecoding || budget == 0 {
+			continue
+		}
+		if err := b.Add(r.lastTok, r.gen.Pos(), true, r.seq.id); err != nil {
+			e.finish(r, err)
+			continue
+		}
+		r.row = b.Len() - 1
+		budget--
+	}
+	for _, r := range e.active {
+		if r.state != statePrefill || r.stalled.Load() || r.over.Load() {
+			continue
+		}
+		for budget > 0 && r.next+r.pending < len(r.units) {
+			i := r.next + r.pending
+			u := r.units[i]
+			if u.tok < 0 {
+				break
+			}
+			last := i == len(r.units)-1
+			if err := b.Add(u.tok, r.pos+int32(r.pending), last, r.seq.id); err != nil {
+				e.finish(r, err)
+				break
+			}
+			if last {
+				r.row = b.Len() - 1
+			}
+			r.pending++
+			budget--
+		}
+	}
+	worked := false
+	if b.Len() > 0 {
+		worked = true
+		e.setThreads()
+		err := e.x.Decode(e.runCtx, b)
+		e.counters.steps.Add(1)
+		if err != nil {
+			e.decodeFailed(err)
+			return true
+		}
+		e.counters.decoded.Add(int64(b.Len()))
+		for _, r := range e.active {
+			if r.over.Load() {
+				continue
+			}
+			switch {
+			case r.state == statePrefill && r.pending > 0:
+				r.seq.units = append(r.seq.units, r.units[r.next:r.next+r.pending]...)
+				r.next += r.pending
+				r.pos += int32(r.pending)
+				r.seq.pos = r.pos
+				r.res.EvaluatedTokens += r.pending
+				r.pending = 0
+				if r.next == len(r.units) {
+					e.promptDone(r)
+				}
+			case r.state == stateDecoding && r.row >= 0:
+				r.seq.units = append(r.seq.units, unit{tok: r.lastTok, n: 1, npos: 1})
+				r.gen.Decoded()
+				r.pos = r.gen.Pos()
+				r.seq.pos = r.pos
+				e.sample(r)
+			}
+		}
+	}
+	if e.imageStep() {
+		worked = true
+	}
+	return worked
+}
+
+// promptDone starts r's answer: its last prompt entry's logits are at r.row.
+func (e *Engine) promptDone(r *request) {
+	r.state = stateDecoding
+	r.res.PrefillTime = time.Since(r.admitted)
+	o := r.genOpts
+	o.Pos = r.pos
+	r.gen = llama.NewGeneration(e.model.Vocab(), o)
+	e.sample(r)
+}
+
+// sample picks r's next token from its output row and delivers it.
+func (e *Engine) sample(r *request) {
+	tok, err := r.smp.Sample(e.x, r.row)
+	if err != nil {
+		e.finish(r, err)
+		return
+	}
+	out, ended, err := r.gen.Add(tok)
+	if err != nil {
+		e.finish(r, err)
+		return
+	}
+	if out.ID >= 0 || out.Text != "" {
+		if r.firstTok.IsZero() {
+			r.firstTok = time.Now()
+			r.res.TimeToFirstToken = r.firstTok.Sub(r.submitted)
+		}
+		r.events <- event{tok: out} // room: checked at the step's start, one event per step
+	}
+	switch {
+	case ended:
+		e.finish(r, nil)
+	case r.gen.AtMax():
+		e.end(r, llama.StopMaxTokens)
+	case r.gen.Pos()+1 >= r.maxPos:
+		e.end(r, llama.StopContext)
+	default:
+		r.lastTok = tok
+	}
+}
+
+// end ends r's answer for reason; held-back text becomes the stream's
+// last token.
+func (e *Engine) end(r *request, reason llama.StopReason) {
+	if tail, ok := r.gen.End(reason); ok {
+		r.tail = &tail
+	}
+	e.finish(r, nil)
+}
+
+// imageStep decodes the next image chunk of one prefilling request whose
+// embeddings are ready (round robin over the requests), and reports
+// whether it did.
+func (e *Engine) imageStep() bool {
+	n := len(e.active)
+	for j := range n {
+		i := (e.imageRR + j) % n
+		r := e.active[i]
+		if r.over.Load() || r.state != statePrefill || r.stalled.Load() || r.next >= len(r.units) || r.units[r.next].tok >= 0 {
+			continue
+		}
+		u := r.units[r.next]
+		embd, err := r.embeddings(u.chunk)
+		if err != nil {
+			e.finish(r, err)
+			continue
+		}
+		if embd == nil {
+			continue // being encoded
+		}
+		e.imageRR = i + 1
+		e.setThreads()
+		next, err := e.proj.EvalImageChunk(e.runCtx, e.x, r.list[u.chunk], embd, r.pos, r.seq.id, e.nonCausal, e.mrope)
+		e.counters.steps.Add(1)
+		if err != nil {
+			if e.runCtx.Err() != nil {
+				return true // closing
+			}
+			// Part of the image may be in the cache: drop it.
+			_ = e.x.RemoveTokens(r.seq.id, r.pos, -1)
+			if errors.Is(err, llama.ErrContextFull) && e.evictFree() {
+				return true // try again next step
+			}
+			e.finish(r, err)
+			return true
+		}
+		r.seq.units = append(r.seq.units, u)
+		r.next++
+		r.pos = next
+		r.seq.pos = next
+		r.res.EvaluatedTokens += u.n
+		r.imagesDone++
+		r.events <- event{imageDone: r.imagesDone, imageOuts: r.imagesTotal}
+		return true
+	}
+	return false
+}
+
+// evictFree forgets what every free sequence holds; it reports whether
+// there was anything.
+func (e *Engine) evictFree() bool {
+	any := false
+	for _, s := range e.slots {
+		if s.req == nil && s.pos > 0 {
+			e.forget(s)
+			any = true
+		}
+	}
+	return any
+}
+
+// decodeFailed handles a failed token batch: nothing of it is in the KV
+// cache. A full cache first costs the free sequences what they hold, then
+// ends the longest running answer (StopContext); other errors fail every
+// request of the batch.
+func (e *Engine) decodeFailed(err error) {
+	if e.runCtx.Err() != nil {
+		return // closing
+	}
+	var in []*request
+	for _, r := range e.active {
+		if !r.over.Load() && (r.row >= 0 || r.pending > 0) {
+			in = append(in, r)
+		}
+		r.pending, r.row = 0, -1
+	}
+	if errors.Is(err, llama.ErrContextFull) {
+		if e.evictFree() {
+			return
+		}
+		var longest *request
+		for _, r := range in {
+			if longest == nil || r.pos > longest.pos {
+				longest = r
+			}
+		}
+		if longest != nil {
+			if longest.state == stateDecoding {
+				e.end(longest, llama.StopContext)
+			} else {
+				e.finish(longest, fmt.Errorf("the KV cache is full (%d cells): %w", e.opts.KVSize, err))
+			}
+		}
+		return
+	}
+	for _, r := range in {
+		_ = e.x.RemoveTokens(r.seq.id, r.pos, -1)
+		e.finish(r, err)
+	}
+}
+
+// finish ends r: err nil for an answer; the stream closes.
+func (e *Engine) finish(r *request, err error) {
+	if r.over.Swap(true) {
+		return
+	}
+	if r.gen != nil {
+		if err != nil {
+			r.gen.Fail(stopReason(err))
+		} else if !r.gen.Done() {
+			r.gen.Fail(llama.StopBreak) // the reader stopped
+		}
+		r.res.GenerateResult = r.gen.Result()
+	} else {
+		r.res.GenerateResult = llama.GenerateResult{NextPos: r.pos, Reason: stopReason(err)}
+	}
+	r.res.Err = err
+	if !r.firstTok.IsZero() {
+		r.res.DecodeTime = time.Since(r.firstTok)
+	}
+	r.embMu.Lock()
+	r.res.ImagesEncoded, r.res.ImagesCached, r.res.EncodeTime = r.encoded, r.encCached, r.encodeTime
+	r.embMu.Unlock()
+	if r.seq != nil {
+		r.seq.req = nil
+		r.seq.lastUsed = e.clock
+	}
+	if err != nil {
+		e.counters.failed.Add(1)
+	} else {
+		e.counters.completed.Add(1)
+	}
+	r.stopWake()
+	r.smp.Close()
+	close(r.events)
+	close(r.finished)
+	r.cancelCtx(nil)
+	r.release()
+}
+
+// stopReason is the StopReason of a request that ended with err (nil: the
+// reader stopped).
+func stopReason(err error) llama.StopReason {
+	switch {
+	case err == nil:
+		return llama.StopBreak
+	case errors.Is(err, llama.ErrCancelled):
+		return llama.StopCancelled
+	}
+	return llama.StopError
+}
