@@ -112,9 +112,9 @@ type Engine struct {
 
 	runCtx  context.Context // cancelled by Close: aborts a running decode
 	stopRun context.CancelFunc
-	wake    chan struct{}   // cap 1: the scheduler has something to look at
-	done    chan struct{}   // closed when the scheduler has ended
-	encDone chan struct{}   // closed when the encoder has ended
+	wake    chan struct{} // cap 1: the scheduler has something to look at
+	done    chan struct{} // closed when the scheduler has ended
+	encDone chan struct{} // closed when the encoder has ended
 	enc     encoder
 
 	mu      sync.Mutex
@@ -230,7 +230,7 @@ type Stats struct {
 
 type counters struct {
 	submitted, overloaded, completed, failed, steps, decoded, reused, copied atomic.Int64
-	waiting, active                                                         atomic.Int32
+	waiting, active                                                          atomic.Int32
 }
 
 // Stats returns the engine's counters.
@@ -310,6 +310,7 @@ type Stream struct {
 func (s *Stream) Tokens() iter.Seq2[llama.GeneratedToken, error] {
 	return func(yield func(llama.GeneratedToken, error) bool) {
 		r := s.r
+		delivered, text := 0, ""
 		for ev := range r.events {
 			if r.stalled.Load() {
 				r.e.wakeUp()
@@ -324,8 +325,21 @@ func (s *Stream) Tokens() iter.Seq2[llama.GeneratedToken, error] {
 				r.cancel(errBreak)
 				for range r.events { // wait for the end, so Result is final
 				}
+				// The result is what the reader took.
+				if ev.tok.ID >= 0 {
+					delivered++
+				}
+				if r.res.Err == nil {
+					r.res.Reason = llama.StopBreak
+					r.res.Tokens = r.res.Tokens[:min(delivered, len(r.res.Tokens))]
+					r.res.Text = text + ev.tok.Text
+				}
 				return
 			}
+			if ev.tok.ID >= 0 {
+				delivered++
+			}
+			text += ev.tok.Text
 		}
 		if r.tail != nil && !yield(*r.tail, nil) {
 			return

@@ -164,7 +164,7 @@ func TestConcurrentEqualsAlone(t *testing.T) {
 						got := submitAll(t, e, p, list[:n], maxTokens)
 						for i, r := range got {
 							require.NoError(t, r.Err, "request %d (%s)", i, reuse)
-							require.Equal(t, want[i], r.Tokens, "request %d of %d (%s)", i, n, reuse)
+							require.Equal(t, want[i], r.Tokens, "request %d of %d (%s): %+v", i, n, reuse, r)
 							if round == 1 {
 								require.Positive(t, r.CachedTokens, "request %d reused nothing", i)
 							}

@@ -510,8 +510,8 @@ func (e *Engine) finish(r *request, err error) {
 	}
 	r.stopWake()
 	r.smp.Close()
+	close(r.finished) // before events: a reader that saw the end finds Result final
 	close(r.events)
-	close(r.finished)
 	r.cancelCtx(nil)
 	r.release()
 }
