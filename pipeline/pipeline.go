@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/vlm-go/vlm"
+	"github.com/vlm-go/vlm/engine"
 	"github.com/vlm-go/vlm/llama"
 	"github.com/vlm-go/vlm/mtmd"
 	"github.com/vlm-go/vlm/template"
@@ -22,6 +23,8 @@ var (
 	ErrInvalidOptions = errors.New("pipeline: invalid options")
 	// ErrClosed: the pipeline or session was closed.
 	ErrClosed = vlm.ErrClosed
+	// ErrOverloaded: Options.MaxWaiting requests are already waiting.
+	ErrOverloaded = engine.ErrOverloaded
 )
 
 // Options configure New. The zero value is sensible: every layer on the GPU
@@ -44,9 +47,16 @@ type Options struct {
 	// BatchSize is the most tokens evaluated in one step; 0 means 512. It
 	// must hold an image's tokens for projectors with non-causal attention.
 	BatchSize int
-	// Parallel is how many inputs Run, Stream and RunBatch work on at once
-	// (each has its own KV cache); 0 means 1.
+	// Parallel is how many requests — Run, Stream, RunBatch and session
+	// turns, from any number of goroutines — are decoded together: the
+	// sequences of the pipeline's one batched context (package engine),
+	// whose KV cache holds Parallel × ContextSize tokens. More requests
+	// wait for a sequence. 0 means 1.
 	Parallel int
+	// MaxWaiting bounds the requests waiting for a sequence; beyond it a
+	// call fails at once with ErrOverloaded (a server answers 429 or 503).
+	// 0 means 64 or 16 × Parallel, whichever is more; -1 means no bound.
+	MaxWaiting int
 	// Progress, if set, is called with values from 0 to 1 while the model
 	// loads; returning false cancels the load.
 	Progress func(progress float32) bool
@@ -75,7 +85,7 @@ type Options struct {
 
 func (o Options) withDefaults() (Options, error) {
 	switch {
-	case o.GPULayers < -1, o.MainGPU < 0, o.Threads < 0, o.ContextSize < 0, o.BatchSize < 0, o.Parallel < 0, o.ImageCacheBytes < -1:
+	case o.GPULayers < -1, o.MainGPU < 0, o.Threads < 0, o.ContextSize < 0, o.BatchSize < 0, o.Parallel < 0, o.ImageCacheBytes < -1, o.MaxWaiting < -1:
 		return o, fmt.Errorf("negative option in %+v: %w", o, ErrInvalidOptions)
 	}
 	if o.Threads == 0 {
@@ -94,7 +104,10 @@ func (o Options) withDefaults() (Options, error) {
 }
 
 // Pipeline answers image-text-to-text requests with one model and projector.
-// It is safe for concurrent use; Options.Parallel inputs run at once.
+// It is safe for concurrent use: calls from many goroutines are batched in
+// one context (Options.Parallel at a time), and a new prompt starts from
+// the longest prefix any sequence holds (the system prompt, the same
+// picture, an earlier turn of the same chat).
 type Pipeline struct {
 	opts      Options
 	model     *llama.Model
@@ -108,16 +121,10 @@ type Pipeline struct {
 	gpu       bool             // the model and projector run on a GPU
 	modelPath string
 
+	eng *engine.Engine
+
 	mu     sync.Mutex
 	closed bool
-	slots  chan *slot // free contexts
-	all    []*slot
-}
-
-// slot is a context with what its sequence 0 holds.
-type slot struct {
-	x     *llama.Context
-	state seqState
 }
 
 // New loads the model at modelPath and the projector at projectorPath.
@@ -155,34 +162,31 @@ func New(ctx context.Context, modelPath, projectorPath string, opts Options) (*P
 			p.Close()
 		}
 	}()
-	if p.proj, err = mtmd.Load(ctx, projectorPath, model, mtmd.Options{UseGPU: gpu, Threads: opts.Threads}); err != nil {
+	// The encoder runs beside the decode loop; with several sequences it
+	// takes half the threads, and the engine decodes with the other half
+	// while it runs (ggml's spinning threads collapse when oversubscribed).
+	encThreads := opts.Threads
+	if opts.Parallel > 1 && opts.Threads > 1 {
+		encThreads = (opts.Threads + 1) / 2
+	}
+	if p.proj, err = mtmd.Load(ctx, projectorPath, model, mtmd.Options{UseGPU: gpu, Threads: encThreads}); err != nil {
 		return nil, err
 	}
 	if err := p.setupTemplate(); err != nil {
 		return nil, err
 	}
-	p.slots = make(chan *slot, opts.Parallel)
-	for i := 0; i < opts.Parallel; i++ {
-		s, err := p.newSlot()
-		if err != nil {
-			return nil, err
-		}
-		p.all = append(p.all, s)
-		p.slots <- s
+	p.eng, err = engine.New(model, p.proj, engine.Options{
+		Sequences: opts.Parallel, SequenceLength: opts.ContextSize, BatchSize: opts.BatchSize,
+		Threads: opts.Threads, FlashAttn: p.flashAttn(), MaxWaiting: opts.MaxWaiting,
+	})
+	if err != nil {
+		return nil, err
 	}
 	ok = true
 	return p, nil
 }
 
-func (p *Pipeline) newSlot() (*slot, error) {
-	x, err := p.newContext(p.opts.ContextSize)
-	if err != nil {
-		return nil, err
-	}
-	return &slot{x: x}, nil
-}
-
-// newContext makes a context of n tokens with the pipeline's settings.
+// flashAttn is the pipeline's flash-attention setting.
 //
 // On the CPU flash attention is off: ggml's CPU flash-attention kernel is
 // slower than its plain attention for prompts (measured with SmolVLM-256M
@@ -191,14 +195,11 @@ func (p *Pipeline) newSlot() (*slot, error) {
 // `vlm-bench -prompt 1152 -flash on` vs `-flash off`: prefill 1.11×, decode
 // after it 1.13× faster without), and llama.cpp's automatic choice turns it
 // on. On a GPU llama.cpp decides.
-func (p *Pipeline) newContext(n int) (*llama.Context, error) {
-	fa := llama.FlashAttentionAuto
+func (p *Pipeline) flashAttn() llama.FlashAttention {
 	if !p.gpu {
-		fa = llama.FlashAttentionOff
+		return llama.FlashAttentionOff
 	}
-	return p.model.NewContext(llama.ContextOptions{
-		NCtx: n, NBatch: p.opts.BatchSize, NUbatch: p.opts.BatchSize, Threads: p.opts.Threads, FlashAttn: fa,
-	})
+	return llama.FlashAttentionAuto
 }
 
 // setupTemplate picks the chat template: the caller's, else the model's,
@@ -233,8 +234,8 @@ func (p *Pipeline) setupTemplate() error {
 	return err
 }
 
-// Close frees the model, projector and contexts (idempotent). Calls running
-// on other goroutines finish first.
+// Close frees the model, projector and context (idempotent). Calls in
+// progress on other goroutines end with ErrClosed.
 func (p *Pipeline) Close() error {
 	p.mu.Lock()
 	if p.closed {
@@ -243,9 +244,8 @@ func (p *Pipeline) Close() error {
 	}
 	p.closed = true
 	p.mu.Unlock()
-	for range p.all {
-		s := <-p.slots // wait for running calls
-		s.x.Close()
+	if p.eng != nil {
+		p.eng.Close()
 	}
 	if p.proj != nil {
 		p.proj.Close()
@@ -271,30 +271,16 @@ func (p *Pipeline) ImageCacheStats() mtmd.CacheStats {
 // Projector returns the loaded vision projector.
 func (p *Pipeline) Projector() *mtmd.Projector { return p.proj }
 
-// acquire takes a free context, waiting for one; ctx cancels the wait.
-func (p *Pipeline) acquire(ctx context.Context) (*slot, error) {
-	p.mu.Lock()
-	closed := p.closed
-	p.mu.Unlock()
-	if closed {
-		return nil, ErrClosed
-	}
-	select {
-	case s := <-p.slots:
-		p.mu.Lock()
-		closed := p.closed
-		p.mu.Unlock()
-		if closed {
-			p.slots <- s
-			return nil, ErrClosed
-		}
-		return s, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%w (%w)", llama.ErrCancelled, ctx.Err())
-	}
-}
+// EngineStats returns the counters of the pipeline's batching engine:
+// requests answered, waiting and running, decode steps, prompt entries
+// reused from the KV cache.
+func (p *Pipeline) EngineStats() engine.Stats { return p.eng.Stats() }
 
-func (p *Pipeline) release(s *slot) { p.slots <- s }
+func (p *Pipeline) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
 
 // render lays out msgs with the chat template: the exact text transformers
 // would render (full) and the prompt for mtmd with one marker per image.

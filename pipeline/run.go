@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vlm-go/vlm/engine"
 	"github.com/vlm-go/vlm/llama"
 	"github.com/vlm-go/vlm/mtmd"
 	"github.com/vlm-go/vlm/sampler"
@@ -64,7 +65,8 @@ type Stats struct {
 	GeneratedTokens  int           // tokens of the answer
 	TimeToFirstToken time.Duration // from the start of the call (images decoded included) to the first answer token
 	ImageEncodeTime  time.Duration // time in the vision encoder
-	PrefillTime      time.Duration // time evaluating the prompt (images decoded included)
+	QueueTime        time.Duration // waiting for one of the Parallel sequences
+	PrefillTime      time.Duration // from a sequence to the prompt evaluated (shared with the other sequences' steps)
 	DecodeTime       time.Duration // time generating
 	Total            time.Duration
 }
@@ -112,147 +114,57 @@ type Response struct {
 	answer string // the generated text alone
 }
 
-// seqState is what a sequence of a context holds: the prompt entries (text
-// tokens and image chunks) and generated tokens, in order.
-type seqState struct {
-	units []unit
-	pos   int32 // next position
-}
-
-// unit is one entry in a sequence: a text token, or a whole image chunk.
-type unit struct {
-	tok   llama.Token
-	image string // image ID/tile for image chunks
-	n     int    // entries (1 for a token, NTokens for an image chunk)
-	npos  int32  // positions taken
-}
-
-func (u unit) equal(v unit) bool { return u.tok == v.tok && u.image == v.image && u.n == v.n }
-
-// unitsOf lists the entries of tokenized chunks.
-func unitsOf(chunks *mtmd.Chunks) []unit {
-	var out []unit
-	for _, ch := range chunks.All() {
-		if ch.Type == mtmd.ChunkText {
-			for _, t := range ch.Tokens {
-				out = append(out, unit{tok: t, n: 1, npos: 1})
-			}
-			continue
-		}
-		out = append(out, unit{tok: -1, image: fmt.Sprintf("%s/%d", ch.ImageID, ch.Tile), n: ch.NTokens, npos: int32(ch.NPos)})
-	}
-	return out
-}
-
-// turn is one answer in a context's sequence.
-type turn struct {
-	p      *Pipeline
-	x      *llama.Context
-	seq    int32
-	state  *seqState
-	cache  *mtmd.ImageCache
-	msgs   []template.Message
-	images []*mtmd.Image
-	opts   GenerateOptions
-	start  time.Time // when the call began (images are decoded after it)
-}
-
-// run evaluates the prompt (reusing the common prefix of what the sequence
-// holds) and yields the answer's tokens; resp is filled in as it goes.
-func (t *turn) run(ctx context.Context, resp *Response, yield func(llama.GeneratedToken, error) bool) {
-	start := t.start
-	fail := func(err error) {
+// answer renders msgs, tokenizes them with images, runs the prompt through
+// the engine (maxPos bounds prompt and answer; 0: the pipeline's context
+// size) and yields the answer's tokens; resp is filled in as it goes. It
+// returns the error the answer ended with: nil for an answer, also when
+// the caller stopped reading (a session keeps the turn only then).
+func (p *Pipeline) answer(ctx context.Context, msgs []template.Message, images []*mtmd.Image, opts GenerateOptions, maxPos int,
+	start time.Time, resp *Response, yield func(llama.GeneratedToken, error) bool) error {
+	fail := func(err error) error {
 		resp.StopReason = llama.StopError
 		if errors.Is(err, llama.ErrCancelled) {
 			resp.StopReason = llama.StopCancelled
 		}
 		yield(llama.GeneratedToken{}, err)
+		return err
 	}
-	maxTokens, err := t.opts.maxTokens()
+	maxTokens, err := opts.maxTokens()
 	if err != nil {
-		fail(err)
-		return
+		return fail(err)
 	}
-	full, prompt, err := t.p.render(t.msgs)
+	if err := p.checkText(msgs); err != nil {
+		return fail(err)
+	}
+	full, prompt, err := p.render(msgs)
 	if err != nil {
-		fail(err)
-		return
+		return fail(err)
+	}
+	addSpecial := p.addBOS && (p.bos == "" || !strings.HasPrefix(prompt, p.bos))
+	chunks, err := p.proj.Tokenize(prompt, images, mtmd.TokenizeOptions{AddSpecial: addSpecial, ParseSpecial: true, Cache: p.cache})
+	if err != nil {
+		return fail(err)
+	}
+	resp.Stats.ImageCacheHits, resp.Stats.ImageCacheMisses = chunks.CacheStats()
+	cfg := opts.Sampler
+	if opts.Seed != 0 {
+		cfg.Seed = opts.Seed
+	}
+	stream, err := p.eng.Submit(ctx, engine.Request{
+		Chunks: chunks, Sampler: cfg, MaxTokens: maxTokens, Stop: opts.Stop, MaxPositions: maxPos, ImageProgress: opts.ImageProgress,
+	})
+	if err != nil {
+		if errors.Is(err, llama.ErrPromptTooLong) {
+			err = fmt.Errorf("pipeline: %w", err)
+		}
+		return fail(err)
 	}
 	resp.Prompt = full
-	addSpecial := t.p.addBOS && (t.p.bos == "" || !strings.HasPrefix(prompt, t.p.bos))
-	chunks, err := t.p.proj.Tokenize(prompt, t.images, mtmd.TokenizeOptions{AddSpecial: addSpecial, ParseSpecial: true, Cache: t.cache})
-	if err != nil {
-		fail(err)
-		return
-	}
-	defer chunks.Close()
-	units := unitsOf(chunks)
-
-	// Reuse the longest common prefix; at least one entry is evaluated so
-	// that the last one yields logits.
-	k := 0
-	for k < len(units) && k < len(t.state.units) && units[k].equal(t.state.units[k]) {
-		k++
-	}
-	if k == len(units) && k > 0 {
-		k--
-	}
-	skip, pos := 0, int32(0)
-	for _, u := range units[:k] {
-		skip += u.n
-		pos += u.npos
-	}
-	if err := t.x.RemoveTokens(t.seq, pos, -1); err != nil {
-		// A partial removal can fail (recurrent models): start over.
-		if err := t.x.RemoveTokens(t.seq, -1, -1); err != nil {
-			fail(err)
-			return
-		}
-		k, skip, pos = 0, 0, 0
-	}
-	t.state.units, t.state.pos = t.state.units[:k], pos
-
-	resp.Stats.PromptTokens = chunks.NTokens()
-	resp.Stats.ImageTokens = chunks.ImageTokens()
-	resp.Stats.CachedTokens = skip
-	resp.Stats.ImageCacheHits, resp.Stats.ImageCacheMisses = chunks.CacheStats()
-	prefillStart := time.Now()
-	next, es, err := t.p.proj.Eval(ctx, t.x, chunks, mtmd.EvalOptions{
-		Pos: pos, Seq: t.seq, Logits: true, SkipTokens: skip, ImageProgress: t.opts.ImageProgress,
-	})
-	resp.Stats.PrefillTime = time.Since(prefillStart)
-	resp.Stats.EvaluatedTokens = es.TextTokens + es.ImageTokens
-	resp.Stats.ImagesEncoded, resp.Stats.ImagesCached = es.ImagesEncoded, es.ImagesCached
-	resp.Stats.ImageEncodeTime = time.Duration(es.EncodeNanos)
-	if err != nil {
-		// What the sequence holds is no longer known: drop it.
-		_ = t.x.RemoveTokens(t.seq, -1, -1)
-		t.state.units, t.state.pos = nil, 0
-		fail(err)
-		return
-	}
-	t.state.units, t.state.pos = units, next
-
-	cfg := t.opts.Sampler
-	if t.opts.Seed != 0 {
-		cfg.Seed = t.opts.Seed
-	}
-	smp, err := sampler.New(t.p.model, cfg)
-	if err != nil {
-		fail(err)
-		return
-	}
-	defer smp.Close()
-	var gr llama.GenerateResult
 	var text strings.Builder
-	decodeStart := time.Now()
-	stopped := false
-	for tok, err := range llama.Generate(ctx, t.x, smp, llama.GenerateOptions{
-		Pos: next, Seq: t.seq, MaxTokens: maxTokens, Stop: t.opts.Stop, Result: &gr,
-	}) {
+	var failed error
+	for tok, err := range stream.Tokens() {
 		if err != nil {
-			fail(err)
-			stopped = true
+			failed = err
 			break
 		}
 		if resp.Stats.TimeToFirstToken == 0 && tok.ID >= 0 {
@@ -260,27 +172,65 @@ func (t *turn) run(ctx context.Context, resp *Response, yield func(llama.Generat
 		}
 		text.WriteString(tok.Text)
 		if !yield(tok, nil) {
-			stopped = true
 			break
 		}
 	}
-	// Generate fills gr when its loop ends, also on break.
-	resp.Stats.DecodeTime = time.Since(decodeStart)
-	resp.Stats.GeneratedTokens = len(gr.Tokens)
-	resp.Stats.Total = time.Since(start)
-	resp.Tokens = gr.Tokens
-	if !stopped || resp.StopReason == "" {
-		resp.StopReason = gr.Reason
-	}
+	res := stream.Result()
+	st := &resp.Stats
+	st.PromptTokens, st.ImageTokens, st.CachedTokens, st.EvaluatedTokens = res.PromptTokens, res.ImageTokens, res.CachedTokens, res.EvaluatedTokens
+	st.ImagesEncoded, st.ImagesCached, st.ImageEncodeTime = res.ImagesEncoded, res.ImagesCached, res.EncodeTime
+	st.QueueTime, st.PrefillTime, st.DecodeTime = res.QueueTime, res.PrefillTime, res.DecodeTime
+	st.GeneratedTokens = len(res.Tokens)
+	st.Total = time.Since(start)
+	resp.Tokens = res.Tokens
+	resp.StopReason = res.Reason
 	resp.Text = text.String()
 	resp.answer = resp.Text
-	if t.opts.ReturnFullText {
+	if opts.ReturnFullText {
 		resp.Text = full + resp.Text
 	}
-	for _, tok := range gr.Tokens[:gr.Decoded] {
-		t.state.units = append(t.state.units, unit{tok: tok, n: 1, npos: 1})
+	if failed != nil {
+		yield(llama.GeneratedToken{}, failed)
 	}
-	t.state.pos = gr.NextPos
+	return failed
+}
+
+// checkText refuses text that the projector would read as an image
+// marker: the prompt would silently hold another image than the caller's.
+func (p *Pipeline) checkText(msgs []template.Message) error {
+	markers := []string{p.proj.Marker(), legacyMarker}
+	for i, m := range msgs {
+		texts := []string{m.Text}
+		for _, part := range m.Content {
+			if part.Type == template.TypeText {
+				texts = append(texts, part.Text)
+			}
+		}
+		for _, t := range texts {
+			for _, mk := range markers {
+				if strings.Contains(t, mk) {
+					return fmt.Errorf("pipeline: message %d (%s) contains %q, which the projector reads as an image; pass pictures as images (Input.Images, template.Image parts): %w",
+						i+1, m.Role, mk, ErrInvalidInput)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// legacyMarker is the other text mtmd reads as an image marker.
+const legacyMarker = "<__image__>"
+
+// neutralise breaks image markers in generated text, so that an answer
+// kept in a session's history cannot turn into an image marker in the
+// next prompt (a zero-width space after the first byte).
+func (p *Pipeline) neutralise(s string) string {
+	for _, mk := range []string{p.proj.Marker(), legacyMarker} {
+		if mk != "" && strings.Contains(s, mk) {
+			s = strings.ReplaceAll(s, mk, mk[:1]+"\u200b"+mk[1:])
+		}
+	}
+	return s
 }
 
 // loadImages decodes the input's images.
@@ -310,11 +260,16 @@ func (s *Stream) Tokens() iter.Seq2[llama.GeneratedToken, error] { return s.seq 
 // Response returns the answer so far; complete once Tokens has ended.
 func (s *Stream) Response() *Response { return s.resp }
 
-// Stream answers one input token by token, on a free context.
+// Stream answers one input token by token. Breaking out of the loop stops
+// the answer.
 func (p *Pipeline) Stream(ctx context.Context, in Input, opts GenerateOptions) *Stream {
 	resp := &Response{}
 	return &Stream{resp: resp, seq: func(yield func(llama.GeneratedToken, error) bool) {
 		start := time.Now()
+		if p.isClosed() {
+			yield(llama.GeneratedToken{}, ErrClosed)
+			return
+		}
 		msgs, err := in.messages()
 		if err != nil {
 			yield(llama.GeneratedToken{}, err)
@@ -325,14 +280,7 @@ func (p *Pipeline) Stream(ctx context.Context, in Input, opts GenerateOptions) *
 			yield(llama.GeneratedToken{}, err)
 			return
 		}
-		s, err := p.acquire(ctx)
-		if err != nil {
-			yield(llama.GeneratedToken{}, err)
-			return
-		}
-		defer p.release(s)
-		t := &turn{p: p, x: s.x, seq: 0, state: &s.state, cache: p.cache, msgs: msgs, images: images, opts: opts, start: start}
-		t.run(ctx, resp, yield)
+		p.answer(ctx, msgs, images, opts, 0, start, resp, yield)
 	}}
 }
 
@@ -351,13 +299,13 @@ func (s *Stream) wait() (*Response, error) {
 	return s.resp, nil
 }
 
-// RunBatch answers several inputs, Options.Parallel at a time, and returns
-// the responses in input order. The first error is returned with the
-// responses so far (nil for inputs that failed or did not run).
+// RunBatch answers several inputs, batched Options.Parallel at a time, and
+// returns the responses in input order. The errors are returned joined,
+// with the responses (nil for inputs that failed).
 func (p *Pipeline) RunBatch(ctx context.Context, inputs []Input, opts GenerateOptions) ([]*Response, error) {
 	out := make([]*Response, len(inputs))
 	errs := make([]error, len(inputs))
-	sem := make(chan struct{}, p.opts.Parallel)
+	sem := make(chan struct{}, 2*p.opts.Parallel) // enough to keep every sequence busy
 	done := make(chan struct{})
 	for i, in := range inputs {
 		sem <- struct{}{}

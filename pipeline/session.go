@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -11,54 +12,67 @@ import (
 	"github.com/vlm-go/vlm/template"
 )
 
+// HistoryPolicy says what a session does when its history no longer fits.
+type HistoryPolicy int
+
+// History policies.
+const (
+	// KeepHistory keeps every turn; a turn whose prompt does not fit fails
+	// with an error wrapping llama.ErrPromptTooLong (the session is left
+	// as it was).
+	KeepHistory HistoryPolicy = iota
+	// DropOldestTurns drops the oldest turns (after the system message)
+	// until the prompt fits.
+	DropOldestTurns
+)
+
 // SessionOptions configure NewSession.
 type SessionOptions struct {
 	// System is a system message that starts the conversation; empty for none.
 	System string
-	// ContextSize overrides the pipeline's context length for this session.
+	// ContextSize bounds this session's prompt and answer, in tokens; 0
+	// means the pipeline's ContextSize, which it may not exceed.
 	ContextSize int
+	// History says what happens when the conversation outgrows
+	// ContextSize: KeepHistory (the default) or DropOldestTurns.
+	History HistoryPolicy
 }
 
-// Session is a conversation (system and assistant turns are kept as
-// content parts, the form vision-language chat templates expect) that keeps its history and KV cache: each turn
-// evaluates only the tokens that differ from what the cache holds (prefix
-// reuse), and its images come from the pipeline's image cache: a history
-// image is neither preprocessed nor encoded again.
-// A Session is for one goroutine at a time (calls are serialised).
+// Session is a conversation that keeps its history (system and assistant
+// turns are kept as content parts, the form vision-language chat templates
+// expect). A session is a record, not a context: each turn runs in one of
+// the pipeline's sequences like any request, and starts from what the KV
+// cache still holds of the conversation (usually all of it: the sequence
+// of the last turn is reused first), so only the new tokens are evaluated;
+// its images come from the pipeline's image cache. When the cache has
+// moved on, the turn is rebuilt from the history.
 //
-// A session's state is one sequence of a context, so that several sessions
-// can later share one context.
+// A turn that fails — the prompt too long, a bad image, a cancelled ctx —
+// leaves the session as it was; a turn whose caller stopped reading is kept
+// with the text so far. A Session is for one goroutine at a time (calls are
+// serialised).
 type Session struct {
 	p       *Pipeline
+	opts    SessionOptions
 	mu      sync.Mutex
-	x       *llama.Context
-	seq     int32
-	state   seqState
 	history []template.Message
 	images  []*mtmd.Image // the images of history's image parts, in order
 	closed  bool
 }
 
-// NewSession starts a conversation with its own context.
+// NewSession starts a conversation.
 func (p *Pipeline) NewSession(opts SessionOptions) (*Session, error) {
-	p.mu.Lock()
-	closed := p.closed
-	p.mu.Unlock()
-	if closed {
+	if p.isClosed() {
 		return nil, ErrClosed
 	}
-	if opts.ContextSize < 0 {
-		return nil, fmt.Errorf("ContextSize %d: %w", opts.ContextSize, ErrInvalidOptions)
+	if opts.ContextSize < 0 || opts.ContextSize > p.opts.ContextSize {
+		return nil, fmt.Errorf("SessionOptions.ContextSize %d: at most the pipeline's ContextSize %d (Options.ContextSize): %w",
+			opts.ContextSize, p.opts.ContextSize, ErrInvalidOptions)
 	}
-	n := opts.ContextSize
-	if n == 0 {
-		n = p.opts.ContextSize
+	if opts.History != KeepHistory && opts.History != DropOldestTurns {
+		return nil, fmt.Errorf("SessionOptions.History %d: %w", opts.History, ErrInvalidOptions)
 	}
-	x, err := p.newContext(n)
-	if err != nil {
-		return nil, err
-	}
-	s := &Session{p: p, x: x}
+	s := &Session{p: p, opts: opts}
 	if opts.System != "" {
 		s.history = append(s.history, template.System(template.Text(opts.System)))
 	}
@@ -72,15 +86,14 @@ func (s *Session) Send(ctx context.Context, in Input, opts GenerateOptions) (*Re
 	return s.Stream(ctx, in, opts).wait()
 }
 
-// Stream is Send token by token. If the answer ends in an error or the
-// caller stops early, the turn is still added with the text so far.
+// Stream is Send token by token.
 func (s *Session) Stream(ctx context.Context, in Input, opts GenerateOptions) *Stream {
 	resp := &Response{}
 	return &Stream{resp: resp, seq: func(yield func(llama.GeneratedToken, error) bool) {
 		start := time.Now()
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if s.closed {
+		if s.closed || s.p.isClosed() {
 			yield(llama.GeneratedToken{}, ErrClosed)
 			return
 		}
@@ -94,16 +107,51 @@ func (s *Session) Stream(ctx context.Context, in Input, opts GenerateOptions) *S
 			yield(llama.GeneratedToken{}, err)
 			return
 		}
-		all := append(append([]template.Message(nil), s.history...), msgs...)
-		allImages := append(append([]*mtmd.Image(nil), s.images...), images...)
-		t := &turn{p: s.p, x: s.x, seq: s.seq, state: &s.state, cache: s.p.cache, msgs: all, images: allImages, opts: opts, start: start}
-		t.run(ctx, resp, yield)
-		if resp.Prompt == "" { // nothing was evaluated: the turn did not happen
+		history, histImages := s.history, s.images
+		for {
+			all := append(append([]template.Message(nil), history...), msgs...)
+			allImages := append(append([]*mtmd.Image(nil), histImages...), images...)
+			tooLong := false
+			err := s.p.answer(ctx, all, allImages, opts, s.opts.ContextSize, start, resp, func(tok llama.GeneratedToken, err error) bool {
+				if err != nil && errors.Is(err, llama.ErrPromptTooLong) && resp.Prompt == "" && s.opts.History == DropOldestTurns {
+					if h, hi, ok := dropOldestTurn(history, histImages); ok {
+						history, histImages, tooLong = h, hi, true
+						return false
+					}
+				}
+				return yield(tok, err)
+			})
+			if tooLong {
+				*resp = Response{}
+				continue
+			}
+			if err != nil {
+				return // the session stays as it was
+			}
+			s.history = append(all, template.Assistant(template.Text(s.p.neutralise(resp.answer))))
+			s.images = allImages
 			return
 		}
-		s.history = append(all, template.Assistant(template.Text(resp.answer)))
-		s.images = allImages
 	}}
+}
+
+// dropOldestTurn removes the first turn after the system message: a user
+// message and the messages up to the next user message, with their images.
+func dropOldestTurn(h []template.Message, imgs []*mtmd.Image) ([]template.Message, []*mtmd.Image, bool) {
+	first := 0
+	if len(h) > 0 && h[0].Role == "system" {
+		first = 1
+	}
+	if first >= len(h) {
+		return h, imgs, false
+	}
+	end := first + 1
+	for end < len(h) && h[end].Role != "user" {
+		end++
+	}
+	k, n := template.CountImages(h[:first]), template.CountImages(h[first:end])
+	out := append(append([]template.Message(nil), h[:first]...), h[end:]...)
+	return out, append(append([]*mtmd.Image(nil), imgs[:k]...), imgs[k+n:]...), true
 }
 
 // History returns the conversation so far.
@@ -113,8 +161,7 @@ func (s *Session) History() []template.Message {
 	return append([]template.Message(nil), s.history...)
 }
 
-// Reset forgets the conversation (keeping a system message) and clears the
-// KV cache.
+// Reset forgets the conversation, keeping a system message.
 func (s *Session) Reset() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -127,17 +174,14 @@ func (s *Session) Reset() error {
 		s.history = nil
 	}
 	s.images = nil
-	s.state = seqState{}
-	return s.x.ClearMemory()
+	return nil
 }
 
-// Close frees the session's context (idempotent).
+// Close ends the session (idempotent); later calls return ErrClosed.
 func (s *Session) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return nil
-	}
 	s.closed = true
-	return s.x.Close()
+	s.history, s.images = nil, nil
+	return nil
 }
