@@ -6,6 +6,13 @@
 //
 //	go run ./cmd/vlm-bench -preset smolvlm-256m -types f16,q8_0
 //
+// With -streams it measures the batching engine: the aggregate decode speed
+// of 1, 4, 8, 16 concurrent streams and the ratio to one, the time to
+// first token of a new request while 8 streams decode, and of a second
+// question about the same picture (see streams.go):
+//
+//	go run ./cmd/vlm-bench -streams 1,4,8,16 -types q8_0 -threads 2
+//
 // With -repeat it measures asking again about the same picture instead:
 // time to first token of the first ask, of the same picture with another
 // question, of the third turn of a session holding two pictures, and their
@@ -62,6 +69,8 @@ func main() {
 	asks := flag.Int("asks", 5, "with -repeat: second asks measured")
 	oneTile := flag.Bool("one-tile", false, "with -repeat: one encoder tile per picture instead of the preset's tiling (quick)")
 	noCache := flag.Bool("cache-off", true, "with -repeat: also measure a second ask with the image cache off")
+	streams := flag.String("streams", "", "measure the batching engine instead: aggregate decode tok/s at these concurrent stream counts, e.g. 1,4,8,16, and time to first token under load (first -types entry)")
+	loaded := flag.Int("loaded", 8, "with -streams: streams decoding while a new request's time to first token is measured")
 	flag.Parse()
 	switch *flash {
 	case "auto":
@@ -72,6 +81,24 @@ func main() {
 	default:
 		fmt.Fprintf(os.Stderr, "vlm-bench: -flash %q: want auto, on or off\n", *flash)
 		os.Exit(2)
+	}
+	if *streams != "" {
+		counts, err := sortedInts(*streams)
+		var typ gguf.TensorType
+		if err == nil {
+			typ, err = parseType(strings.Split(*types, ",")[0])
+		}
+		if err == nil && *cache == "" {
+			*cache, err = testmodel.DefaultCacheDir()
+		}
+		if err == nil {
+			err = runStreams(streamsOptions{preset: *preset, typ: typ, threads: *threads, counts: counts, gen: *nGen, loaded: *loaded, cacheDir: *cache})
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "vlm-bench:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if *repeat {
 		typ, err := parseType(strings.Split(*types, ",")[0])
