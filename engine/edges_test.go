@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"runtime"
 	"sync"
 	"testing"
@@ -115,6 +116,7 @@ func TestCancelAndBreak(t *testing.T) {
 	p := loadPair(t, testmodel.ProjectorMLP)
 	e := newEngine(t, p, engine.Options{Sequences: 2, SequenceLength: 256})
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	s, err := e.Submit(ctx, engine.Request{Tokens: textTokens(t, p, 8, 1)})
 	require.NoError(t, err)
 	n := 0
@@ -182,6 +184,18 @@ func TestSequenceFullIsLength(t *testing.T) {
 func TestStress(t *testing.T) {
 	p := loadPair(t, testmodel.ProjectorIdefics3)
 	before := runtime.NumGoroutine()
+	stress(t, p, before)
+	// A second round on a new engine: native memory comes back (the
+	// first round warmed the allocator and the image cache).
+	rss1 := rssBytes(t)
+	stress(t, p, before)
+	rss2 := rssBytes(t)
+	t.Logf("RSS after round 1 %.1f MiB, after round 2 %.1f MiB", float64(rss1)/(1<<20), float64(rss2)/(1<<20))
+	assert.Less(t, rss2, rss1+48<<20, "RSS grew by %d MiB in a round", (rss2-rss1)>>20)
+}
+
+// stress is one round of TestStress on a new engine.
+func stress(t *testing.T, p pair, before int) {
 	e, err := engine.New(p.model, p.proj, engine.Options{Sequences: 4, SequenceLength: 256, Threads: 1, MaxWaiting: -1, StreamBuffer: 4, FlashAttn: llama.FlashAttentionOff})
 	require.NoError(t, err)
 	var wg sync.WaitGroup
@@ -259,6 +273,20 @@ func TestStress(t *testing.T) {
 		buf := make([]byte, 1<<16)
 		t.Fatalf("goroutines: %d before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
 	}
+}
+
+// rssBytes is the process's resident memory after a GC (Linux).
+func rssBytes(t *testing.T) int64 {
+	runtime.GC()
+	runtime.GC()
+	data, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		t.Skipf("no /proc/self/statm on this system (%v): the RSS check needs Linux", err)
+	}
+	var size, res int64
+	_, err = fmt.Sscan(string(data), &size, &res)
+	require.NoError(t, err)
+	return res * int64(os.Getpagesize())
 }
 
 // samplerIgnoreEOG is greedy with every end-of-generation token banned.

@@ -181,3 +181,25 @@ func TestConcurrentEqualsAlone(t *testing.T) {
 		})
 	}
 }
+
+// TestConcurrentQuestionsAboutOnePicture: four requests about one new
+// picture, submitted at once, encode it once between them.
+func TestConcurrentQuestionsAboutOnePicture(t *testing.T) {
+	p := loadPair(t, testmodel.ProjectorIdefics3)
+	e := newEngine(t, p, engine.Options{Sequences: 4})
+	img := picture(64, 48, 77)
+	var list []ask
+	for i := range 4 {
+		list = append(list, ask{img: img, question: fmt.Sprintf("Question %d about the one picture?", i)})
+	}
+	got := submitAll(t, e, p, list, 4)
+	encoded, cached := 0, 0
+	for i, r := range got {
+		require.NoError(t, r.Err, "request %d", i)
+		encoded += r.ImagesEncoded
+		cached += r.ImagesCached
+	}
+	chunks := got[0].ImagesEncoded + got[0].ImagesCached
+	require.Positive(t, chunks)
+	require.Equal(t, chunks, encoded, "the picture's %d chunks are encoded once in all (encoded %d, cached %d)", chunks, encoded, cached)
+}

@@ -86,6 +86,13 @@ func (c *ImageCache) get(k imageKey) (*imageEntry, bool) {
 	return e, ok
 }
 
+// find returns the entry for k without counting a lookup.
+func (c *ImageCache) find(k imageKey) (*imageEntry, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.entries.Get(k)
+}
+
 // put adds e (replacing an entry of the same key) and evicts the least
 // recently used entries beyond the bound.
 func (c *ImageCache) put(e *imageEntry) {

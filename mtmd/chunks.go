@@ -348,6 +348,15 @@ func (p *Projector) embeddings(ctx context.Context, chunks *Chunks, i int, again
 	if known != nil && (!again || src.img.native == nil) {
 		return known, false, nil
 	}
+	if known == nil && !again && chunks.cache != nil {
+		// Another prompt with the same image may have encoded it since
+		// these chunks were made (concurrent questions about one picture).
+		if ce, ok := chunks.cache.find(src.img.e.key); ok && len(ce.embd) == len(src.img.e.embd) && ce.embd[src.slot] != nil {
+			src.img.e.embd[src.slot] = ce.embd[src.slot]
+			src.img.left--
+			return ce.embd[src.slot], false, nil
+		}
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, false, fmt.Errorf("%w (%w)", ErrCancelled, err)
 	}

@@ -6,7 +6,15 @@
 // images plus text, or a whole chat — with the generated text
 // (ReturnFullText is off by default, as in transformers); Stream yields the
 // answer token by token; RunBatch answers several inputs. A Session keeps a
-// conversation and its KV cache, so each turn evaluates only what is new.
+// conversation, and each turn evaluates only what the KV cache does not
+// hold yet.
+//
+// Every call goes through one batching engine (package engine): one llama
+// context whose Options.Parallel sequences are decoded together, one batch
+// per step, so concurrent calls from many goroutines share the weights'
+// reads and the CPU threads instead of fighting over them. A new prompt
+// starts from the longest prefix any sequence holds (a system prompt, a
+// picture, a chat's earlier turns).
 //
 // Every image the pipeline prepares (mtmd's resizing and tiling, and the
 // vision encoder's output for each tile) is kept in one image cache shared

@@ -228,6 +228,33 @@ func ttftUnderLoad(ctx context.Context, mp, pp string, o streamsOptions) error {
 		return err
 	}
 
+	// Four questions at once about one new picture, against one alone.
+	sixteen := gen
+	sixteen.MaxNewTokens = 16
+	runOne := func(q string, shade uint8) error {
+		_, err := p.Run(ctx, pipeline.Input{Text: q, Images: []pipeline.Image{pipeline.ImageOf(pictureSeeded(512, shade))}}, sixteen)
+		return err
+	}
+	t1 := time.Now()
+	if err := runOne("Describe this picture.", 150); err != nil {
+		return err
+	}
+	aloneTime := time.Since(t1)
+	t1 = time.Now()
+	four := make([]error, 4)
+	var fw sync.WaitGroup
+	for i := range 4 {
+		fw.Add(1)
+		go func() { defer fw.Done(); four[i] = runOne(fmt.Sprintf("Question %d: what do you see?", i), 151) }()
+	}
+	fw.Wait()
+	fourTime := time.Since(t1)
+	for _, err := range four {
+		if err != nil {
+			return err
+		}
+	}
+
 	// Start the load and wait until every stream decodes.
 	lctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -285,6 +312,8 @@ func ttftUnderLoad(ctx context.Context, mp, pp string, o streamsOptions) error {
 	fmt.Printf("  ttft idle                      %9.1f ms\n", ms(idle.TimeToFirstToken))
 	fmt.Printf("  ttft while %2d streams decode   %9.1f ms  (%.2f× idle)\n", o.loaded, ms(loaded.TimeToFirstToken), ms(loaded.TimeToFirstToken)/ms(idle.TimeToFirstToken))
 	fmt.Printf("  the %d streams meanwhile        %9.1f tok/s together\n", o.loaded, float64(nDuring)/elapsed.Seconds())
+	fmt.Printf("four questions at once about one new picture, 16 tokens each: %.0f ms (one question alone %.0f ms: %.2f×)\n",
+		ms(fourTime), ms(aloneTime), ms(fourTime)/ms(aloneTime))
 	fmt.Printf("same picture, second question:\n")
 	fmt.Printf("  ttft                           %9.1f ms  (%.0f× faster than the first; %d of %d prompt entries from the KV cache)\n",
 		ms(again.TimeToFirstToken), ms(idle.TimeToFirstToken)/ms(again.TimeToFirstToken), again.CachedTokens, again.PromptTokens)
