@@ -1,0 +1,130 @@
+// Command vlm-server serves a vision-language model over the OpenAI chat
+// completions API (package openai), with health, readiness and Prometheus
+// metrics for a load balancer:
+//
+//	go run ./cmd/vlm-server -model model.gguf -mmproj mmproj.gguf -parallel 4
+//	curl localhost:8080/v1/chat/completions -d '{"messages":[{"role":"user","content":"Hi"}]}'
+//
+// With no -model it serves vlm's built-in demo pair (random weights: the
+// answers are gibberish, the mechanics are real) and says so. The API key,
+// if any, comes from the environment variable -api-key-env names (default
+// VLM_API_KEY). SIGTERM or SIGINT stops it gracefully: readiness turns 503,
+// no new connections are taken, streams in flight get -shutdown-timeout to
+// finish, then it exits 0.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/vlm-go/vlm"
+	"github.com/vlm-go/vlm/internal/testmodel"
+	"github.com/vlm-go/vlm/openai"
+	"github.com/vlm-go/vlm/pipeline"
+)
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stderr, nil))
+}
+
+// run is the program; ready, if set, receives the address once it serves.
+func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- string) int {
+	fs := flag.NewFlagSet("vlm-server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	model := fs.String("model", "", "text model GGUF (empty: the built-in demo pair)")
+	mmproj := fs.String("mmproj", "", "vision projector GGUF")
+	addr := fs.String("addr", "127.0.0.1:8080", "listen address (loopback by default; 0.0.0.0:8080 for all interfaces)")
+	parallel := fs.Int("parallel", 4, "sequences decoded together")
+	ctxSize := fs.Int("ctx", 4096, "context per request, in tokens")
+	threads := fs.Int("threads", 0, "CPU threads (0: physical cores less one)")
+	ngl := fs.Int("ngl", -1, "layers on the GPU when one is loaded: -1 all, 0 none (CPU)")
+	keyEnv := fs.String("api-key-env", "VLM_API_KEY", "environment variable holding the API key (unset or empty: no key)")
+	maxTokens := fs.Int("max-tokens", 4096, "most tokens per answer (and the default)")
+	maxBody := fs.Int64("max-body", 32<<20, "most bytes per request body")
+	maxImages := fs.Int("max-images", 8, "most images per request")
+	maxWaiting := fs.Int("max-waiting", 0, "requests waiting for a sequence before 429 (0: 16 per sequence, at least 64)")
+	timeout := fs.Duration("timeout", 10*time.Minute, "most time per request")
+	shutdown := fs.Duration("shutdown-timeout", 30*time.Second, "time streams in flight get to finish on SIGTERM")
+	debug := fs.Bool("debug", false, "log every request")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "vlm-server: unexpected argument %q (flags only; see -h)\n", fs.Arg(0))
+		return 2
+	}
+	level := slog.LevelInfo
+	if *debug {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	vlm.SetLogger(log)
+	if (*model == "") != (*mmproj == "") {
+		fmt.Fprintln(stderr, "vlm-server: give both -model and -mmproj, or neither for the demo pair")
+		return 2
+	}
+	if *model == "" {
+		log.Warn("no -model given: serving the built-in demo pair; its weights are RANDOM, so answers are gibberish")
+		var err error
+		if *model, *mmproj, err = testmodel.DemoPair(ctx); err != nil {
+			log.Error("writing the demo model", "err", err)
+			return 1
+		}
+	}
+	p, err := pipeline.New(ctx, *model, *mmproj, pipeline.Options{
+		Parallel: *parallel, ContextSize: *ctxSize, Threads: *threads, GPULayers: max(*ngl, -1), NoGPU: *ngl == 0, MaxWaiting: *maxWaiting,
+	})
+	if err != nil {
+		log.Error("loading the model", "err", err)
+		return 1
+	}
+	defer p.Close()
+	h := openai.NewHandler(p, openai.Options{
+		APIKey: os.Getenv(*keyEnv), MaxTokens: *maxTokens, MaxBodyBytes: *maxBody, MaxImages: *maxImages, RequestTimeout: *timeout, Logger: log,
+	})
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Error("listening", "addr", *addr, "err", err)
+		return 1
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("serving the OpenAI API", "addr", ln.Addr().String(), "model", *model, "parallel", *parallel, "api_key", os.Getenv(*keyEnv) != "")
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+	select {
+	case err := <-served:
+		log.Error("serving", "err", err)
+		return 1
+	case s := <-sigs:
+		log.Info("stopping: finishing requests in flight", "signal", s.String(), "deadline", shutdown.String())
+	case <-ctx.Done():
+	}
+	h.Drain()
+	sctx, cancel := context.WithTimeout(context.Background(), *shutdown)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("requests still running at the deadline were cancelled", "err", err)
+		srv.Close()
+	}
+	log.Info("stopped")
+	return 0
+}

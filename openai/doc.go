@@ -1,0 +1,26 @@
+// Package openai serves the OpenAI chat completions API over a pipeline:
+// an http.Handler to mount in a Go service, and what cmd/vlm-server runs.
+//
+//	p, _ := pipeline.New(ctx, "model.gguf", "mmproj.gguf", pipeline.Options{Parallel: 4})
+//	http.Handle("/", openai.NewHandler(p, openai.Options{APIKey: os.Getenv("VLM_API_KEY")}))
+//
+// POST /v1/chat/completions takes messages with string or parts content
+// (text, image_url with data: URLs; http(s) URLs only from allowed hosts
+// when Options.RemoteImages is on), max_tokens / max_completion_tokens,
+// temperature, top_p, seed, stop, frequency/presence penalties, stream
+// (server-sent events ending in "data: [DONE]", stream_options.include_usage)
+// and response_format json_object or json_schema (a JSON schema becomes a
+// GBNF grammar for the sampler: SchemaGrammar). Fields that would change
+// the answer and are not implemented (n > 1, tools, logprobs, logit_bias,
+// audio) get a 400 that names them. Errors come in OpenAI's shape
+// {"error": {"message", "type", "param", "code"}}: 400 for a bad request,
+// image or a prompt too long (code context_length_exceeded), 401 for a
+// missing or wrong key, 413 for a body too large, 429 when the engine's
+// queue is full, 503 while draining; a client that disconnects frees its
+// sequence at once (499 in the metrics).
+//
+// GET /v1/models, /healthz, /readyz and /metrics (Prometheus: requests by
+// status, queue depth, active sequences, tokens in and out, time to first
+// token and per-token latency, image cache hits) complete it for a load
+// balancer and an operator.
+package openai

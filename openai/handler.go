@@ -1,0 +1,370 @@
+package openai
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/vlm-go/vlm/llama"
+	"github.com/vlm-go/vlm/pipeline"
+)
+
+// Options configure NewHandler. The zero value has safe limits and no
+// API key.
+type Options struct {
+	// ModelName is the model's id in responses and /v1/models; empty means
+	// the model file's name without ".gguf".
+	ModelName string
+	// APIKey, if set, is required in every /v1 request as
+	// "Authorization: Bearer KEY" (health, readiness and metrics are open).
+	APIKey string
+	// MaxBodyBytes bounds a request body; 0 means 32 MiB.
+	MaxBodyBytes int64
+	// MaxImages bounds the images of one request; 0 means 8.
+	MaxImages int
+	// MaxTokens bounds max_tokens, and is the answer length when a request
+	// gives none; 0 means 4096.
+	MaxTokens int
+	// RequestTimeout bounds one request; 0 means 10 minutes.
+	RequestTimeout time.Duration
+	// RemoteImages allows image_url with http(s) URLs from AllowedHosts
+	// (exact host names); off by default: only data: URLs are read.
+	RemoteImages bool
+	// AllowedHosts are the hosts remote images may come from.
+	AllowedHosts []string
+	// RemoteImageBytes bounds a remote image; 0 means 20 MiB.
+	RemoteImageBytes int64
+	// RemoteImageTimeout bounds fetching a remote image; 0 means 10 s.
+	RemoteImageTimeout time.Duration
+	// HTTPClient fetches remote images; nil means a client with
+	// RemoteImageTimeout.
+	HTTPClient *http.Client
+	// Logger logs each request's outcome; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults(p *pipeline.Pipeline) Options {
+	if o.ModelName == "" {
+		o.ModelName = strings.TrimSuffix(filepath.Base(p.Model().Path()), ".gguf")
+	}
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = 32 << 20
+	}
+	if o.MaxImages <= 0 {
+		o.MaxImages = 8
+	}
+	if o.MaxTokens <= 0 {
+		o.MaxTokens = 4096
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = 10 * time.Minute
+	}
+	if o.RemoteImageBytes <= 0 {
+		o.RemoteImageBytes = 20 << 20
+	}
+	if o.RemoteImageTimeout <= 0 {
+		o.RemoteImageTimeout = 10 * time.Second
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: o.RemoteImageTimeout}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// Handler serves the OpenAI chat API over a pipeline:
+//
+//	POST /v1/chat/completions   chat with images (data: URLs), streaming (SSE), JSON output
+//	GET  /v1/models             the model
+//	GET  /healthz               alive
+//	GET  /readyz                accepting requests (503 once Drain is called)
+//	GET  /metrics               Prometheus metrics
+//
+// Concurrent requests are batched by the pipeline's engine
+// (pipeline.Options.Parallel sequences); beyond its queue a request gets
+// 429. Errors come in OpenAI's shape with their status.
+type Handler struct {
+	p        *pipeline.Pipeline
+	opts     Options
+	mux      *http.ServeMux
+	draining atomic.Bool
+	created  int64
+	reg      *prometheus.Registry
+	m        metrics
+}
+
+// NewHandler returns the OpenAI-compatible handler for p. The caller keeps
+// p and closes it after the server has stopped.
+func NewHandler(p *pipeline.Pipeline, opts Options) *Handler {
+	h := &Handler{p: p, opts: opts.withDefaults(p), mux: http.NewServeMux(), created: time.Now().Unix()}
+	h.reg = prometheus.NewRegistry()
+	h.m = newMetrics(h.reg, p)
+	h.mux.HandleFunc("POST /v1/chat/completions", h.auth(h.chat))
+	h.mux.HandleFunc("GET /v1/models", h.auth(h.models))
+	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
+	h.mux.HandleFunc("GET /readyz", h.ready)
+	h.mux.Handle("GET /metrics", promhttp.HandlerFor(h.reg, promhttp.HandlerOpts{}))
+	return h
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	sw := &statusWriter{ResponseWriter: w}
+	h.mux.ServeHTTP(sw, r)
+	if strings.HasPrefix(r.URL.Path, "/v1/") {
+		status := sw.status
+		if status == 0 {
+			status = 200
+		}
+		if sw.clientGone {
+			status = 499
+		}
+		h.m.requests.WithLabelValues(r.URL.Path, fmt.Sprint(status)).Inc()
+	}
+}
+
+// Drain makes /readyz answer 503 (a load balancer stops sending requests)
+// and new chat requests get 503; requests in flight go on.
+func (h *Handler) Drain() { h.draining.Store(true) }
+
+// Registry returns the handler's Prometheus registry (to add metrics of
+// your own, or serve them elsewhere).
+func (h *Handler) Registry() *prometheus.Registry { return h.reg }
+
+func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
+	if h.draining.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
+		return
+	}
+	writeJSON(w, 200, map[string]string{"status": "ready", "model": h.opts.ModelName})
+}
+
+func (h *Handler) auth(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if h.opts.APIKey != "" {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(h.opts.APIKey)) != 1 {
+				writeError(w, &apiError{status: 401, Type: "invalid_request_error", Code: "invalid_api_key",
+					Message: "missing or wrong API key: send it as \"Authorization: Bearer KEY\""})
+				return
+			}
+		}
+		next(w, r)
+	}
+}
+
+func (h *Handler) models(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, 200, map[string]any{"object": "list", "data": []map[string]any{
+		{"id": h.opts.ModelName, "object": "model", "created": h.created, "owned_by": "vlm"},
+	}})
+}
+
+func newID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return "chatcmpl-" + hex.EncodeToString(b[:])
+}
+
+// chat serves POST /v1/chat/completions.
+func (h *Handler) chat(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	if h.draining.Load() {
+		writeError(w, &apiError{status: 503, Type: "server_error", Code: "shutting_down", Message: "the server is shutting down; retry on another replica"})
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes)
+	req, aerr := h.parse(r)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
+	defer cancel()
+	in, gen, aerr := h.prepare(ctx, req)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	id := newID()
+	st := h.p.Stream(ctx, in, gen)
+	next, stop := iter.Pull2(st.Tokens())
+	defer stop()
+	// The first item decides the status: an error before any token is an
+	// error response.
+	tok, err, ok := next()
+	if ok && err != nil {
+		if r.Context().Err() != nil {
+			markGone(w)
+			return
+		}
+		writeError(w, mapError(err))
+		return
+	}
+	if !req.Stream {
+		var text strings.Builder
+		for ok {
+			if err != nil {
+				if r.Context().Err() != nil {
+					markGone(w)
+					return
+				}
+				writeError(w, mapError(err))
+				return
+			}
+			text.WriteString(tok.Text)
+			tok, err, ok = next()
+		}
+		resp := st.Response()
+		h.observe(resp, start)
+		writeJSON(w, 200, map[string]any{
+			"id": id, "object": "chat.completion", "created": time.Now().Unix(), "model": h.opts.ModelName,
+			"choices": []map[string]any{{
+				"index": 0, "message": map[string]any{"role": "assistant", "content": text.String()},
+				"finish_reason": finishReason(resp.StopReason), "logprobs": nil,
+			}},
+			"usage": usage(resp),
+		})
+		return
+	}
+	h.streamSSE(w, r, id, req, st, tok, err, ok, next, start)
+}
+
+// streamSSE writes the answer as server-sent events.
+func (h *Handler) streamSSE(w http.ResponseWriter, r *http.Request, id string, req *chatRequest, st *pipeline.Stream,
+	tok llama.GeneratedToken, err error, ok bool, next func() (llama.GeneratedToken, error, bool), start time.Time) {
+	fl, _ := w.(http.Flusher)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(200)
+	created := time.Now().Unix()
+	chunk := func(delta map[string]any, finish any) map[string]any {
+		return map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": h.opts.ModelName,
+			"choices": []map[string]any{{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": nil}}}
+	}
+	send := func(v any) bool {
+		data, _ := json.Marshal(v)
+		if _, err := fmt.Fprintf(w, "data: %s\n\n", data); err != nil {
+			return false
+		}
+		if fl != nil {
+			fl.Flush()
+		}
+		return true
+	}
+	if !send(chunk(map[string]any{"role": "assistant", "content": ""}, nil)) {
+		markGone(w)
+		return
+	}
+	for ok {
+		if err != nil {
+			if r.Context().Err() != nil {
+				markGone(w)
+				return
+			}
+			e := mapError(err)
+			send(map[string]any{"error": e})
+			return
+		}
+		if tok.Text != "" && !send(chunk(map[string]any{"content": tok.Text}, nil)) {
+			markGone(w)
+			return
+		}
+		tok, err, ok = next()
+	}
+	resp := st.Response()
+	h.observe(resp, start)
+	send(chunk(map[string]any{}, finishReason(resp.StopReason)))
+	if req.StreamOptions != nil && req.StreamOptions.IncludeUsage {
+		send(map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": h.opts.ModelName,
+			"choices": []any{}, "usage": usage(resp)})
+	}
+	fmt.Fprint(w, "data: [DONE]\n\n")
+	if fl != nil {
+		fl.Flush()
+	}
+}
+
+func (h *Handler) observe(resp *pipeline.Response, start time.Time) {
+	h.m.promptTokens.Add(float64(resp.Stats.PromptTokens))
+	h.m.completionTokens.Add(float64(resp.Stats.GeneratedTokens))
+	if resp.Stats.TimeToFirstToken > 0 {
+		h.m.ttft.Observe(resp.Stats.TimeToFirstToken.Seconds())
+	}
+	if n := resp.Stats.GeneratedTokens; n > 1 && resp.Stats.DecodeTime > 0 {
+		h.m.tpot.Observe(resp.Stats.DecodeTime.Seconds() / float64(n-1))
+	}
+	h.opts.Logger.Debug("chat completion", "prompt_tokens", resp.Stats.PromptTokens, "completion_tokens", resp.Stats.GeneratedTokens,
+		"stop", resp.StopReason, "elapsed", time.Since(start))
+}
+
+func finishReason(r llama.StopReason) string {
+	switch r {
+	case llama.StopMaxTokens, llama.StopContext:
+		return "length"
+	}
+	return "stop"
+}
+
+func usage(resp *pipeline.Response) map[string]int {
+	return map[string]int{
+		"prompt_tokens": resp.Stats.PromptTokens, "completion_tokens": resp.Stats.GeneratedTokens,
+		"total_tokens": resp.Stats.PromptTokens + resp.Stats.GeneratedTokens,
+	}
+}
+
+// statusWriter records the status for the metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	status     int
+	clientGone bool
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = 200
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// Flush passes flushes through (server-sent events need them).
+func (s *statusWriter) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// markGone records that the client went away (status 499 in the metrics).
+func markGone(w http.ResponseWriter) {
+	if s, ok := w.(*statusWriter); ok {
+		s.clientGone = true
+	}
+}
+
+var _ = errors.New
