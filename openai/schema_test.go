@@ -1,9 +1,9 @@
 package openai_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
-	"bytes"
 	"testing"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
