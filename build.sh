@@ -5,6 +5,7 @@
 #   ./build.sh test [args]    run the whole test suite; args go to `go test` (packages named
 #                             there, e.g. ./template, replace the whole suite)
 #   ./build.sh chat [flags]   build and run examples/chat (flags go to it)
+#   ./build.sh server [flags] build and run cmd/vlm-server, the OpenAI-compatible server
 #   ./build.sh vet            go vet ./... with the same flags
 #   ./build.sh env            print the export lines a shell or consumer module needs
 #   ./build.sh go ARGS...     run any go command with vlm's cgo flags set
@@ -99,6 +100,15 @@ case "$cmd" in
     check_tools
     compute_env
     go vet "$@" ./...
+    ;;
+  server)
+    check_tools
+    compute_env
+    note_compile
+    mkdir -p bin
+    go build -o bin/vlm-server ./cmd/vlm-server
+    cd "$user_dir"
+    exec "$root/bin/vlm-server" "$@"
     ;;
   chat)
     check_tools

@@ -21,8 +21,12 @@ type syncBuffer struct {
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuffer) String() string             { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // TestServeDemoAndStopOnSIGTERM: with no model the server serves the demo
 // pair (and says so), answers a request, and on SIGTERM with a stream in
@@ -31,7 +35,9 @@ func TestServeDemoAndStopOnSIGTERM(t *testing.T) {
 	var logs syncBuffer
 	ready := make(chan string, 1)
 	code := make(chan int, 1)
-	go func() { code <- run(context.Background(), []string{"-addr", "127.0.0.1:0", "-threads", "1", "-parallel", "2"}, &logs, ready) }()
+	go func() {
+		code <- run(context.Background(), []string{"-addr", "127.0.0.1:0", "-threads", "1", "-parallel", "2"}, &logs, ready)
+	}()
 	var addr string
 	select {
 	case addr = <-ready:
