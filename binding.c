@@ -97,47 +97,6 @@ bool vlm_abort_trampoline(void *data) {
     return data != NULL && __atomic_load_n((int *)data, __ATOMIC_RELAXED) != 0;
 }
 
-bool vlm_grammar_allows(struct llama_sampler *grammar, llama_token t) {
-    llama_token_data d = {.id = t, .logit = 0.0f, .p = 0.0f};
-    llama_token_data_array arr = {.data = &d, .size = 1, .selected = -1, .sorted = false};
-    llama_sampler_apply(grammar, &arr);
-    return arr.size == 1 && d.logit > -1e30f; // a rejected token gets -INFINITY
-}
-
-llama_token vlm_sampler_sample(struct llama_sampler *chain, struct llama_sampler *grammar, struct llama_context *ctx,
-                               int32_t idx, int *status) {
-    const float *logits = llama_get_logits_ith(ctx, idx);
-    if (logits == NULL) {
-        *status = 1;
-        return -1;
-    }
-    const int n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(llama_get_model(ctx)));
-    llama_token_data *cur = malloc((size_t)n_vocab * sizeof(*cur));
-    if (cur == NULL) {
-        *status = 2;
-        return -1;
-    }
-    for (llama_token t = 0; t < n_vocab; t++) {
-        cur[t] = (llama_token_data){.id = t, .logit = logits[t], .p = 0.0f};
-    }
-    llama_token_data_array arr = {.data = cur, .size = (size_t)n_vocab, .selected = -1, .sorted = false};
-    llama_sampler_apply(chain, &arr);
-    if (arr.selected < 0 || (size_t)arr.selected >= arr.size) {
-        free(cur);
-        *status = 3;
-        return -1;
-    }
-    llama_token tok = arr.data[arr.selected].id;
-    free(cur);
-    if (grammar != NULL && !vlm_grammar_allows(grammar, tok)) {
-        *status = 4; // llama_sampler_accept would throw
-        return tok;
-    }
-    llama_sampler_accept(chain, tok);
-    *status = 0;
-    return tok;
-}
-
 // For tests: threads write lines in pieces at the same time.
 struct vlm_log_test_arg {
     int id, lines, pieces;

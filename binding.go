@@ -15,8 +15,10 @@ package vlm
 import "C"
 
 import (
+	"fmt"
 	"strings"
 	"sync"
+	"unsafe"
 
 	// The pinned module's cgo packages compile ggml (core + CPU backend),
 	// libllama and libmtmd into the program.
@@ -53,4 +55,25 @@ func Init() {
 func SystemInfo() string {
 	Init()
 	return strings.TrimSpace(C.GoString(C.llama_print_system_info()))
+}
+
+// cxxError is the error of a call through binding_cxx.cpp that threw, or
+// nil when e says it did not.
+func cxxError(fn string, e *C.vlm_cxx_err) error {
+	if e.thrown == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s: %s: %w", fn, C.GoString(&e.msg[0]), ErrNativeException)
+}
+
+// cxxThrowTest runs the wrappers' catch path with a std::runtime_error
+// carrying msg (for tests).
+func cxxThrowTest(msg string) error {
+	cmsg := C.CString(msg)
+	defer C.free(unsafe.Pointer(cmsg))
+	var e C.vlm_cxx_err
+	if rc := C.vlm_cxx_throw_test(cmsg, &e); rc != -7 {
+		return fmt.Errorf("vlm_cxx_throw_test returned %d", int(rc))
+	}
+	return cxxError("vlm_cxx_throw_test", &e)
 }

@@ -12,6 +12,16 @@
 #include "llama.h"
 #include "mtmd.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// vlm_cxx_err reports a C++ exception caught by binding_cxx.cpp.
+typedef struct {
+    int thrown;
+    char msg[256];
+} vlm_cxx_err;
+
 // vlm_log_trampoline joins the pieces of log lines from llama.cpp, ggml and
 // mtmd per thread and forwards whole lines to the exported Go function
 // vlmGoLog. It is installed as their log callback.
@@ -49,9 +59,10 @@ bool vlm_grammar_allows(struct llama_sampler *grammar, llama_token t);
 // instead of aborting the process: *status is 0 (token sampled and
 // accepted), 1 (no logits for idx), 2 (out of memory), 3 (no token selected)
 // or 4 (the selected token is one the grammar rejects, e.g. every allowed
-// token was banned; nothing is accepted).
+// token was banned; nothing is accepted), 5 (a sampler threw: see err).
+// It lives in binding_cxx.cpp, where exceptions are caught.
 llama_token vlm_sampler_sample(struct llama_sampler *chain, struct llama_sampler *grammar, struct llama_context *ctx,
-                               int32_t idx, int *status);
+                               int32_t idx, int *status, vlm_cxx_err *err);
 
 // backend.c: backends outlive the scheduler that uses them (see there).
 // vlm_hook_devices hooks the devices registered so far and returns how many
@@ -65,5 +76,30 @@ void vlm_llama_free(struct llama_context *ctx);
 mtmd_context *vlm_mtmd_init_from_file(const char *mmproj_fname, const struct llama_model *text_model,
                                       const struct mtmd_context_params ctx_params);
 void vlm_mtmd_free(mtmd_context *ctx);
+
+// binding_cxx.cpp: the calls into llama.cpp and mtmd that can throw a C++
+// exception, which must not cross into Go (std::terminate would end the
+// process). Each returns what the wrapped call returns; when the call
+// threw, err->thrown is 1 and err->msg holds what() (the return value is
+// then the documented failure value).
+
+int32_t vlm_cxx_tokenize(const struct llama_vocab *vocab, const char *text, int32_t text_len, llama_token *tokens,
+                         int32_t n_tokens_max, bool add_special, bool parse_special, vlm_cxx_err *err);
+int32_t vlm_cxx_token_to_piece(const struct llama_vocab *vocab, llama_token token, char *buf, int32_t length,
+                               int32_t lstrip, bool special, vlm_cxx_err *err);
+int32_t vlm_cxx_decode(struct llama_context *ctx, struct llama_batch batch, vlm_cxx_err *err);
+int32_t vlm_cxx_mtmd_tokenize(mtmd_context *ctx, mtmd_input_chunks *output, const mtmd_input_text *text,
+                              const mtmd_bitmap **bitmaps, size_t n_bitmaps, vlm_cxx_err *err);
+int32_t vlm_cxx_mtmd_encode_chunk(mtmd_context *ctx, const mtmd_input_chunk *chunk, vlm_cxx_err *err);
+int32_t vlm_cxx_chat_apply_template(const char *tmpl, const struct llama_chat_message *chat, size_t n_msg,
+                                    bool add_ass, char *buf, int32_t length, vlm_cxx_err *err);
+void vlm_cxx_sampler_accept(struct llama_sampler *smpl, llama_token token, vlm_cxx_err *err);
+// vlm_cxx_throw_test (tests) throws std::runtime_error(msg) inside the
+// wrapper machinery and returns -7 with err filled in.
+int32_t vlm_cxx_throw_test(const char *msg, vlm_cxx_err *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif // VLM_BINDING_H

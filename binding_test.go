@@ -2,6 +2,7 @@ package vlm
 
 import (
 	"bytes"
+	"errors"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -114,4 +115,16 @@ func TestLogRoutingJoinsPiecesAndFilters(t *testing.T) {
 
 func TestLogDefaultLevelIsWarn(t *testing.T) {
 	assert.Equal(t, slog.LevelWarn, LogLevel())
+}
+
+// TestCxxExceptionsAreCaught: a C++ exception thrown under the binding's
+// wrappers comes back as ErrNativeException with its message, and the
+// process goes on.
+func TestCxxExceptionsAreCaught(t *testing.T) {
+	for range 3 {
+		err := cxxThrowTest("boom from C++")
+		if !errors.Is(err, ErrNativeException) || !strings.Contains(err.Error(), "boom from C++") {
+			t.Fatalf("got %v, want ErrNativeException with the message", err)
+		}
+	}
 }

@@ -206,8 +206,12 @@ func (x *LlamaContext) Decode(b *Batch) error {
 		return fmt.Errorf("batch of %d-wide embeddings for a model taking %d: %w", b.nEmbd, x.model.NEmbdInput(), ErrInvalidArgument)
 	}
 	x.outputs, x.nOutputs = x.outputs[:0], 0
-	rc := int(C.llama_decode(x.c, b.c))
+	var cerr C.vlm_cxx_err
+	rc := int(C.vlm_cxx_decode(x.c, b.c, &cerr))
 	runtime.KeepAlive(b)
+	if err := cxxError("llama_decode", &cerr); err != nil {
+		return err
+	}
 	switch {
 	case rc == 0:
 		for _, l := range unsafe.Slice(b.c.logits, int(b.c.n_tokens)) {

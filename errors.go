@@ -24,6 +24,11 @@ var (
 	// metadata, no weights) and the call needs weights: a context, a
 	// projector, per-layer hyperparameters. Load the model without VocabOnly.
 	ErrVocabOnly = errors.New("vlm: model loaded vocab-only (no weights)")
+	// ErrNativeException: llama.cpp or mtmd threw a C++ exception (a
+	// character the tokenizer cannot cover, a corrupt tokenizer table, a
+	// grammar in an impossible state). The binding catches it, so the
+	// process goes on; the error carries what() and the function.
+	ErrNativeException = errors.New("vlm: llama.cpp threw a C++ exception")
 )
 
 // CodeError carries the status code a C function returned, wrapped around

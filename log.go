@@ -9,6 +9,7 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 )
 
@@ -63,10 +64,86 @@ func vlmGoLog(level C.int, text *C.char, n C.int) {
 	if !ok {
 		l = slog.LevelInfo // binding.c resolves continuations; not reached
 	}
+	if l >= slog.LevelError {
+		line := C.GoStringN(text, n)
+		recentErrors.note(line)
+		if l >= slog.Level(minLogLevel.Load()) {
+			emit(l, line)
+		}
+		return
+	}
 	if l < slog.Level(minLogLevel.Load()) {
 		return
 	}
 	emit(l, C.GoStringN(text, n))
+}
+
+// errorRing keeps llama.cpp's last error lines, so that a failed load can
+// say why (llama.cpp returns NULL and logs the cause).
+type errorRing struct {
+	mu    sync.Mutex
+	seq   uint64
+	lines [32]string
+}
+
+var recentErrors errorRing
+
+func (r *errorRing) note(line string) {
+	r.mu.Lock()
+	r.lines[r.seq%uint64(len(r.lines))] = line
+	r.seq++
+	r.mu.Unlock()
+}
+
+// mark returns a position; since returns the error lines logged after it.
+func (r *errorRing) mark() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.seq
+}
+
+func (r *errorRing) since(mark uint64) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.seq-mark > uint64(len(r.lines)) {
+		mark = r.seq - uint64(len(r.lines))
+	}
+	var out []string
+	for i := mark; i < r.seq; i++ {
+		out = append(out, r.lines[i%uint64(len(r.lines))])
+	}
+	return out
+}
+
+// loadCause is what llama.cpp or mtmd logged as errors since mark, for a
+// load error: "error loading model vocabulary: Index out of array bounds
+// in precompiled charsmap!" rather than only "load failed". Lines that
+// only say that the load failed, and function-name prefixes, are left out.
+func loadCause(mark uint64) string {
+	var parts []string
+	seen := map[string]bool{}
+	for _, line := range recentErrors.since(mark) {
+		line = strings.TrimSpace(line)
+		// "llama_model_load: error loading model: X" → "X"
+		for {
+			fn, rest, ok := strings.Cut(line, ": ")
+			if !ok || strings.ContainsAny(fn, " ") {
+				break
+			}
+			line = rest
+		}
+		line = strings.TrimPrefix(line, "error loading model: ")
+		low := strings.ToLower(line)
+		if line == "" || seen[line] || strings.HasPrefix(low, "failed to load model") || low == "failed to load" {
+			continue
+		}
+		seen[line] = true
+		parts = append(parts, line)
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return strings.Join(parts, "; ")
 }
 
 // demoted are warnings llama.cpp prints in normal use that a library user

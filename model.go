@@ -61,10 +61,14 @@ func LoadModel(path string, p ModelParams) (*LlamaModel, error) {
 	}
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
+	mark := recentErrors.mark()
 	m := C.llama_model_load_from_file(cpath, params)
 	if m == nil {
 		if cancelled.Load() {
 			return nil, fmt.Errorf("loading %s: %w", path, ErrCancelled)
+		}
+		if cause := loadCause(mark); cause != "" {
+			return nil, fmt.Errorf("llama.cpp could not load %s: %s: %w", path, cause, ErrLoad)
 		}
 		return nil, fmt.Errorf("llama.cpp could not load %s: %w", path, ErrLoad)
 	}
@@ -350,8 +354,12 @@ func (m *LlamaModel) Tokenize(text string, addSpecial, parseSpecial bool) ([]Tok
 	n := len(text) + 8
 	for range 2 {
 		buf := make([]Token, n)
-		got := int(C.llama_tokenize(m.vocab, ctext, C.int32_t(len(text)),
-			(*C.llama_token)(unsafe.Pointer(unsafe.SliceData(buf))), C.int32_t(n), C.bool(addSpecial), C.bool(parseSpecial)))
+		var cerr C.vlm_cxx_err
+		got := int(C.vlm_cxx_tokenize(m.vocab, ctext, C.int32_t(len(text)),
+			(*C.llama_token)(unsafe.Pointer(unsafe.SliceData(buf))), C.int32_t(n), C.bool(addSpecial), C.bool(parseSpecial), &cerr))
+		if err := cxxError("llama_tokenize", &cerr); err != nil {
+			return nil, err
+		}
 		if got >= 0 {
 			return buf[:got], nil
 		}
@@ -376,7 +384,12 @@ func (m *LlamaModel) TokenPiece(t Token, special bool) ([]byte, error) {
 	buf := stack[:]
 	for range 2 {
 		cbuf := (*C.char)(C.malloc(C.size_t(len(buf))))
-		n := int(C.llama_token_to_piece(m.vocab, C.llama_token(t), cbuf, C.int32_t(len(buf)), 0, C.bool(special)))
+		var cerr C.vlm_cxx_err
+		n := int(C.vlm_cxx_token_to_piece(m.vocab, C.llama_token(t), cbuf, C.int32_t(len(buf)), 0, C.bool(special), &cerr))
+		if err := cxxError("llama_token_to_piece", &cerr); err != nil {
+			C.free(unsafe.Pointer(cbuf))
+			return nil, err
+		}
 		if n >= 0 {
 			out := C.GoBytes(unsafe.Pointer(cbuf), C.int(n))
 			C.free(unsafe.Pointer(cbuf))
@@ -472,7 +485,12 @@ func ApplyBuiltinChatTemplate(tmpl string, msgs []ChatMessage, addAssistant bool
 	n := total*2 + 256
 	for range 2 {
 		buf := (*C.char)(C.malloc(C.size_t(n)))
-		got := int(C.llama_chat_apply_template(ctmpl, cmsgs, C.size_t(len(msgs)), C.bool(addAssistant), buf, C.int32_t(n)))
+		var cerr C.vlm_cxx_err
+		got := int(C.vlm_cxx_chat_apply_template(ctmpl, cmsgs, C.size_t(len(msgs)), C.bool(addAssistant), buf, C.int32_t(n), &cerr))
+		if err := cxxError("llama_chat_apply_template", &cerr); err != nil {
+			C.free(unsafe.Pointer(buf))
+			return "", err
+		}
 		if got < 0 {
 			C.free(unsafe.Pointer(buf))
 			return "", fmt.Errorf("llama.cpp has no built-in chat template %q (known: %s): %w",

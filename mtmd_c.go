@@ -58,8 +58,12 @@ func LoadProjector(path string, m *LlamaModel, p ProjectorParams) (*MtmdContext,
 	}
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
+	mark := recentErrors.mark()
 	c := C.vlm_mtmd_init_from_file(cpath, m.c, params)
 	if c == nil {
+		if cause := loadCause(mark); cause != "" {
+			return nil, fmt.Errorf("mtmd could not load projector %s: %s: %w", path, cause, ErrLoad)
+		}
 		return nil, fmt.Errorf("mtmd could not load projector %s: %w", path, ErrLoad)
 	}
 	// mtmd sizes its output rows by the text model's input width (it
@@ -218,8 +222,13 @@ func (x *MtmdContext) Tokenize(text string, addSpecial, parseSpecial bool, bitma
 	if chunks == nil {
 		return nil, fmt.Errorf("mtmd_input_chunks_init failed: %w", ErrInvalidArgument)
 	}
-	rc := C.mtmd_tokenize(x.c, chunks, in, arr, C.size_t(len(bitmaps)))
+	var cerr C.vlm_cxx_err
+	rc := C.vlm_cxx_mtmd_tokenize(x.c, chunks, in, arr, C.size_t(len(bitmaps)), &cerr)
 	runtime.KeepAlive(bitmaps) // the caller's Bitmaps may have cleanups that free b.c
+	if err := cxxError("mtmd_tokenize", &cerr); err != nil {
+		C.mtmd_input_chunks_free(chunks)
+		return nil, err
+	}
 	switch rc {
 	case 0:
 		return &InputChunks{c: chunks}, nil
@@ -306,8 +315,12 @@ func (x *MtmdContext) Encode(chunks *InputChunks, i int) ([]float32, error) {
 		return nil, fmt.Errorf("chunk %d is text, not media: %w", i, ErrInvalidArgument)
 	}
 	ch := C.mtmd_input_chunks_get(chunks.c, C.size_t(i))
-	rc := C.mtmd_encode_chunk(x.c, ch)
+	var cerr C.vlm_cxx_err
+	rc := C.vlm_cxx_mtmd_encode_chunk(x.c, ch, &cerr)
 	runtime.KeepAlive(chunks)
+	if err := cxxError("mtmd_encode_chunk", &cerr); err != nil {
+		return nil, err
+	}
 	if rc != 0 {
 		return nil, &CodeError{Func: "mtmd_encode_chunk", Code: int(rc), Err: ErrDecode}
 	}

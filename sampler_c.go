@@ -158,7 +158,11 @@ func (s *SamplerChain) Sample(x *LlamaContext, i int) (Token, error) {
 		return -1, fmt.Errorf("no output %d in the last decode: %w", i, ErrInvalidArgument)
 	}
 	var status C.int
-	t := Token(C.vlm_sampler_sample(s.c, s.grammar, x.c, C.int32_t(i), &status))
+	var cerr C.vlm_cxx_err
+	t := Token(C.vlm_sampler_sample(s.c, s.grammar, x.c, C.int32_t(i), &status, &cerr))
+	if err := cxxError("llama_sampler_sample", &cerr); err != nil {
+		return -1, err
+	}
 	switch status {
 	case 0:
 		return t, nil
@@ -179,8 +183,9 @@ func (s *SamplerChain) Accept(t Token) error {
 	if s.grammar != nil && !bool(C.vlm_grammar_allows(s.grammar, C.llama_token(t))) {
 		return fmt.Errorf("token %d is not allowed by the grammar here: %w", t, ErrInvalidArgument)
 	}
-	C.llama_sampler_accept(s.c, C.llama_token(t))
-	return nil
+	var cerr C.vlm_cxx_err
+	C.vlm_cxx_sampler_accept(s.c, C.llama_token(t), &cerr)
+	return cxxError("llama_sampler_accept", &cerr)
 }
 
 // Reset clears the state of the chain's samplers.

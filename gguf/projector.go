@@ -137,7 +137,10 @@ func (c *checker) projectorKeys() *Projector {
 	need(v + "feed_forward_length")
 	p.BlockCount = need(v + "block_count")
 	p.ProjectionDim = need(v + "projection_dim")
-	if _, ok := c.f32(v+"attention.layer_norm_epsilon", true, true, false); !ok {
+	if eps, ok := c.f32(v+"attention.layer_norm_epsilon", true, true, false); !ok {
+		okAll = false
+	} else if eps < 0 || !finite(eps) {
+		c.add(ErrBadValue, true, v+"attention.layer_norm_epsilon", "", "%v: a norm epsilon must be a finite number >= 0", eps)
 		okAll = false
 	}
 	p.ImageSize = need(v + "image_size")
@@ -162,6 +165,15 @@ func (c *checker) projectorKeys() *Projector {
 			c.add(ErrKeyType, true, key, "", "type %s, want arr[i32]", kv.TypeName())
 		} else if key == v+"image_grid_pinpoints" && kv.Len()%2 != 0 {
 			c.add(ErrBadValue, true, key, "", "%d elements, want (width, height) pairs", kv.Len())
+		} else if key == v+"image_grid_pinpoints" && kv.Len() > 2*maxPinpoints {
+			c.add(ErrBadValue, false, key, "", "%d resolutions, at most %d", kv.Len()/2, maxPinpoints)
+		} else {
+			for _, x := range int32s(kv.Value) {
+				if key == v+"image_grid_pinpoints" && (x <= 0 || x > maxImageSide) {
+					c.add(ErrBadValue, false, key, "", "resolution %d: want 1..%d", x, maxImageSide)
+					break
+				}
+			}
 		}
 	}
 	for i, key := range []string{v + "image_mean", v + "image_std"} {
@@ -179,6 +191,13 @@ func (c *checker) projectorKeys() *Projector {
 			okAll = false
 		default:
 			copy(dst[:], vals)
+			for _, x := range vals[:3] {
+				if !finite(x) || (i == 1 && x == 0) {
+					c.add(ErrBadValue, false, key, "", "%v: every pixel would become NaN or infinite", vals[:3])
+					okAll = false
+					break
+				}
+			}
 		}
 	}
 
@@ -225,6 +244,30 @@ func (c *checker) projectorKeys() *Projector {
 	if !okAll {
 		return nil
 	}
+	// Preprocessing sizes: clip.cpp resizes into int-indexed float
+	// buffers of width × height × 3 (65536 overflows into a SIGSEGV,
+	// 16384 takes gigabytes and most of a minute before failing).
+	for _, kv := range []struct {
+		key string
+		val uint32
+	}{{v + "image_size", p.ImageSize}, {v + "preproc_image_size", p.PreprocImageSize}} {
+		if kv.val > maxImageSide {
+			c.add(ErrBadValue, false, kv.key, "", "%d pixels, at most %d", kv.val, maxImageSide)
+			okAll = false
+		}
+	}
+	if fl, ok := c.f.Get(v + "feature_layer"); ok {
+		for _, x := range int32s(fl.Value) {
+			if x < 0 || uint32(x) > p.BlockCount {
+				c.add(ErrBadValue, true, v+"feature_layer", "", "layer %d of a %d-layer encoder", x, p.BlockCount)
+				okAll = false
+				break
+			}
+		}
+	}
+	if !okAll {
+		return nil
+	}
 	// values clip.cpp divides by
 	if p.PatchSize == 0 || p.ImageSize < p.PatchSize {
 		c.add(ErrBadValue, true, v+"patch_size", "", "patch size %d for image size %d", p.PatchSize, p.ImageSize)
@@ -233,6 +276,15 @@ func (c *checker) projectorKeys() *Projector {
 	if nHead == 0 || p.EmbeddingLength%nHead != 0 {
 		c.add(ErrBadValue, true, v+"attention.head_count", "", "%d heads for embedding length %d", nHead, p.EmbeddingLength)
 		return nil
+	}
+	if kv, ok := c.f.Get(v + "image_grid_pinpoints"); ok {
+		pts := int32s(kv.Value)
+		for i := 0; i+1 < len(pts); i += 2 {
+			if tiles := (int64(pts[i]) / int64(p.ImageSize)) * (int64(pts[i+1]) / int64(p.ImageSize)); tiles > maxGridTiles {
+				c.add(ErrBadValue, false, v+"image_grid_pinpoints", "", "resolution %d×%d makes %d tiles of %d pixels, at most %d", pts[i], pts[i+1], tiles, p.ImageSize, maxGridTiles)
+				return nil
+			}
+		}
 	}
 	side := p.ImageSize / p.PatchSize
 	n := int(side) * int(side)
@@ -256,6 +308,28 @@ func (c *checker) projectorKeys() *Projector {
 	}
 	p.NonCausal = typ == "gemma3"
 	return p
+}
+
+// Bounds on preprocessing sizes.
+const (
+	maxImageSide = 8192 // pixels per side of image_size, preproc_image_size and grid resolutions
+	maxPinpoints = 64   // image_grid_pinpoints resolutions
+	maxGridTiles = 256  // tiles one grid resolution cuts an image into
+)
+
+// int32s returns an i32 or u32 array as int32s.
+func int32s(v any) []int32 {
+	switch v := v.(type) {
+	case []int32:
+		return v
+	case []uint32:
+		out := make([]int32, len(v))
+		for i, x := range v {
+			out[i] = int32(min(x, 1<<31-1))
+		}
+		return out
+	}
+	return nil
 }
 
 // projectorTensors checks the tensors of the vision tower and projector for

@@ -3,6 +3,7 @@ package gguf
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 )
 
@@ -196,6 +197,7 @@ func (c *checker) container() {
 func ValidateModel(f *File) error {
 	c := &checker{f: f}
 	c.container()
+	c.mmapAlignment()
 	arch, ok := c.str("general.architecture", true, false, false)
 	if !ok {
 		return c.err()
@@ -322,6 +324,28 @@ func (c *checker) hparams(arch string) hparams {
 			c.add(ErrBadValue, true, k("rope.scaling.type"), "", "unknown rope scaling type %q", st)
 		}
 		hp.longrope = st == "longrope"
+	}
+	// Values the graph divides by, takes roots or logarithms of: NaN or a
+	// negative epsilon trips ggml's asserts at the first decode; a rope
+	// base that is not a positive number gives NaN logits forever.
+	for _, key := range []string{"attention.layer_norm_rms_epsilon", "attention.layer_norm_epsilon"} {
+		if v, ok := c.f32(k(key), false, false, false); ok && (v < 0 || !finite(v)) {
+			c.add(ErrBadValue, true, k(key), "", "%v: a norm epsilon must be a finite number >= 0", v)
+			hp.ok = false
+		}
+	}
+	if v, ok := c.f32(k("rope.freq_base"), false, false, false); ok && (v <= 0 || !finite(v)) {
+		c.add(ErrBadValue, false, k("rope.freq_base"), "", "%v: the RoPE base must be a finite number > 0 (else every logit is NaN)", v)
+	}
+	// Grouped-query attention: each KV head serves n_head/n_head_kv
+	// query heads; ggml asserts that this divides at context creation.
+	for i := range min(len(hp.nHead), len(hp.nHeadKV)) {
+		h, kv := hp.nHead[i], hp.nHeadKV[i]
+		if h > 0 && kv > 0 && (kv > h || h%kv != 0) {
+			c.add(ErrBadValue, true, k("attention.head_count_kv"), "", "%d KV heads for %d heads (layer %d): the KV heads must divide the heads", kv, h, i)
+			hp.ok = false
+			break
+		}
 	}
 	c.f32(k("rope.scaling.factor"), false, false, false)
 	c.f32(k("rope.scale_linear"), false, false, false)
@@ -677,6 +701,19 @@ func (c *checker) llamaTensors(hp hparams, nVocab uint64) {
 		}
 	}
 }
+
+// mmapAlignment refuses data alignments below ggml's CPU tensor alignment:
+// llama.cpp maps the file and uses the tensors in place, and ggml's CPU
+// buffers assert 32-byte aligned data (alignments 1 to 16 abort).
+func (c *checker) mmapAlignment() {
+	if kv, ok := c.f.Get(KeyAlignment); ok {
+		if a, isU32 := kv.Value.(uint32); isU32 && a != 0 && a&(a-1) == 0 && a < DefaultAlignment {
+			c.add(ErrBadAlignment, true, KeyAlignment, "", "%d: a model needs at least %d (ggml's CPU buffers use the mapped file in place)", a, DefaultAlignment)
+		}
+	}
+}
+
+func finite(v float32) bool { return !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) }
 
 // ValidateLayout checks only the container: general.alignment a
 // power-of-two u32, unique keys and tensor names, valid tensor shapes and

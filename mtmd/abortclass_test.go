@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,6 +35,8 @@ type ggufEdit struct {
 	// AddTensors are written after the file's own tensors (nil data:
 	// zeros).
 	AddTensors []gguf.TensorInfo
+	// Alignment, if set, is the written file's data alignment.
+	Alignment uint32
 	// Bytes, if set, patches the written file: for what gguf.Writer
 	// rightly refuses to write (a bad alignment, a duplicate tensor name,
 	// a truncated file).
@@ -54,6 +57,9 @@ func rewriteGGUF(t *testing.T, src, dir, name string, edit ggufEdit) string {
 	defer r.Close()
 
 	w := gguf.NewWriter()
+	if edit.Alignment != 0 {
+		require.NoError(t, w.SetAlignment(edit.Alignment))
+	}
 	for _, kv := range f.KVs {
 		if edit.KV != nil {
 			var keep bool
@@ -197,7 +203,38 @@ func textAbortClasses() []abortClass {
 			return f(append([]string(nil), kv.Value.([]string)...))
 		})
 	}
+	f32 := func(v float32) func(gguf.KV) any { return func(gguf.KV) any { return v } }
 	return []abortClass{{
+		name: "KV heads do not divide the heads", pair: mlp,
+		unguarded: "GGML_ASSERT at context creation",
+		edit:      ggufEdit{AddKVs: []gguf.KV{{Key: "llama.attention.head_count_kv", Value: uint32(3)}}, KV: dropKey("llama.attention.head_count_kv")},
+		class:     gguf.ErrBadValue, mention: "llama.attention.head_count_kv",
+	}, {
+		name: "KV heads exceed the heads", pair: mlp,
+		unguarded: "GGML_ASSERT at context creation",
+		edit:      ggufEdit{AddKVs: []gguf.KV{{Key: "llama.attention.head_count_kv", Value: uint32(8)}}, KV: dropKey("llama.attention.head_count_kv")},
+		class:     gguf.ErrBadValue, mention: "must divide the heads",
+	}, {
+		name: "NaN RMS norm epsilon", pair: mlp,
+		unguarded: "GGML_ASSERT at the first decode",
+		edit:      ggufEdit{KV: editKey("llama.attention.layer_norm_rms_epsilon", f32(float32(math.NaN())))},
+		class:     gguf.ErrBadValue, mention: "llama.attention.layer_norm_rms_epsilon",
+	}, {
+		name: "negative RMS norm epsilon", pair: mlp,
+		unguarded: "GGML_ASSERT at the first decode",
+		edit:      ggufEdit{KV: editKey("llama.attention.layer_norm_rms_epsilon", f32(-1e-5))},
+		class:     gguf.ErrBadValue, mention: "finite number >= 0",
+	}, {
+		name: "zero RoPE base", pair: mlp,
+		unguarded: "loads; every logit NaN, <unk> forever",
+		edit:      ggufEdit{AddKVs: []gguf.KV{{Key: "llama.rope.freq_base", Value: float32(0)}}, KV: dropKey("llama.rope.freq_base")},
+		class:     gguf.ErrBadValue, mention: "llama.rope.freq_base",
+	}, {
+		name: "alignment 8", pair: mlp,
+		unguarded: "GGML_ASSERT (CPU buffer alignment) with mmap",
+		edit:      ggufEdit{Alignment: 8},
+		class:     gguf.ErrBadAlignment, mention: "at least 32",
+	}, {
 		name: "alignment not a power of two", pair: mlp,
 		unguarded: "clean load error (gguf.cpp)",
 		// Writer refuses alignment 48: written under a look-alike key, renamed.
@@ -328,6 +365,33 @@ func textAbortClasses() []abortClass {
 func projectorAbortClasses() []abortClass {
 	mlp, idefics3, gemma3 := testmodel.ProjectorMLP, testmodel.ProjectorIdefics3, testmodel.ProjectorGemma3
 	return []abortClass{{
+		name: "NaN vision norm epsilon", pair: mlp, proj: true,
+		unguarded: "GGML_ASSERT when the encoder runs",
+		edit: ggufEdit{KV: editKey("clip.vision.attention.layer_norm_epsilon", func(gguf.KV) any {
+			return float32(math.NaN())
+		})},
+		class: gguf.ErrBadValue, mention: "clip.vision.attention.layer_norm_epsilon",
+	}, {
+		name: "zero image_std", pair: mlp, proj: true,
+		unguarded: "loads; every embedding NaN",
+		edit:      ggufEdit{KV: editKey("clip.vision.image_std", func(gguf.KV) any { return []float32{0.5, 0, 0.5} })},
+		class:     gguf.ErrBadValue, mention: "clip.vision.image_std",
+	}, {
+		name: "feature_layer past the block count", pair: mlp, proj: true,
+		unguarded: "SIGSEGV when the encoder runs",
+		edit:      ggufEdit{AddKVs: []gguf.KV{{Key: "clip.vision.feature_layer", Value: []int32{1, 40}}}},
+		class:     gguf.ErrBadValue, mention: "clip.vision.feature_layer",
+	}, {
+		name: "idefics3 preprocessing size 65536", pair: idefics3, proj: true,
+		unguarded: "SIGSEGV in resize (int overflow)",
+		edit:      ggufEdit{KV: editKey("clip.vision.preproc_image_size", func(gguf.KV) any { return uint32(65536) })},
+		class:     gguf.ErrBadValue, mention: "clip.vision.preproc_image_size",
+	}, {
+		name: "huge image_grid_pinpoints", pair: mlp, proj: true,
+		unguarded: "65,537 tiles for a 40×30 image: effectively a hang",
+		edit:      ggufEdit{AddKVs: []gguf.KV{{Key: "clip.vision.image_grid_pinpoints", Value: []int32{8192, 8192}}}},
+		class:     gguf.ErrBadValue, mention: "tiles",
+	}, {
 		name: "image_size of type f32", pair: mlp, proj: true,
 		unguarded: "SIGABRT at load (clip.cpp getter assert)",
 		edit: ggufEdit{KV: editKey("clip.vision.image_size", func(kv gguf.KV) any {
@@ -557,4 +621,31 @@ func TestAbortClassFilesFailCleanly(t *testing.T) {
 
 	after := greedyImageAnswer(t, goodModel[testmodel.ProjectorIdefics3], goodProj[testmodel.ProjectorIdefics3], 8)
 	assert.Equal(t, before, after, "the process answers as before the bad files")
+}
+
+// TestCorruptT5CharsmapIsAnError: a T5 tokenizer whose precompiled charsmap
+// is corrupt is refused by llama.cpp at load (or, where the corruption only
+// shows when tokenizing, makes llama_tokenize throw a C++ exception, which
+// vlm catches as vlm.ErrNativeException); either way the error says why —
+// llama.cpp's own cause, taken from its log — and the process goes on.
+func TestCorruptT5CharsmapIsAnError(t *testing.T) {
+	mp, _ := testmodel.TinyPair(t, testmodel.ProjectorMLP, gguf.TypeF16)
+	charsmap := make([]uint8, 64)
+	binary.LittleEndian.PutUint32(charsmap, 1<<20) // the xcda blob claims more bytes than there are
+	path := rewriteGGUF(t, mp, t.TempDir(), "t5", ggufEdit{
+		KV:     editKey("tokenizer.ggml.model", func(gguf.KV) any { return "t5" }),
+		AddKVs: []gguf.KV{{Key: "tokenizer.ggml.precompiled_charsmap", Value: charsmap}},
+	})
+	m, err := llama.Load(context.Background(), path, llama.LoadOptions{VocabOnly: true})
+	if err != nil {
+		t.Logf("refused at load: %v", err)
+		assert.Contains(t, err.Error(), "precompiled charsmap", "the error carries llama.cpp's cause")
+		return
+	}
+	defer m.Close()
+	for range 2 {
+		_, err = m.Vocab().Tokenize("hello world", true, false)
+		require.Error(t, err)
+		t.Logf("%v", err)
+	}
 }
