@@ -284,7 +284,7 @@ func (p *Pipeline) isClosed() bool {
 
 // render lays out msgs with the chat template: the exact text transformers
 // would render (full) and the prompt for mtmd with one marker per image.
-func (p *Pipeline) render(msgs []template.Message) (full, prompt string, err error) {
+func (p *Pipeline) render(ctx context.Context, msgs []template.Message) (full, prompt string, err error) {
 	if p.builtin != "" {
 		cm := make([]vlm.ChatMessage, len(msgs))
 		for i, m := range msgs {
@@ -305,7 +305,7 @@ func (p *Pipeline) render(msgs []template.Message) (full, prompt string, err err
 		s, err := vlm.ApplyBuiltinChatTemplate(p.builtin, cm, true)
 		return s, s, err
 	}
-	o := template.Options{AddGenerationPrompt: true, BOSToken: p.bos, EOSToken: p.eos, Marker: p.proj.Marker()}
+	o := template.Options{AddGenerationPrompt: true, BOSToken: p.bos, EOSToken: p.eos, Marker: p.proj.Marker(), Context: ctx}
 	if full, err = p.tmpl.Render(msgs, o); err != nil {
 		return "", "", err
 	}

@@ -136,7 +136,7 @@ func (p *Pipeline) answer(ctx context.Context, msgs []template.Message, images [
 	if err := p.checkText(msgs); err != nil {
 		return fail(err)
 	}
-	full, prompt, err := p.render(msgs)
+	full, prompt, err := p.render(ctx, msgs)
 	if err != nil {
 		return fail(err)
 	}

@@ -52,6 +52,13 @@
 // 1.0 as "1"; floor division and modulo of negative numbers truncate;
 // "%" string formatting, the format filter and str.join/str.format methods
 // are missing; upper/capitalize use Go's case mapping ('ß' stays 'ß');
-// {%+ and +%} are trimmed like ordinary tags; there is no limit on render
-// time.
+// {%+ and +%} are trimmed like ordinary tags.
+//
+// A template comes from a model file, so a render is bounded
+// ([ErrRenderLimit]): macro calls nest at most [MaxMacroDepth] deep (a
+// recursive macro would otherwise overflow Go's stack, which is fatal),
+// range() calls make at most [MaxRangeItems] items per render, the output
+// is at most [MaxRenderBytes], a render takes at most [MaxRenderTime] and
+// stops when [Options].Context is cancelled, and multiplying by an integer
+// literal above 1,000,000 is refused at compile time.
 package template

@@ -18,6 +18,8 @@ const (
 	trimFilter   = "__vlm_trim"
 	stringFilter = "__vlm_string"
 	printFilter  = "__vlm_print"
+	enterMacro   = "__vlm_enter"
+	leaveMacro   = "__vlm_leave"
 )
 
 // renamedFilters maps a filter name to the name prepare gives it.
@@ -88,12 +90,37 @@ func prepare(src string) string {
 				b.WriteString(body)
 				return b.String()
 			}
+			name := ""
+			if src[j+1] == '%' {
+				name = stmtName(body)
+			}
+			if name == "endmacro" {
+				// Count the macro's end: a tag of ours just before
+				// {% endmacro %}, taking over its left trim, so the
+				// output is unchanged.
+				lead := ""
+				if strings.HasPrefix(body, "-") {
+					lead = "-"
+				}
+				b.WriteString(lead + " set __vlm_depth = " + leaveMacro + "() %}{%")
+			}
 			if src[j+1] == '{' {
 				b.WriteString(wrapOutput(body))
 			} else {
 				b.WriteString(dropPlus(body))
 			}
 			b.WriteString(closer)
+			if name == "macro" {
+				// Count the macro's calls (recursion depth, time): a tag
+				// of ours right after {% macro %}, taking over its right
+				// trim; trim_blocks then acts on it as on the macro tag.
+				trim := strings.HasSuffix(strings.TrimRight(body, " \t\n"), "-")
+				if trim {
+					b.WriteString("{%- set __vlm_depth = " + enterMacro + "() -%}")
+				} else {
+					b.WriteString("{% set __vlm_depth = " + enterMacro + "() %}")
+				}
+			}
 			i = end
 			if src[j+1] == '%' && stmtName(body) == "raw" {
 				// Copy the raw body verbatim up to its {% endraw %}.

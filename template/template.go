@@ -1,6 +1,7 @@
 package template
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -49,6 +50,11 @@ type Options struct {
 	// Now is the clock strftime_now reads; nil means time.Now.
 	Now func() time.Time
 
+	// Context, if set, cancels the render (checked at every macro call,
+	// range() and printed expression). A render also stops after
+	// MaxRenderTime, with a *RenderError wrapping ErrRenderLimit.
+	Context context.Context
+
 	// Marker is the media marker [Template.Prompt] writes for each image;
 	// empty means [DefaultMarker]. Render ignores it.
 	Marker string
@@ -79,6 +85,9 @@ func Compile(source string) (*Template, error) {
 }
 
 func compile(source, name string) (*Template, error) {
+	if err := checkRepeats(source); err != nil {
+		return nil, &CompileError{Err: err}
+	}
 	tmpl, err := safeCompile(prepare(source))
 	if err != nil {
 		return nil, &CompileError{Err: err}
@@ -146,11 +155,12 @@ func (t *Template) render(messages jinja.Value, opts *Options) (string, error) {
 	if now == nil {
 		now = time.Now
 	}
-	data := make(map[string]jinja.Value, 12+len(opts.Vars))
+	data := make(map[string]jinja.Value, 14+len(opts.Vars))
+	b := newBudget(opts.Context)
 	// Globals as transformers defines them; Vars may replace these.
 	data["raise_exception"] = raiseExceptionValue
 	data["strftime_now"] = strftimeNow(now)
-	data["range"] = rangeValue
+	data["range"] = b.rangeValue()
 	if opts.BOSToken != "" {
 		data["bos_token"] = jinja.NewString(opts.BOSToken)
 	}
@@ -174,9 +184,14 @@ func (t *Template) render(messages jinja.Value, opts *Options) (string, error) {
 	data[tojsonFilter] = tojsonValue
 	data[trimFilter] = trimValue
 	data[stringFilter] = stringValue
-	data[printFilter] = printValue
+	data[printFilter] = b.printValue()
+	data[enterMacro] = b.enterValue()
+	data[leaveMacro] = b.leaveValue()
 
 	out, err := safeRender(t.tmpl, data)
+	if err == nil && len(out) > MaxRenderBytes {
+		err = fmt.Errorf("the rendered prompt has %d bytes, more than %d: %w", len(out), MaxRenderBytes, ErrRenderLimit)
+	}
 	if err != nil {
 		var raise *RaiseError
 		if errors.As(err, &raise) {
@@ -211,10 +226,8 @@ func safeRender(tmpl *jinja.Template, data map[string]jinja.Value) (out string, 
 var (
 	raiseExceptionValue = jinja.NewCallable("raise_exception", raiseException)
 	tojsonValue         = jinja.NewCallable("tojson", tojson)
-	rangeValue          = jinja.NewCallable("range", safeRange)
 	trimValue           = jinja.NewCallable("trim", trim)
 	stringValue         = jinja.NewCallable("string", toString)
-	printValue          = jinja.NewCallable("print", printString)
 )
 
 // cacheSize bounds the number of compiled templates kept by [Compile]; a
