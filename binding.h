@@ -59,7 +59,8 @@ bool vlm_grammar_allows(struct llama_sampler *grammar, llama_token t);
 // instead of aborting the process: *status is 0 (token sampled and
 // accepted), 1 (no logits for idx), 2 (out of memory), 3 (no token selected)
 // or 4 (the selected token is one the grammar rejects, e.g. every allowed
-// token was banned; nothing is accepted), 5 (a sampler threw: see err).
+// token was banned; nothing is accepted), 5 (a sampler threw: see err),
+// 6 (the logits hold NaN or infinities: the count is returned).
 // It lives in binding_cxx.cpp, where exceptions are caught.
 llama_token vlm_sampler_sample(struct llama_sampler *chain, struct llama_sampler *grammar, struct llama_context *ctx,
                                int32_t idx, int *status, vlm_cxx_err *err);

@@ -6,6 +6,7 @@
 // is caught and returned as an error. See binding.h.
 #include "binding.h"
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -109,10 +110,17 @@ llama_token vlm_sampler_sample(struct llama_sampler *chain, struct llama_sampler
         *status = 2;
         return -1;
     }
+    int nonfinite = 0;
     for (llama_token t = 0; t < n_vocab; t++) {
         cur[t].id = t;
         cur[t].logit = logits[t];
         cur[t].p = 0.0f;
+        nonfinite += !std::isfinite(logits[t]);
+    }
+    if (nonfinite > 0) {
+        std::free(cur);
+        *status = 6;
+        return nonfinite;
     }
     llama_token_data_array arr;
     arr.data = cur;

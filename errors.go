@@ -29,6 +29,10 @@ var (
 	// grammar in an impossible state). The binding catches it, so the
 	// process goes on; the error carries what() and the function.
 	ErrNativeException = errors.New("vlm: llama.cpp threw a C++ exception")
+	// ErrNonFinite: the model computed NaN or infinite logits — broken
+	// weights or hyperparameters (a zero RoPE base, NaN weights): every
+	// answer would be the same token forever.
+	ErrNonFinite = errors.New("vlm: the model computed NaN or infinite logits")
 )
 
 // CodeError carries the status code a C function returned, wrapped around

@@ -168,6 +168,8 @@ func (s *SamplerChain) Sample(x *LlamaContext, i int) (Token, error) {
 		return t, nil
 	case 4:
 		return -1, fmt.Errorf("the grammar allows none of the tokens left to sample (token %d picked): %w", t, ErrInvalidArgument)
+	case 6:
+		return -1, fmt.Errorf("output %d: %d logits are NaN or infinite (broken weights or hyperparameters): %w", i, int(t), ErrNonFinite)
 	}
 	return -1, fmt.Errorf("sampling output %d failed (status %d): %w", i, int(status), ErrInvalidArgument)
 }

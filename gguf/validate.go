@@ -548,6 +548,25 @@ func (c *checker) vocab() int {
 			c.add(ErrByteTokens, true, p+"tokens", "", "%d of the 256 byte tokens <0x00>..<0xFF> missing (first <0x%02X>)", missing, first)
 		}
 	}
+	if model == "bert" && types != nil {
+		// The WPM tokenizer has no byte tokens: llama_vocab::load asserts
+		// on a byte-typed token of a bert vocabulary.
+		for i, t := range types {
+			if t == tokenTypeByte {
+				c.add(ErrTokenArray, true, p+"token_type", "", "token %d %q is of type byte, which a bert (WPM) tokenizer does not have", i, tokens[i])
+				break
+			}
+		}
+	}
+	if model == "rwkv" {
+		// The RWKV tokenizer needs "\n" as a token: without it, loading
+		// loops and takes gigabytes.
+		_, plain := seen["\n"]
+		_, escaped := seen[`\n`] // stored escaped, as the RWKV tokenizer files write it
+		if !plain && !escaped {
+			c.add(ErrBadValue, true, p+"tokens", "", "an rwkv vocabulary needs a \"\\n\" token")
+		}
+	}
 	if (model == "llama" || model == "t5") && types != nil {
 		for i, t := range types {
 			if t == tokenTypeByte && !isByteTokenText(tokens[i]) {

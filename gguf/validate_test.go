@@ -1,6 +1,7 @@
 package gguf
 
 import (
+	"math"
 	"errors"
 	"fmt"
 	"testing"
@@ -218,6 +219,21 @@ func TestValidateModelFileEdits(t *testing.T) {
 			}
 			f.KVs = kvs // llama (SPM) defaults bos 1 (in range), eos 2 (not)
 		}, ErrSpecialToken, true},
+		{"bert tokenizer with byte tokens", func(f *File) {
+			replaceKV(f, "tokenizer.ggml.model", KV{Key: "tokenizer.ggml.model", Type: ValueString, Value: "bert"})
+		}, ErrTokenArray, true},
+		{"rwkv vocabulary without a newline", func(f *File) {
+			replaceKV(f, "tokenizer.ggml.model", KV{Key: "tokenizer.ggml.model", Type: ValueString, Value: "rwkv"})
+		}, ErrBadValue, true},
+		{"KV heads do not divide the heads", func(f *File) {
+			replaceKV(f, "llama.attention.head_count_kv", KV{Key: "llama.attention.head_count_kv", Type: ValueUint32, Value: uint32(3)})
+		}, ErrBadValue, true},
+		{"NaN norm epsilon", func(f *File) {
+			replaceKV(f, "llama.attention.layer_norm_rms_epsilon", KV{Key: "llama.attention.layer_norm_rms_epsilon", Type: ValueFloat32, Value: float32(math.NaN())})
+		}, ErrBadValue, true},
+		{"alignment 16", func(f *File) {
+			f.KVs = append(f.KVs, KV{Key: KeyAlignment, Type: ValueUint32, Value: uint32(16)})
+		}, ErrBadAlignment, true},
 		{"clip file", func(f *File) {
 			replaceKV(f, "general.architecture", KV{Key: "general.architecture", Type: ValueString, Value: "clip"})
 		}, ErrBadValue, false},

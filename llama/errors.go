@@ -10,6 +10,11 @@ import (
 var (
 	// ErrClosed: the handle was closed.
 	ErrClosed = vlm.ErrClosed
+	// ErrNonFinite: the model computed NaN or infinite logits (broken
+	// weights or hyperparameters); sampling stops with it.
+	ErrNonFinite = vlm.ErrNonFinite
+	// ErrNativeException: llama.cpp threw a C++ exception, caught by vlm.
+	ErrNativeException = vlm.ErrNativeException
 	// ErrNotFound: the model file does not exist (also matches fs.ErrNotExist).
 	ErrNotFound = errors.New("llama: model file not found")
 	// ErrInvalidModel: the file is not a GGUF model llama.cpp can load safely

@@ -649,3 +649,44 @@ func TestCorruptT5CharsmapIsAnError(t *testing.T) {
 		t.Logf("%v", err)
 	}
 }
+
+// TestNaNWeightsStopWithAnError: NaN weights load (llama.cpp does not read
+// the values) and give NaN logits; sampling then fails with
+// llama.ErrNonFinite instead of answering one token forever.
+func TestNaNWeightsStopWithAnError(t *testing.T) {
+	mp, pp := testmodel.TinyPair(t, testmodel.ProjectorMLP, gguf.TypeF16)
+	path := rewriteGGUF(t, mp, t.TempDir(), "nan", ggufEdit{Tensor: func(ti gguf.TensorInfo, data []byte) (gguf.TensorInfo, []byte, bool) {
+		if ti.Name == "output_norm.weight" { // F32
+			nan := math.Float32bits(float32(math.NaN()))
+			for i := 0; i+4 <= len(data); i += 4 {
+				binary.LittleEndian.PutUint32(data[i:], nan)
+			}
+		}
+		return ti, data, true
+	}})
+	ctx := context.Background()
+	m, err := llama.Load(ctx, path, llama.LoadOptions{})
+	require.NoError(t, err)
+	defer m.Close()
+	x, err := m.NewContext(llama.ContextOptions{NCtx: 256, Threads: 1})
+	require.NoError(t, err)
+	defer x.Close()
+	toks, err := m.Vocab().Tokenize("hello there", true, false)
+	require.NoError(t, err)
+	b, err := x.NewBatch(len(toks))
+	require.NoError(t, err)
+	defer b.Close()
+	require.NoError(t, b.AddSequence(toks, 0, 0, true))
+	require.NoError(t, x.Decode(ctx, b))
+	s, err := sampler.New(m, sampler.Config{})
+	require.NoError(t, err)
+	defer s.Close()
+	var last error
+	for _, err := range llama.Generate(ctx, x, s, llama.GenerateOptions{Pos: int32(len(toks)), MaxTokens: 5}) {
+		last = err
+	}
+	require.ErrorIs(t, last, llama.ErrNonFinite)
+	t.Log(last)
+	// The good pair still answers.
+	assert.Len(t, greedyImageAnswer(t, mp, pp, 4), 4)
+}
