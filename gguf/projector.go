@@ -1,6 +1,7 @@
 package gguf
 
 import (
+	"slices"
 	"errors"
 	"fmt"
 )
@@ -341,7 +342,7 @@ func (c *checker) projectorTensors(p *Projector) {
 		}
 		return
 	}
-	if p.Type != "mlp" && p.Type != "idefics3" && p.Type != "gemma3" {
+	if !slices.Contains(fullyValidatedProjectors, p.Type) {
 		return
 	}
 	ve := uint64(p.EmbeddingLength)

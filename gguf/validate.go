@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -208,7 +209,7 @@ func ValidateModel(f *File) error {
 	}
 	hp := c.hparams(arch)
 	nVocab := c.vocab()
-	if arch == "llama" && hp.ok && nVocab >= 0 {
+	if slices.Contains(fullyValidatedArchitectures, arch) && hp.ok && nVocab >= 0 {
 		c.llamaTensors(hp, uint64(nVocab))
 	}
 	return c.err()
@@ -720,6 +721,24 @@ func (c *checker) llamaTensors(hp hparams, nVocab uint64) {
 		}
 	}
 }
+
+// Text architectures and projector types whose every tensor the
+// validation checks (presence, shape, type); for the others it checks the
+// container, the keys and the tokenizer, and llama.cpp's loader the rest —
+// which it mostly does with errors, but not always (a graph can use a
+// tensor that was optional at load and crash).
+var (
+	fullyValidatedArchitectures = []string{"llama"}
+	fullyValidatedProjectors    = []string{"mlp", "idefics3", "gemma3"}
+)
+
+// FullyValidatedArchitectures returns the text architectures ValidateModel
+// checks completely, tensors included.
+func FullyValidatedArchitectures() []string { return slices.Clone(fullyValidatedArchitectures) }
+
+// FullyValidatedProjectorTypes returns the projector types ValidateProjector
+// checks completely, tensors included.
+func FullyValidatedProjectorTypes() []string { return slices.Clone(fullyValidatedProjectors) }
 
 // mmapAlignment refuses data alignments below ggml's CPU tensor alignment:
 // llama.cpp maps the file and uses the tensors in place, and ggml's CPU

@@ -1,6 +1,7 @@
 package gguf
 
 import (
+	"strings"
 	"math"
 	"errors"
 	"fmt"
@@ -460,4 +461,31 @@ func TestValidateProjectorShapes(t *testing.T) {
 	p, err = ProjectorInfo(f)
 	require.NoError(t, err)
 	assert.Equal(t, "mlp", p.Type)
+}
+
+// TestFullyValidatedListsAreTrue: for every architecture and projector
+// type the lists name, the validation does check tensors — a file missing
+// one is refused with ErrMissingTensor.
+func TestFullyValidatedListsAreTrue(t *testing.T) {
+	drop := func(f *File, prefix string) {
+		for i, ti := range f.Tensors {
+			if strings.HasPrefix(ti.Name, prefix) {
+				f.Tensors = append(f.Tensors[:i:i], f.Tensors[i+1:]...)
+				break
+			}
+		}
+		f.keys, f.names = nil, nil
+	}
+	require.Equal(t, []string{"llama"}, FullyValidatedArchitectures())
+	for range FullyValidatedArchitectures() {
+		f := modelFile(t, defaultModelSpec())
+		drop(f, "blk.0.ffn_down")
+		assert.ErrorIs(t, ValidateModel(f), ErrMissingTensor)
+	}
+	require.NotEmpty(t, FullyValidatedProjectorTypes())
+	for _, typ := range FullyValidatedProjectorTypes() {
+		f := projFile(t, defaultProjSpec(typ))
+		drop(f, "mm.")
+		assert.ErrorIs(t, ValidateProjector(f), ErrMissingTensor, typ)
+	}
 }

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/vlm-go/vlm"
@@ -88,6 +91,7 @@ func Load(ctx context.Context, path string, opts LoadOptions) (*Model, error) {
 		}
 		return nil, err
 	}
+	warnUnvalidated(f.Architecture(), path)
 	m := &Model{c: c, path: path, file: f}
 	m.info = Info{
 		Architecture: f.Architecture(), NParams: c.NParams(), Size: c.Size(),
@@ -105,6 +109,23 @@ func Load(ctx context.Context, path string, opts LoadOptions) (*Model, error) {
 	}
 	m.cleanup = runtime.AddCleanup(m, func(c *vlm.LlamaModel) { c.Free() }, c)
 	return m, nil
+}
+
+// warned holds the architectures warnUnvalidated has warned about.
+var warned sync.Map
+
+// warnUnvalidated logs once per architecture that vlm checks only the keys
+// and tokenizer of such files (gguf.FullyValidatedArchitectures lists the
+// others): llama.cpp loads them, but a malformed one can still crash it.
+func warnUnvalidated(arch, path string) {
+	if slices.Contains(gguf.FullyValidatedArchitectures(), arch) {
+		return
+	}
+	if _, seen := warned.LoadOrStore(arch, true); seen {
+		return
+	}
+	vlm.Log(slog.LevelWarn, "vlm validates the metadata and tokenizer of this architecture, not its tensors: a malformed file can still crash llama.cpp",
+		"architecture", arch, "path", path, "fully_validated", strings.Join(gguf.FullyValidatedArchitectures(), ","))
 }
 
 // CheckFile reads the GGUF metadata at path and checks it for what would

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -78,6 +79,12 @@ func Load(ctx context.Context, path string, model *llama.Model, opts Options) (*
 	if missing := missingFrameTokens(info.Type, model); len(missing) > 0 {
 		vlm.Log(slog.LevelWarn, "mtmd: the projector's family frames each image with tokens the model lacks: it may belong to another model (answers would be poor)",
 			"projector", path, "type", info.Type, "model", model.Path(), "missing", strings.Join(missing, " "))
+	}
+	if !slices.Contains(gguf.FullyValidatedProjectorTypes(), info.Type) {
+		if _, seen := warnedTypes.LoadOrStore(info.Type, true); !seen {
+			vlm.Log(slog.LevelWarn, "mtmd: vlm validates the keys of this projector type, not its tensors: a malformed file can still crash mtmd",
+				"type", info.Type, "projector", path, "fully_validated", strings.Join(gguf.FullyValidatedProjectorTypes(), ","))
+		}
 	}
 	if opts.Threads == 0 {
 		opts.Threads = vlm.DefaultThreads()
@@ -228,6 +235,9 @@ func (p *Projector) use(f func(c *vlm.MtmdContext) error) error {
 
 // open returns ErrClosed once the projector is closed.
 func (p *Projector) open() error { return p.use(func(*vlm.MtmdContext) error { return nil }) }
+
+// warnedTypes holds the projector types Load has warned about.
+var warnedTypes sync.Map
 
 // Threads returns how many threads the vision encoder uses.
 func (p *Projector) Threads() int { return p.threads }
