@@ -106,8 +106,14 @@ func Load(ctx context.Context, path string, model *llama.Model, opts Options) (*
 	})
 	if err != nil {
 		model.Release()
-		if info.OutputEmbd == 0 && errors.Is(err, vlm.ErrLoad) {
-			return nil, fmt.Errorf("%w (mtmd refuses a projector whose output width differs from the model's): %w", err, ErrProjectorMismatch)
+		// The error carries mtmd's logged cause; only a width mismatch is
+		// ErrProjectorMismatch (vlm derives the width for some projector
+		// types only, so mtmd is the one to tell).
+		if errors.Is(err, vlm.ErrLoad) && strings.Contains(err.Error(), "mismatch between text model") {
+			return nil, fmt.Errorf("%w: %w", err, ErrProjectorMismatch)
+		}
+		if errors.Is(err, vlm.ErrLoad) {
+			return nil, fmt.Errorf("%w: %w", err, ErrInvalidProjector)
 		}
 		return nil, err
 	}
