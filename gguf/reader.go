@@ -138,7 +138,7 @@ func (p *parser) u64() (uint64, error) {
 // need fails unless n items of at least unit bytes each fit in what remains.
 func (p *parser) need(n, unit uint64, what string) error {
 	if unit != 0 && n > p.remaining()/unit {
-		return p.fail(ErrTruncated, "%s: %d × %d bytes do not fit in the %d bytes that remain", what, n, unit, p.remaining())
+		return p.fail(ErrTruncated, "%s: %d × %d bytes do not fit in the %d bytes that remain (a truncated or corrupt file)", what, n, unit, p.remaining())
 	}
 	return nil
 }
@@ -148,11 +148,11 @@ func (p *parser) str(what string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if n > p.opts.MaxStringLen {
-		return "", p.fail(ErrLimit, "%s: length %d above the limit %d", what, n, p.opts.MaxStringLen)
-	}
 	if err := p.need(n, 1, what); err != nil {
 		return "", err
+	}
+	if n > p.opts.MaxStringLen {
+		return "", p.fail(ErrLimit, "%s: length %d above the limit %d", what, n, p.opts.MaxStringLen)
 	}
 	if n == 0 {
 		return "", nil
@@ -206,19 +206,21 @@ func (p *parser) parse() (*File, error) {
 	if int64(nKV) < 0 {
 		return nil, p.fail(ErrCorrupt, "negative KV count %d", int64(nKV))
 	}
-	if nKV > p.opts.MaxKVs {
-		return nil, p.fail(ErrLimit, "%d KVs above the limit %d", nKV, p.opts.MaxKVs)
-	}
-	if nTensors > p.opts.MaxTensors {
-		return nil, p.fail(ErrLimit, "%d tensors above the limit %d", nTensors, p.opts.MaxTensors)
-	}
 	// A KV takes at least 8 (key length) + 4 (type) + 1 bytes, a tensor
-	// info 8 (name length) + 4 (dims) + 4 (type) + 8 (offset).
+	// info 8 (name length) + 4 (dims) + 4 (type) + 8 (offset). A count the
+	// file has no room for is garbage (checked before the limits, which
+	// are for files that really are that large).
 	if err := p.need(nKV, 13, "KV count"); err != nil {
 		return nil, err
 	}
 	if err := p.need(nTensors, 24, "tensor count"); err != nil {
 		return nil, err
+	}
+	if nKV > p.opts.MaxKVs {
+		return nil, p.fail(ErrLimit, "%d KVs above the limit %d", nKV, p.opts.MaxKVs)
+	}
+	if nTensors > p.opts.MaxTensors {
+		return nil, p.fail(ErrLimit, "%d tensors above the limit %d", nTensors, p.opts.MaxTensors)
 	}
 
 	f := &File{Version: version, Size: p.size, Alignment: DefaultAlignment}
@@ -408,6 +410,9 @@ func decodeScalar(t ValueType, b []byte) any {
 }
 
 func (p *parser) array(t ValueType, n uint64) (any, error) {
+	if err := p.need(n, 1, "array"); err != nil {
+		return nil, err
+	}
 	if n > p.opts.MaxArrayLen {
 		return nil, p.fail(ErrLimit, "array of %d elements above the limit %d", n, p.opts.MaxArrayLen)
 	}
