@@ -1,9 +1,9 @@
 package gguf
 
 import (
-	"slices"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Errors of Projector.CheckModel and Projector.CheckUBatch.

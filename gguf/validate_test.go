@@ -1,10 +1,10 @@
 package gguf
 
 import (
-	"strings"
-	"math"
 	"errors"
 	"fmt"
+	"math"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
