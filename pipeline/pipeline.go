@@ -9,6 +9,7 @@ import (
 
 	"github.com/vlm-go/vlm"
 	"github.com/vlm-go/vlm/engine"
+	"github.com/vlm-go/vlm/isolate"
 	"github.com/vlm-go/vlm/llama"
 	"github.com/vlm-go/vlm/mtmd"
 	"github.com/vlm-go/vlm/template"
@@ -71,6 +72,12 @@ type Options struct {
 	// package template (e.g. "chatml"), a name llama.cpp knows for models
 	// without a Jinja template, or a Jinja source.
 	ChatTemplate string
+	// Isolated first tries the model and projector in a child process
+	// (package isolate: load, decode, encode, render the template), so
+	// that a file that would crash llama.cpp fails New with
+	// isolate.ErrCrashed instead of ending the program. The program must
+	// call isolate.Main() first thing in main (and in TestMain).
+	Isolated bool
 	// ImageLimits bound the images decoded from files and bytes.
 	ImageLimits mtmd.Limits
 	// ImageCacheBytes bounds the pipeline's image cache: every image it
@@ -145,6 +152,11 @@ func New(ctx context.Context, modelPath, projectorPath string, opts Options) (*P
 		layers = opts.GPULayers
 		if layers == 0 {
 			layers = -1
+		}
+	}
+	if opts.Isolated {
+		if err := isolate.Check(ctx, path, projectorPath, isolate.Options{GPULayers: layers}); err != nil {
+			return nil, fmt.Errorf("pipeline: %w", err)
 		}
 	}
 	model, err := llama.Load(ctx, path, llama.LoadOptions{GPULayers: layers, MainGPU: opts.MainGPU, Progress: opts.Progress})

@@ -138,6 +138,9 @@ func (p *Pipeline) answer(ctx context.Context, msgs []template.Message, images [
 	}
 	full, prompt, err := p.render(ctx, msgs)
 	if err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			err = fmt.Errorf("%w (%w)", llama.ErrCancelled, cerr)
+		}
 		return fail(err)
 	}
 	addSpecial := p.addBOS && (p.bos == "" || !strings.HasPrefix(prompt, p.bos))

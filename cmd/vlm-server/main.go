@@ -29,11 +29,13 @@ import (
 
 	"github.com/vlm-go/vlm"
 	"github.com/vlm-go/vlm/internal/testmodel"
+	"github.com/vlm-go/vlm/isolate"
 	"github.com/vlm-go/vlm/openai"
 	"github.com/vlm-go/vlm/pipeline"
 )
 
 func main() {
+	isolate.Main() // -isolated tries the model in a re-executed child first
 	os.Exit(run(context.Background(), os.Args[1:], os.Stderr, nil))
 }
 
@@ -56,6 +58,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	timeout := fs.Duration("timeout", 10*time.Minute, "most time per request")
 	shutdown := fs.Duration("shutdown-timeout", 30*time.Second, "time streams in flight get to finish on SIGTERM")
 	debug := fs.Bool("debug", false, "log every request")
+	isolated := fs.Bool("isolated", false, "try the model and projector in a child process first: a file that would crash llama.cpp is refused instead")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -86,6 +89,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	}
 	p, err := pipeline.New(ctx, *model, *mmproj, pipeline.Options{
 		Parallel: *parallel, ContextSize: *ctxSize, Threads: *threads, GPULayers: max(*ngl, -1), NoGPU: *ngl == 0, MaxWaiting: *maxWaiting,
+		Isolated: *isolated,
 	})
 	if err != nil {
 		log.Error("loading the model", "err", err)

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -13,6 +15,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/vlm-go/vlm/isolate"
 )
 
 // syncBuffer is a bytes.Buffer safe for the server's log goroutines.
@@ -85,4 +89,17 @@ func TestFlagErrors(t *testing.T) {
 	assert.Equal(t, 2, run(context.Background(), []string{"stray"}, &logs, nil))
 	assert.Equal(t, 1, run(context.Background(), []string{"-model", "/nonexistent.gguf", "-mmproj", "/nonexistent-mmproj.gguf"}, &logs, nil))
 	assert.Contains(t, logs.String(), "loading the model")
+}
+
+func TestMain(m *testing.M) {
+	isolate.Main()
+	os.Exit(m.Run())
+}
+
+func TestIsolatedFlag(t *testing.T) {
+	var logs syncBuffer
+	bad := filepath.Join(t.TempDir(), "model.gguf")
+	require.NoError(t, os.WriteFile(bad, []byte("<!DOCTYPE html><html>not a model</html>"), 0o644))
+	assert.Equal(t, 1, run(context.Background(), []string{"-isolated", "-model", bad, "-mmproj", bad}, &logs, nil))
+	assert.Contains(t, logs.String(), "failed its trial")
 }
