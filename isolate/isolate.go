@@ -132,16 +132,19 @@ func trial(a childArgs) (string, error) {
 	case "hang":
 		time.Sleep(time.Hour)
 	}
+	stage("load model")
 	m, err := llama.Load(ctx, a.Model, llama.LoadOptions{GPULayers: a.GPULayers})
 	if err != nil {
 		return "load model", err
 	}
 	defer m.Close()
+	stage("create context")
 	x, err := m.NewContext(llama.ContextOptions{NCtx: 512, NBatch: 512, Threads: 1})
 	if err != nil {
 		return "create context", err
 	}
 	defer x.Close()
+	stage("decode")
 	toks, err := m.Vocab().Tokenize("Hello, what is in this picture?", true, false)
 	if err != nil {
 		return "tokenize", err
@@ -173,6 +176,7 @@ func trial(a childArgs) (string, error) {
 	}
 	marker := vlm.MediaMarker()
 	if a.Projector != "" {
+		stage("load projector")
 		p, err := mtmd.Load(ctx, a.Projector, m, mtmd.Options{Threads: 1})
 		if err != nil {
 			return "load projector", err
@@ -186,6 +190,7 @@ func trial(a childArgs) (string, error) {
 		if err := x.ClearMemory(); err != nil {
 			return "encode", err
 		}
+		stage("encode image")
 		chunks, err := p.Tokenize("What is in "+p.Marker()+"?", []*mtmd.Image{img}, mtmd.TokenizeOptions{AddSpecial: true, ParseSpecial: true})
 		if err != nil {
 			return "tokenize image", err
@@ -196,6 +201,7 @@ func trial(a childArgs) (string, error) {
 		}
 	}
 	if src, ok := m.ChatTemplate(); ok {
+		stage("chat template")
 		t, err := template.Compile(src)
 		if err != nil {
 			return "chat template", err
@@ -206,6 +212,26 @@ func trial(a childArgs) (string, error) {
 		}
 	}
 	return "", nil
+}
+
+// stageMark starts the stdout lines that say what the child does next.
+const stageMark = "VLM_ISOLATE_STAGE "
+
+// stage tells the parent what the child does next, so that a crash can
+// say where it happened.
+func stage(name string) { fmt.Fprintf(os.Stdout, "\n%s%s\n", stageMark, name) }
+
+// lastStage is the last stage the child announced.
+func lastStage(out string) string {
+	i := strings.LastIndex(out, stageMark)
+	if i < 0 {
+		return ""
+	}
+	rest := out[i+len(stageMark):]
+	if j := strings.IndexByte(rest, '\n'); j >= 0 {
+		rest = rest[:j]
+	}
+	return rest
 }
 
 // testPicture is a small colourful picture for the trial.
@@ -267,6 +293,9 @@ func Check(ctx context.Context, modelPath, projectorPath string, opts Options) e
 		if crash != "" {
 			how += " (" + crash + ")"
 		}
+		if st := lastStage(stdout.String()); st != "" {
+			how += " during " + st
+		}
 		return fmt.Errorf("%s: the trial process %s%s: %w", fileNames(modelPath, projectorPath), how, tail, ErrCrashed)
 	case err != nil:
 		return fmt.Errorf("isolate: running the trial: %w", err)
@@ -297,11 +326,20 @@ func splitCrash(s string) (crash, log string) {
 
 // lastLines returns the last n non-empty lines of s, as "; last log lines: ...".
 func lastLines(s string, n int) string {
-	var keep []string
+	var keep, errs []string
 	for _, l := range strings.Split(s, "\n") {
 		if l = strings.TrimSpace(l); l != "" {
 			keep = append(keep, l)
+			low := strings.ToLower(l)
+			if strings.Contains(low, "error") || strings.Contains(l, "GGML_ASSERT") || strings.Contains(low, "abort") {
+				errs = append(errs, l)
+			}
 		}
+	}
+	// Error lines first (llama.cpp's and ggml's; a backtrace tool's
+	// output is noise), else whatever came last.
+	if len(errs) > 0 {
+		keep = errs
 	}
 	if len(keep) == 0 {
 		return ""
