@@ -234,7 +234,12 @@ func (x *LlamaContext) Decode(b *Batch) error {
 // Logits returns a copy of the logits of output i of the last Decode (i is
 // the index in the batch of a token whose logits flag was set; -1 means the
 // last output).
-func (x *LlamaContext) Logits(i int) ([]float32, error) {
+func (x *LlamaContext) Logits(i int) ([]float32, error) { return x.LogitsInto(i, nil) }
+
+// LogitsInto is Logits appending to dst[:0] (reusing its memory when it is
+// large enough): a decode loop that reads every step's logits then makes
+// no garbage for Go's collector.
+func (x *LlamaContext) LogitsInto(i int, dst []float32) ([]float32, error) {
 	if !x.Valid() {
 		return nil, ErrClosed
 	}
@@ -245,7 +250,7 @@ func (x *LlamaContext) Logits(i int) ([]float32, error) {
 	if p == nil {
 		return nil, fmt.Errorf("no logits for output %d: %w", i, ErrInvalidArgument)
 	}
-	return append([]float32(nil), unsafe.Slice((*float32)(unsafe.Pointer(p)), x.nVocab)...), nil
+	return append(dst[:0], unsafe.Slice((*float32)(unsafe.Pointer(p)), x.nVocab)...), nil
 }
 
 // Embeddings returns a copy of the embedding of output i of the last Decode

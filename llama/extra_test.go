@@ -73,3 +73,28 @@ func TestAbortFromAnotherGoroutine(t *testing.T) {
 	}
 	require.NoError(t, x.Decode(context.Background(), b), "the context decodes again after an abort")
 }
+
+// TestLogitsIntoReusesTheBuffer: LogitsInto gives Logits' values in the
+// caller's buffer without allocating when it is large enough.
+func TestLogitsIntoReusesTheBuffer(t *testing.T) {
+	m, _ := loadTiny(t, gguf.TypeF16)
+	x, err := m.NewContext(llama.ContextOptions{NCtx: 64, Threads: 1})
+	require.NoError(t, err)
+	defer x.Close()
+	toks, err := m.Vocab().Tokenize("hello", true, false)
+	require.NoError(t, err)
+	b, err := x.NewBatch(len(toks))
+	require.NoError(t, err)
+	defer b.Close()
+	require.NoError(t, b.AddSequence(toks, 0, 0, true))
+	require.NoError(t, x.Decode(context.Background(), b))
+	want, err := x.Logits(-1)
+	require.NoError(t, err)
+	buf := make([]float32, 0, len(want))
+	got, err := x.LogitsInto(-1, buf)
+	require.NoError(t, err)
+	require.Equal(t, want, got)
+	require.Equal(t, &buf[:1][0], &got[0], "the caller's buffer is used")
+	allocs := testing.AllocsPerRun(20, func() { _, _ = x.LogitsInto(-1, buf) })
+	require.Zero(t, allocs)
+}

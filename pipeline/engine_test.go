@@ -97,3 +97,23 @@ func TestMarkerInTextIsRefused(t *testing.T) {
 		assert.Contains(t, err.Error(), "reads as an image")
 	}
 }
+
+// TestStreamIteratedTwice: a Stream is one request; a second iteration
+// yields an error and runs nothing.
+func TestStreamIteratedTwice(t *testing.T) {
+	p, _, _ := newPipeline(t, testmodel.ProjectorMLP, pipeline.Options{})
+	st := p.Stream(context.Background(), pipeline.Input{Text: "Hi"}, pipeline.GenerateOptions{MaxNewTokens: 3})
+	n := 0
+	for _, err := range st.Tokens() {
+		require.NoError(t, err)
+		n++
+	}
+	require.Positive(t, n)
+	before := p.EngineStats().Submitted
+	var second error
+	for _, err := range st.Tokens() {
+		second = err
+	}
+	require.ErrorIs(t, second, pipeline.ErrInvalidInput)
+	assert.Equal(t, before, p.EngineStats().Submitted, "nothing ran again")
+}

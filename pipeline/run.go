@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/vlm-go/vlm/engine"
@@ -252,13 +253,24 @@ func (p *Pipeline) loadImages(imgs []Image) ([]*mtmd.Image, error) {
 // Stream is an answer being generated; iterate Tokens once, then read
 // Response.
 type Stream struct {
-	seq  iter.Seq2[llama.GeneratedToken, error]
-	resp *Response
+	seq     iter.Seq2[llama.GeneratedToken, error]
+	resp    *Response
+	started atomic.Bool
 }
 
 // Tokens yields the answer's tokens as they are generated; an error ends
-// it. Breaking out of the loop stops generation.
-func (s *Stream) Tokens() iter.Seq2[llama.GeneratedToken, error] { return s.seq }
+// it. Breaking out of the loop stops generation. A Stream is one request:
+// iterating Tokens a second time yields only an error (ErrInvalidInput)
+// and does not run the request again.
+func (s *Stream) Tokens() iter.Seq2[llama.GeneratedToken, error] {
+	return func(yield func(llama.GeneratedToken, error) bool) {
+		if s.started.Swap(true) {
+			yield(llama.GeneratedToken{}, fmt.Errorf("pipeline: Stream.Tokens iterated twice (a Stream is one request; make another): %w", ErrInvalidInput))
+			return
+		}
+		s.seq(yield)
+	}
+}
 
 // Response returns the answer so far; complete once Tokens has ended.
 func (s *Stream) Response() *Response { return s.resp }
@@ -294,7 +306,7 @@ func (p *Pipeline) Run(ctx context.Context, in Input, opts GenerateOptions) (*Re
 
 // wait runs the stream to its end and returns the response and the first error.
 func (s *Stream) wait() (*Response, error) {
-	for _, err := range s.seq {
+	for _, err := range s.Tokens() {
 		if err != nil {
 			return s.resp, err
 		}

@@ -17,7 +17,7 @@ import (
 )
 
 // corpusEnv names the folder of the chat-template corpus (the folder with
-// cases.json), overriding the search.
+// cases.json), overriding testdata/chat-templates.
 const corpusEnv = "VLM_CHAT_TEMPLATES"
 
 // corpusDate is the fixed clock the corpus was rendered with.
@@ -33,6 +33,10 @@ func findCorpus() (string, string) {
 			return "", fmt.Sprintf("%s=%q but %v", corpusEnv, dir, err)
 		}
 		return dir, ""
+	}
+	// The copy in this package's testdata, so that a plain clone tests it.
+	if _, err := os.Stat(filepath.Join("testdata", "chat-templates", "cases.json")); err == nil {
+		return filepath.Join("testdata", "chat-templates"), ""
 	}
 	wd, err := os.Getwd()
 	if err != nil {

@@ -44,6 +44,7 @@ import (
 	"github.com/vlm-go/vlm/internal/testmodel"
 	"github.com/vlm-go/vlm/llama"
 	"github.com/vlm-go/vlm/mtmd"
+	"github.com/vlm-go/vlm/sampler"
 )
 
 type result struct {
@@ -292,18 +293,23 @@ func (bn *bench) once(ctx context.Context) error {
 	}
 	r.prefillTPS = max(r.prefillTPS, float64(bn.nPrompt)/time.Since(t0).Seconds())
 
+	// Decode through llama.Generate, the user's path: greedy, EOG banned
+	// so that every run makes nGen tokens.
+	smp, err := sampler.New(bn.m, sampler.Config{LogitBias: eogBan(bn.m)})
+	if err != nil {
+		return err
+	}
+	defer smp.Close()
 	t0 = time.Now()
-	for i := 0; i < bn.nGen; i++ {
-		bn.one.Clear()
-		if err := bn.one.Add(bn.prompt[i%bn.nPrompt], int32(bn.nPrompt+i), true); err != nil {
+	n := 0
+	for _, err := range llama.Generate(ctx, x, smp, llama.GenerateOptions{Pos: int32(bn.nPrompt), MaxTokens: bn.nGen}) {
+		if err != nil {
 			return err
 		}
-		if err := x.Decode(ctx, bn.one); err != nil {
-			return err
-		}
-		if _, err := x.Logits(-1); err != nil {
-			return err
-		}
+		n++
+	}
+	if n != bn.nGen {
+		return fmt.Errorf("generated %d tokens, want %d", n, bn.nGen)
 	}
 	r.decodeTP = max(r.decodeTP, float64(bn.nGen)/time.Since(t0).Seconds())
 

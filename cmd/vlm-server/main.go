@@ -28,7 +28,7 @@ import (
 	"time"
 
 	"github.com/vlm-go/vlm"
-	"github.com/vlm-go/vlm/internal/testmodel"
+	"github.com/vlm-go/vlm/demo"
 	"github.com/vlm-go/vlm/isolate"
 	"github.com/vlm-go/vlm/openai"
 	"github.com/vlm-go/vlm/pipeline"
@@ -82,7 +82,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	if *model == "" {
 		log.Warn("no -model given: serving the built-in demo pair; its weights are RANDOM, so answers are gibberish")
 		var err error
-		if *model, *mmproj, err = testmodel.DemoPair(ctx); err != nil {
+		if *model, *mmproj, err = demo.Pair(ctx); err != nil {
 			log.Error("writing the demo model", "err", err)
 			return 1
 		}

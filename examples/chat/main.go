@@ -14,8 +14,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"image"
-	"image/color"
 	"io"
 	"math"
 	"os"
@@ -27,7 +25,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/vlm-go/vlm"
-	"github.com/vlm-go/vlm/internal/testmodel"
+	"github.com/vlm-go/vlm/demo"
 	"github.com/vlm-go/vlm/llama"
 	"github.com/vlm-go/vlm/pipeline"
 	"github.com/vlm-go/vlm/sampler"
@@ -88,7 +86,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	demo := c.model == ""
+	useDemo := c.model == ""
 	loadCtx, loadDone := interruptible(ctx, interrupts)
 	p, err := load(loadCtx, &c, stderr)
 	if loadDone() {
@@ -122,8 +120,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		images = append(images, pipeline.ImageFile(path))
 		names = append(names, path)
 	}
-	if demo && len(images) == 0 {
-		images = append(images, pipeline.ImageOf(demoImage()))
+	if useDemo && len(images) == 0 {
+		images = append(images, pipeline.ImageOf(demo.Picture()))
 		names = append(names, "the demo image")
 		fmt.Fprintln(stderr, "chat: using a generated 64×64 demo image (image 1)")
 	}
@@ -265,7 +263,7 @@ func load(ctx context.Context, c *config, stderr io.Writer) (*pipeline.Pipeline,
 	var err error
 	if c.model == "" {
 		fmt.Fprintln(stderr, "chat: no -model given: using the built-in demo model. Its weights are RANDOM, so its answers are gibberish; pass -model and -mmproj for a real one.")
-		if c.model, c.mmproj, err = testmodel.DemoPair(ctx); err != nil {
+		if c.model, c.mmproj, err = demo.Pair(ctx); err != nil {
 			return nil, fmt.Errorf("writing the demo model: %w", err)
 		}
 	}
@@ -343,15 +341,4 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
-// demoImage is a colourful 64×64 picture for the demo model.
-func demoImage() image.Image {
-	img := image.NewNRGBA(image.Rect(0, 0, 64, 64))
-	for y := 0; y < 64; y++ {
-		for x := 0; x < 64; x++ {
-			img.SetNRGBA(x, y, color.NRGBA{uint8(x * 4), uint8(y * 4), uint8((x + y) * 2), 255})
-		}
-	}
-	return img
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/vlm-go/vlm/demo"
 	"github.com/vlm-go/vlm/gguf"
 	"github.com/vlm-go/vlm/internal/testmodel"
 )
@@ -50,7 +51,7 @@ func TestInteractiveTwoTurns(t *testing.T) {
 	mp, pp := testmodel.TinyPair(t, testmodel.ProjectorIdefics3, gguf.TypeF16)
 	imgPath := filepath.Join(t.TempDir(), "pic.png")
 	var buf bytes.Buffer
-	require.NoError(t, png.Encode(&buf, demoImage()))
+	require.NoError(t, png.Encode(&buf, demo.Picture()))
 	require.NoError(t, os.WriteFile(imgPath, buf.Bytes(), 0o644))
 
 	stdin := strings.NewReader("Hello, who are you?\n/image " + imgPath + "\nWhat is in this picture?\n/quit\n")

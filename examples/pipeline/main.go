@@ -16,7 +16,7 @@ import (
 	"image/color"
 	"os"
 
-	"github.com/vlm-go/vlm/internal/testmodel"
+	"github.com/vlm-go/vlm/demo"
 	"github.com/vlm-go/vlm/pipeline"
 	"github.com/vlm-go/vlm/template"
 )
@@ -46,7 +46,7 @@ func run(ctx context.Context, args []string) error {
 	if *model == "" {
 		fmt.Fprintln(os.Stderr, "(demo model: random weights, gibberish answers)")
 		var err error
-		if *model, *mmproj, err = testmodel.DemoPair(ctx); err != nil {
+		if *model, *mmproj, err = demo.Pair(ctx); err != nil {
 			return err
 		}
 	}
