@@ -15,6 +15,7 @@ import (
 	"github.com/vlm-go/vlm"
 	"github.com/vlm-go/vlm/gguf"
 	"github.com/vlm-go/vlm/internal/testmodel"
+	"github.com/vlm-go/vlm/internal/llamaaccess"
 	"github.com/vlm-go/vlm/llama"
 	"github.com/vlm-go/vlm/mtmd"
 )
@@ -166,7 +167,7 @@ func closeBenchSetups() {
 }
 
 func (s *benchSetup) sync(b *testing.B) {
-	require.NoError(b, s.x.WithNative(func(c *vlm.LlamaContext) error { c.Synchronize(); return nil }))
+	require.NoError(b, llamaaccess.ContextNative(s.x, func(c *vlm.LlamaContext) error { c.Synchronize(); return nil }))
 }
 
 // BenchmarkSmolVLM measures SmolVLM-256M shapes on the CPU and on the GPU:

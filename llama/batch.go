@@ -134,11 +134,3 @@ func (b *Batch) SetPositions(pos []int32) error {
 	}
 	return b.c.SetPositions(pos)
 }
-
-// Native returns the binding's batch for packages of this module.
-func (b *Batch) Native() *vlm.Batch {
-	if b == nil {
-		return nil
-	}
-	return b.c
-}

@@ -103,7 +103,7 @@ func (m *Model) NewContext(opts ContextOptions) (*Context, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := m.Acquire(); err != nil {
+	if err := m.acquire(); err != nil {
 		return nil, err
 	}
 	var c *vlm.LlamaContext
@@ -116,14 +116,14 @@ func (m *Model) NewContext(opts ContextOptions) (*Context, error) {
 		return err
 	})
 	if err != nil {
-		m.Release()
+		m.release()
 		return nil, err
 	}
 	opts.NCtx = c.NCtx() // llama.cpp rounds the length up
 	opts.NBatch = c.NBatch()
 	opts.NUbatch = c.NUbatch()
 	x := &Context{model: m, opts: opts, c: c}
-	x.cleanup = runtime.AddCleanup(x, func(c *vlm.LlamaContext) { c.Free(); m.Release() }, c)
+	x.cleanup = runtime.AddCleanup(x, func(c *vlm.LlamaContext) { c.Free(); m.release() }, c)
 	return x, nil
 }
 
@@ -141,7 +141,7 @@ func (x *Context) Close() error {
 	x.cleanup.Stop()
 	x.c.Free()
 	x.c = nil
-	x.model.Release()
+	x.model.release()
 	return nil
 }
 
@@ -382,8 +382,3 @@ func (x *Context) Perf() (Perf, error) {
 func (x *Context) ResetPerf() error {
 	return x.do(func(c *vlm.LlamaContext) error { c.PerfReset(); return nil })
 }
-
-// WithNative runs f with the binding's context handle while the context is
-// held (for packages of this module, e.g. mtmd's chunk evaluation and the
-// sampler); f must not keep it.
-func (x *Context) WithNative(f func(c *vlm.LlamaContext) error) error { return x.do(f) }

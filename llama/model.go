@@ -13,6 +13,7 @@ import (
 	"github.com/vlm-go/vlm"
 	"github.com/vlm-go/vlm/gguf"
 	"github.com/vlm-go/vlm/internal/ggufcheck"
+	"github.com/vlm-go/vlm/internal/llamaaccess"
 )
 
 // LoadOptions configure Load. The zero value loads everything on the CPU
@@ -154,14 +155,17 @@ func (m *Model) use(f func(c *vlm.LlamaModel) error) error {
 	return f(m.c)
 }
 
-// Native returns the binding's model handle for packages of this module that
-// need it (mtmd); fn must not keep it.
-func (m *Model) Native(fn func(c *vlm.LlamaModel) error) error { return m.use(fn) }
+func init() {
+	llamaaccess.ModelNative = func(m any, f func(*vlm.LlamaModel) error) error { return m.(*Model).use(f) }
+	llamaaccess.Acquire = func(m any) error { return m.(*Model).acquire() }
+	llamaaccess.Release = func(m any) { m.(*Model).release() }
+	llamaaccess.ContextNative = func(x any, f func(*vlm.LlamaContext) error) error { return x.(*Context).do(f) }
+}
 
-// Acquire records a child (a context or projector) that uses the model; the
-// model is freed only after every child has called Release. It fails with
+// acquire records a child (a context or projector) that uses the model; the
+// model is freed only after every child has called release. It fails with
 // ErrClosed on a closed model.
-func (m *Model) Acquire() error {
+func (m *Model) acquire() error {
 	if m == nil {
 		return ErrClosed
 	}
@@ -174,8 +178,8 @@ func (m *Model) Acquire() error {
 	return nil
 }
 
-// Release undoes one Acquire.
-func (m *Model) Release() {
+// release undoes one acquire.
+func (m *Model) release() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.refs--

@@ -11,6 +11,7 @@ import (
 	"github.com/vlm-go/vlm"
 	"github.com/vlm-go/vlm/gguf"
 	"github.com/vlm-go/vlm/internal/testmodel"
+	"github.com/vlm-go/vlm/internal/llamaaccess"
 	"github.com/vlm-go/vlm/llama"
 )
 
@@ -188,8 +189,8 @@ func TestVocabOnly(t *testing.T) {
 				assert.Nil(t, x)
 				assert.ErrorIs(t, err, llama.ErrVocabOnly)
 				assert.Contains(t, err.Error(), "without VocabOnly")
-				// The binding refuses too, for callers that go through Native.
-				err = voc.Native(func(c *vlm.LlamaModel) error {
+				// The binding refuses too, for callers that reach the native model (this module's packages).
+				err = llamaaccess.ModelNative(voc, func(c *vlm.LlamaModel) error {
 					assert.True(t, c.VocabOnly())
 					assert.Zero(t, c.NHead())
 					assert.Zero(t, c.NHeadKV())
@@ -211,8 +212,8 @@ func TestVocabOnly(t *testing.T) {
 				require.NoError(t, b.Add(voc.Vocab().EOS(), 0, true))
 				assert.Equal(t, 1, b.Len())
 				require.NoError(t, b.Close())
-				require.NoError(t, voc.Acquire())
-				voc.Release()
+				require.NoError(t, llamaaccess.Acquire(voc))
+				llamaaccess.Release(voc)
 			})
 		})
 	}

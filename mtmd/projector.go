@@ -14,6 +14,7 @@ import (
 	"github.com/vlm-go/vlm"
 	"github.com/vlm-go/vlm/gguf"
 	"github.com/vlm-go/vlm/internal/ggufcheck"
+	"github.com/vlm-go/vlm/internal/llamaaccess"
 	"github.com/vlm-go/vlm/llama"
 )
 
@@ -93,11 +94,11 @@ func Load(ctx context.Context, path string, model *llama.Model, opts Options) (*
 	if marker == "" {
 		marker = vlm.MediaMarker()
 	}
-	if err := model.Acquire(); err != nil {
+	if err := llamaaccess.Acquire(model); err != nil {
 		return nil, err
 	}
 	var c *vlm.MtmdContext
-	err = model.Native(func(m *vlm.LlamaModel) (err error) {
+	err = llamaaccess.ModelNative(model, func(m *vlm.LlamaModel) (err error) {
 		c, err = vlm.LoadProjector(path, m, vlm.ProjectorParams{
 			UseGPU: opts.UseGPU, Threads: opts.Threads, ImageMinTokens: opts.ImageMinTokens,
 			ImageMaxTokens: opts.ImageMaxTokens, Warmup: opts.Warmup, Marker: opts.Marker,
@@ -105,7 +106,7 @@ func Load(ctx context.Context, path string, model *llama.Model, opts Options) (*
 		return err
 	})
 	if err != nil {
-		model.Release()
+		llamaaccess.Release(model)
 		// The error carries mtmd's logged cause; only a width mismatch is
 		// ErrProjectorMismatch (vlm derives the width for some projector
 		// types only, so mtmd is the one to tell).
@@ -118,7 +119,7 @@ func Load(ctx context.Context, path string, model *llama.Model, opts Options) (*
 		return nil, err
 	}
 	p := &Projector{model: model, info: info, path: path, marker: marker, c: c, nEmbd: minfo.NEmbdInput, id: projectorIDs.Add(1), threads: opts.Threads}
-	p.cleanup = runtime.AddCleanup(p, func(c *vlm.MtmdContext) { c.Free(); model.Release() }, c)
+	p.cleanup = runtime.AddCleanup(p, func(c *vlm.MtmdContext) { c.Free(); llamaaccess.Release(model) }, c)
 	return p, nil
 }
 
@@ -223,7 +224,7 @@ func (p *Projector) Close() error {
 	p.cleanup.Stop()
 	p.c.Free()
 	p.c = nil
-	p.model.Release()
+	llamaaccess.Release(p.model)
 	return nil
 }
 

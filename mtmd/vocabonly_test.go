@@ -10,6 +10,7 @@ import (
 	"github.com/vlm-go/vlm"
 	"github.com/vlm-go/vlm/gguf"
 	"github.com/vlm-go/vlm/internal/testmodel"
+	"github.com/vlm-go/vlm/internal/llamaaccess"
 	"github.com/vlm-go/vlm/llama"
 	"github.com/vlm-go/vlm/mtmd"
 )
@@ -35,8 +36,8 @@ func TestLoadRefusesVocabOnlyModel(t *testing.T) {
 			assert.NotErrorIs(t, err, mtmd.ErrProjectorMismatch)
 			assert.Contains(t, err.Error(), "without VocabOnly")
 
-			// The binding refuses too, for callers that go through Native.
-			err = voc.Native(func(c *vlm.LlamaModel) error {
+			// The binding refuses too, for callers that reach the native model (this module's packages).
+			err = llamaaccess.ModelNative(voc, func(c *vlm.LlamaModel) error {
 				_, err := vlm.LoadProjector(ppath, c, vlm.ProjectorParams{Threads: 1})
 				return err
 			})

@@ -15,6 +15,7 @@ import (
 	"sync"
 
 	"github.com/vlm-go/vlm"
+	"github.com/vlm-go/vlm/internal/llamaaccess"
 	"github.com/vlm-go/vlm/llama"
 )
 
@@ -136,7 +137,7 @@ func New(m *llama.Model, cfg Config) (*Sampler, error) {
 		if !ok {
 			chain.Free()
 			if held != nil {
-				held.Release()
+				llamaaccess.Release(held)
 			}
 		}
 	}()
@@ -150,11 +151,11 @@ func New(m *llama.Model, cfg Config) (*Sampler, error) {
 		}
 		// llama.cpp's grammar keeps a pointer to the model's vocabulary:
 		// the sampler holds the model until Close, as contexts do.
-		if err := m.Acquire(); err != nil {
+		if err := llamaaccess.Acquire(m); err != nil {
 			return nil, err
 		}
 		held = m
-		if err := m.Native(func(c *vlm.LlamaModel) error { return chain.AddGrammar(c, cfg.Grammar, root) }); err != nil {
+		if err := llamaaccess.ModelNative(m, func(c *vlm.LlamaModel) error { return chain.AddGrammar(c, cfg.Grammar, root) }); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 		}
 	}
@@ -205,7 +206,7 @@ func New(m *llama.Model, cfg Config) (*Sampler, error) {
 	s.cleanup = runtime.AddCleanup(s, func(c *vlm.SamplerChain) {
 		c.Free()
 		if held != nil {
-			held.Release()
+			llamaaccess.Release(held)
 		}
 	}, chain)
 	return s, nil
@@ -236,7 +237,7 @@ func (s *Sampler) Sample(x *llama.Context, i int) (llama.Token, error) {
 		return -1, ErrClosed
 	}
 	var tok llama.Token
-	err := x.WithNative(func(c *vlm.LlamaContext) error {
+	err := llamaaccess.ContextNative(x, func(c *vlm.LlamaContext) error {
 		var err error
 		tok, err = s.c.Sample(c, i)
 		return err
@@ -285,7 +286,7 @@ func (s *Sampler) Close() error {
 		s.cleanup.Stop()
 		s.c.Free()
 		if s.model != nil {
-			s.model.Release()
+			llamaaccess.Release(s.model)
 			s.model = nil
 		}
 	}
