@@ -26,7 +26,7 @@ func TestAbortedDecodeLogsNoErrors(t *testing.T) {
 	require.NoError(t, err)
 	defer b.Free()
 	for i := 0; i < 16; i++ {
-		require.NoError(t, b.Add(Token(i+1), int32(i), []int32{0}, i == 15))
+		require.NoError(t, b.Add(Token(i+1), int32(i), i == 15, 0))
 	}
 	x.Abort()
 	require.ErrorIs(t, x.Decode(b), ErrCancelled)

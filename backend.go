@@ -84,7 +84,7 @@ var backends struct {
 // a folder, or the path of one module — and returns the devices they provide.
 // A backend that is already loaded (from any file) is not loaded again; its
 // devices are returned. Models and projectors loaded afterwards can use the
-// devices (llama.LoadOptions.GPULayers, mtmd.Options.UseGPU), and Devices
+// devices (llama.LoadOptions.GPULayers, mtmd.Options.NoGPU), and Devices
 // lists them with their free and total memory.
 //
 // Init already loads the modules in $VLM_BACKEND_PATH or beside the

@@ -491,8 +491,8 @@ func (b *Batch) Clear() {
 }
 
 // Add appends a token at position pos in the given sequences; logits asks
-// for its output.
-func (b *Batch) Add(t Token, pos int32, seqs []int32, logits bool) error {
+// for its output. The argument order is llama.Batch.Add's.
+func (b *Batch) Add(t Token, pos int32, logits bool, seqs ...int32) error {
 	if !b.valid() {
 		return ErrClosed
 	}

@@ -27,7 +27,7 @@ func TestEveryRootHandleAfterFree(t *testing.T) {
 	s, err := NewSamplerChain()
 	require.NoError(t, err)
 	require.NoError(t, s.AddGreedy())
-	require.NoError(t, b.Add(1, 0, []int32{0}, true))
+	require.NoError(t, b.Add(1, 0, true, 0))
 
 	t.Run("Batch", func(t *testing.T) {
 		b.Free()
@@ -35,7 +35,7 @@ func TestEveryRootHandleAfterFree(t *testing.T) {
 		assert.Zero(t, b.Len())
 		assert.Zero(t, b.Cap())
 		b.Clear()
-		assert.ErrorIs(t, b.Add(1, 0, []int32{0}, true), ErrClosed)
+		assert.ErrorIs(t, b.Add(1, 0, true, 0), ErrClosed)
 		assert.ErrorIs(t, b.SetPositions(nil), ErrClosed)
 		eb.Free()
 		assert.ErrorIs(t, eb.SetEmbeddings(make([]float32, m.NEmbdInput()), 0, 0, true), ErrClosed)

@@ -136,7 +136,7 @@ func TestLogTwoContextsDecodingConcurrently(t *testing.T) {
 		}
 		defer b.Free()
 		for i := 0; i < 8; i++ {
-			assert.NoError(t, b.Add(Token(1+i), int32(i), []int32{0}, i == 7))
+			assert.NoError(t, b.Add(Token(1+i), int32(i), i == 7, 0))
 		}
 		assert.NoError(t, x.Decode(b))
 	}

@@ -102,7 +102,7 @@ func TestContextNativeOperations(t *testing.T) {
 	defer b.Free()
 	assert.Equal(t, 64, b.Cap())
 	for i := 0; i < 64; i++ {
-		require.NoError(t, b.Add(Token(i%50+1), int32(i), []int32{0}, i == 63))
+		require.NoError(t, b.Add(Token(i%50+1), int32(i), i == 63, 0))
 	}
 	assert.Equal(t, 64, b.Len())
 	require.NoError(t, b.SetPositions(seq(64, 10)))
@@ -131,7 +131,7 @@ func TestContextNativeOperations(t *testing.T) {
 	defer eb.Free()
 	require.NoError(t, eb.SetEmbeddings(make([]float32, 2*(m.NEmbdInput()+1)), 0, 0, true))
 	assert.ErrorIs(t, x.Decode(eb), ErrInvalidArgument, "embeddings of the wrong width")
-	assert.ErrorIs(t, eb.Add(1, 0, []int32{0}, false), ErrInvalidArgument)
+	assert.ErrorIs(t, eb.Add(1, 0, false, 0), ErrInvalidArgument)
 	assert.ErrorIs(t, b.SetEmbeddings([]float32{1}, 0, 0, false), ErrInvalidArgument)
 	_, err = NewBatch(0, 0, 1, 1)
 	assert.ErrorIs(t, err, ErrInvalidArgument)

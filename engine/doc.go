@@ -23,7 +23,7 @@
 // Admission: a request waits for a free sequence and room in the KV cache
 // (a bounded queue; beyond it Submit returns ErrOverloaded, which a server
 // maps to 429 or 503); one that can never fit gets llama.ErrPromptTooLong at
-// once. A full sequence ends its answer with llama.StopContext, not an
+// once. A full sequence ends its answer with llama.StopCacheFull, not an
 // error.
 //
 // Prefix reuse: every sequence keeps what it holds after its request ends.

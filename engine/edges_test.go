@@ -156,7 +156,7 @@ func TestCancelAndBreak(t *testing.T) {
 }
 
 // TestSequenceFullIsLength: an answer that fills its sequence ends with
-// StopContext, not an error; a small shared KV cache makes requests wait
+// StopCacheFull, not an error; a small shared KV cache makes requests wait
 // for room instead of failing.
 func TestSequenceFullIsLength(t *testing.T) {
 	p := loadPair(t, testmodel.ProjectorMLP)
@@ -172,7 +172,7 @@ func TestSequenceFullIsLength(t *testing.T) {
 	wg.Wait()
 	for i, r := range results {
 		require.NoError(t, r.Err, "request %d", i)
-		assert.Equal(t, llama.StopContext, r.Reason, "request %d", i)
+		assert.Equal(t, llama.StopCacheFull, r.Reason, "request %d", i)
 		assert.Len(t, r.Tokens, 48-16, "request %d fills its sequence", i)
 	}
 }
@@ -251,7 +251,7 @@ func stress(t *testing.T, p pair, before int) {
 					count("break")
 				default:
 					require.NoError(t, res.Err)
-					require.Contains(t, []llama.StopReason{llama.StopEOG, llama.StopMaxTokens, llama.StopContext}, res.Reason)
+					require.Contains(t, []llama.StopReason{llama.StopEOG, llama.StopMaxTokens, llama.StopCacheFull}, res.Reason)
 					count("answer")
 				}
 				cancel()

@@ -32,7 +32,7 @@ var (
 // Options configure New. The zero value is one sequence of 4096 positions.
 type Options struct {
 	// Sequences is how many requests are decoded together (the context's
-	// NSeqMax); 0 means 1, at most 256.
+	// llama.ContextOptions.Sequences); 0 means 1, at most 256.
 	Sequences int
 	// SequenceLength bounds one request: its prompt and answer, in
 	// positions; 0 means llama.DefaultNCtx (capped at the model's training
@@ -148,7 +148,7 @@ func New(model *llama.Model, proj *mtmd.Projector, opts Options) (*Engine, error
 		return nil, err
 	}
 	x, err := model.NewContext(llama.ContextOptions{
-		NCtx: opts.KVSize, NBatch: opts.BatchSize, NUbatch: opts.BatchSize, NSeqMax: opts.Sequences,
+		NCtx: opts.KVSize, NBatch: opts.BatchSize, NUbatch: opts.BatchSize, Sequences: opts.Sequences,
 		Threads: opts.Threads, FlashAttn: opts.FlashAttn,
 	})
 	if err != nil {

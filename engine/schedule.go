@@ -361,7 +361,7 @@ func (e *Engine) sample(r *request) {
 	case r.gen.AtMax():
 		e.end(r, llama.StopMaxTokens)
 	case r.gen.Pos()+1 >= r.maxPos:
-		e.end(r, llama.StopContext)
+		e.end(r, llama.StopCacheFull)
 	default:
 		r.lastTok = tok
 	}
@@ -439,7 +439,7 @@ func (e *Engine) evictFree() bool {
 
 // decodeFailed handles a failed token batch: nothing of it is in the KV
 // cache. A full cache first costs the free sequences what they hold, then
-// ends the longest running answer (StopContext); other errors fail every
+// ends the longest running answer (StopCacheFull); other errors fail every
 // request of the batch.
 func (e *Engine) decodeFailed(err error) {
 	if e.runCtx.Err() != nil {
@@ -464,7 +464,7 @@ func (e *Engine) decodeFailed(err error) {
 		}
 		if longest != nil {
 			if longest.state == stateDecoding {
-				e.end(longest, llama.StopContext)
+				e.end(longest, llama.StopCacheFull)
 			} else {
 				e.finish(longest, fmt.Errorf("the KV cache is full (%d cells): %w", e.opts.KVSize, err))
 			}

@@ -14,8 +14,8 @@ import (
 
 	"github.com/vlm-go/vlm"
 	"github.com/vlm-go/vlm/gguf"
-	"github.com/vlm-go/vlm/internal/testmodel"
 	"github.com/vlm-go/vlm/internal/llamaaccess"
+	"github.com/vlm-go/vlm/internal/testmodel"
 	"github.com/vlm-go/vlm/llama"
 	"github.com/vlm-go/vlm/mtmd"
 )
@@ -118,9 +118,9 @@ func setupFor(b *testing.B, mode string) *benchSetup {
 		layers = -1
 	}
 	s := &benchSetup{}
-	s.model, err = llama.Load(ctx, mp, llama.LoadOptions{GPULayers: layers})
+	s.model, err = llama.Load(ctx, mp, llama.LoadOptions{GPULayers: layers, NoGPU: layers == 0})
 	require.NoError(b, err)
-	s.proj, err = mtmd.Load(ctx, pp, s.model, mtmd.Options{UseGPU: gpu, Threads: threads, Warmup: true})
+	s.proj, err = mtmd.Load(ctx, pp, s.model, mtmd.Options{NoGPU: !gpu, Threads: threads, Warmup: true})
 	require.NoError(b, err)
 	s.x, err = s.model.NewContext(llama.ContextOptions{
 		NCtx: benchPrompt + benchGen + 64, NBatch: benchPrompt, NUbatch: benchPrompt, Threads: threads,

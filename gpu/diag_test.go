@@ -52,7 +52,7 @@ func TestGPUTeardownDiag(t *testing.T) {
 	pos := int32(0)
 	if os.Getenv("VLM_DIAG_PROJ") != "none" {
 		say("loading the projector")
-		p, err = mtmd.Load(ctx, projPath, m, mtmd.Options{UseGPU: true, Threads: threads})
+		p, err = mtmd.Load(ctx, projPath, m, mtmd.Options{Threads: threads})
 		require.NoError(t, err)
 		img, err := mtmd.ImageFromGo(testImage(64, 64))
 		require.NoError(t, err)

@@ -91,10 +91,10 @@ func greedy(t testing.TB, modelPath, projPath string, gpu bool, n int) result {
 	if gpu {
 		layers = -1
 	}
-	m, err := llama.Load(ctx, modelPath, llama.LoadOptions{GPULayers: layers})
+	m, err := llama.Load(ctx, modelPath, llama.LoadOptions{GPULayers: layers, NoGPU: layers == 0})
 	require.NoError(t, err)
 	defer m.Close()
-	p, err := mtmd.Load(ctx, projPath, m, mtmd.Options{UseGPU: gpu, Threads: runtime.NumCPU()})
+	p, err := mtmd.Load(ctx, projPath, m, mtmd.Options{NoGPU: !gpu, Threads: runtime.NumCPU()})
 	require.NoError(t, err)
 	defer p.Close()
 	x, err := m.NewContext(llama.ContextOptions{NCtx: 512, NBatch: 256, Threads: runtime.NumCPU()})
@@ -255,7 +255,7 @@ func TestGPUCycles(t *testing.T) {
 	for i := 0; i < cycles; i++ {
 		m, err := llama.Load(ctx, modelPath, llama.LoadOptions{GPULayers: -1})
 		require.NoError(t, err, "cycle %d", i)
-		p, err := mtmd.Load(ctx, projPath, m, mtmd.Options{UseGPU: true, Threads: runtime.NumCPU()})
+		p, err := mtmd.Load(ctx, projPath, m, mtmd.Options{Threads: runtime.NumCPU()})
 		require.NoError(t, err, "cycle %d", i)
 		x, err := m.NewContext(llama.ContextOptions{NCtx: 256, NBatch: 128, Threads: runtime.NumCPU()})
 		require.NoError(t, err, "cycle %d", i)

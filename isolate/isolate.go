@@ -69,6 +69,7 @@ type Options struct {
 	// GPULayers and NoGPU are passed to the child's load, so that the
 	// trial runs where the real load will (see llama.LoadOptions).
 	GPULayers int
+	NoGPU     bool
 	// Tokens is how many tokens the child decodes; 0 means 4.
 	Tokens int
 }
@@ -85,6 +86,7 @@ var enabled atomic.Bool
 type childArgs struct {
 	Model, Projector string
 	GPULayers        int
+	NoGPU            bool
 	Tokens           int
 }
 
@@ -133,7 +135,7 @@ func trial(a childArgs) (string, error) {
 		time.Sleep(time.Hour)
 	}
 	stage("load model")
-	m, err := llama.Load(ctx, a.Model, llama.LoadOptions{GPULayers: a.GPULayers})
+	m, err := llama.Load(ctx, a.Model, llama.LoadOptions{GPULayers: a.GPULayers, NoGPU: a.NoGPU})
 	if err != nil {
 		return "load model", err
 	}
@@ -177,7 +179,7 @@ func trial(a childArgs) (string, error) {
 	marker := vlm.MediaMarker()
 	if a.Projector != "" {
 		stage("load projector")
-		p, err := mtmd.Load(ctx, a.Projector, m, mtmd.Options{Threads: 1})
+		p, err := mtmd.Load(ctx, a.Projector, m, mtmd.Options{Threads: 1, NoGPU: a.NoGPU})
 		if err != nil {
 			return "load projector", err
 		}
@@ -260,7 +262,7 @@ func Check(ctx context.Context, modelPath, projectorPath string, opts Options) e
 	if timeout <= 0 {
 		timeout = 2 * time.Minute
 	}
-	args, _ := json.Marshal(childArgs{Model: modelPath, Projector: projectorPath, GPULayers: opts.GPULayers, Tokens: opts.Tokens})
+	args, _ := json.Marshal(childArgs{Model: modelPath, Projector: projectorPath, GPULayers: opts.GPULayers, NoGPU: opts.NoGPU, Tokens: opts.Tokens})
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(cctx, exe)

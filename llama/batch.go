@@ -18,14 +18,15 @@ type Batch struct {
 	cleanup runtime.Cleanup
 }
 
-// NewBatch returns a token batch for up to capacity tokens in up to nSeqMax
-// sequences each, for model m (whose vocabulary bounds the token ids).
-func (m *Model) NewBatch(capacity, nSeqMax int) (*Batch, error) {
+// NewBatch returns a token batch for up to capacity tokens, each in up to
+// seqsPerToken sequences (a shared prefix can be decoded once for several),
+// for model m (whose vocabulary bounds the token ids).
+func (m *Model) NewBatch(capacity, seqsPerToken int) (*Batch, error) {
 	info, err := m.Info()
 	if err != nil {
 		return nil, err
 	}
-	return newBatch(capacity, 0, nSeqMax, 1, info.NVocab)
+	return newBatch(capacity, 0, seqsPerToken, 1, info.NVocab)
 }
 
 // NewBatch returns a token batch for the context's model, for up to
@@ -44,8 +45,8 @@ func NewEmbeddingBatch(capacity, nEmbd, posPerToken int) (*Batch, error) {
 	return newBatch(capacity, nEmbd, 1, posPerToken, 0)
 }
 
-func newBatch(capacity, nEmbd, nSeqMax, posPerToken, vocab int) (*Batch, error) {
-	c, err := vlm.NewBatch(capacity, nEmbd, nSeqMax, posPerToken)
+func newBatch(capacity, nEmbd, seqsPerToken, posPerToken, vocab int) (*Batch, error) {
+	c, err := vlm.NewBatch(capacity, nEmbd, seqsPerToken, posPerToken)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +100,7 @@ func (b *Batch) Add(t Token, pos int32, logits bool, seqs ...int32) error {
 	if len(seqs) == 0 {
 		seqs = []int32{0}
 	}
-	if err := b.c.Add(t, pos, seqs, logits); err != nil {
+	if err := b.c.Add(t, pos, logits, seqs...); err != nil {
 		return err
 	}
 	b.tokens = append(b.tokens, t)

@@ -28,7 +28,7 @@ type ContextOptions struct {
 	NCtx         int            // context length in tokens
 	NBatch       int            // most tokens per Decode
 	NUbatch      int            // most tokens per compute step (≤ NBatch); must be ≥ an image's tokens for non-causal projectors
-	NSeqMax      int            // most sequences (for batching several conversations)
+	Sequences    int            // sequences the context holds (conversations decoded together); ids 0..Sequences-1
 	Threads      int            // threads for generation
 	ThreadsBatch int            // threads for prompt processing (default: Threads)
 	FlashAttn    FlashAttention // flash attention
@@ -43,7 +43,7 @@ type ContextOptions struct {
 const DefaultNCtx = 4096
 
 func (o ContextOptions) withDefaults(nCtxTrain int) (ContextOptions, error) {
-	if o.NCtx < 0 || o.NBatch < 0 || o.NUbatch < 0 || o.NSeqMax < 0 || o.Threads < 0 || o.ThreadsBatch < 0 {
+	if o.NCtx < 0 || o.NBatch < 0 || o.NUbatch < 0 || o.Sequences < 0 || o.Threads < 0 || o.ThreadsBatch < 0 {
 		return o, fmt.Errorf("negative context option in %+v: %w", o, ErrInvalidArgument)
 	}
 	if o.NCtx == 0 {
@@ -61,11 +61,11 @@ func (o ContextOptions) withDefaults(nCtxTrain int) (ContextOptions, error) {
 	if o.NUbatch > o.NBatch {
 		return o, fmt.Errorf("NUbatch %d > NBatch %d: %w", o.NUbatch, o.NBatch, ErrInvalidArgument)
 	}
-	if o.NSeqMax == 0 {
-		o.NSeqMax = 1
+	if o.Sequences == 0 {
+		o.Sequences = 1
 	}
-	if o.NSeqMax > 256 {
-		return o, fmt.Errorf("NSeqMax %d > 256: %w", o.NSeqMax, ErrInvalidArgument)
+	if o.Sequences > 256 {
+		return o, fmt.Errorf("Sequences %d > 256: %w", o.Sequences, ErrInvalidArgument)
 	}
 	if o.Threads == 0 {
 		o.Threads = vlm.DefaultThreads()
@@ -109,7 +109,7 @@ func (m *Model) NewContext(opts ContextOptions) (*Context, error) {
 	var c *vlm.LlamaContext
 	err = m.use(func(mc *vlm.LlamaModel) (err error) {
 		c, err = vlm.NewContext(mc, vlm.ContextParams{
-			NCtx: opts.NCtx, NBatch: opts.NBatch, NUbatch: opts.NUbatch, NSeqMax: opts.NSeqMax,
+			NCtx: opts.NCtx, NBatch: opts.NBatch, NUbatch: opts.NUbatch, NSeqMax: opts.Sequences,
 			Threads: opts.Threads, ThreadsBatch: opts.ThreadsBatch, FlashAttn: opts.FlashAttn,
 			Embeddings: opts.Embeddings, KVUnified: !opts.SplitKV,
 		})
@@ -301,8 +301,8 @@ func (x *Context) SetThreads(gen, batch int) error {
 // means from the start, p1 < 0 to the end.
 
 func (x *Context) checkSeq(seq int32, allowAll bool) error {
-	if (seq < 0 && !allowAll) || int(seq) >= x.opts.NSeqMax {
-		return fmt.Errorf("sequence %d of a context with %d: %w", seq, x.opts.NSeqMax, ErrInvalidArgument)
+	if (seq < 0 && !allowAll) || int(seq) >= x.opts.Sequences {
+		return fmt.Errorf("sequence %d of a context with %d: %w", seq, x.opts.Sequences, ErrInvalidArgument)
 	}
 	return nil
 }

@@ -26,7 +26,7 @@ const (
 	StopCancelled StopReason = "cancelled"  // the context.Context was cancelled
 	StopError     StopReason = "error"      // decoding failed
 	StopBreak     StopReason = "break"      // the caller stopped iterating
-	StopContext   StopReason = "context"    // the context (KV cache) is full: an end, not an error
+	StopCacheFull StopReason = "cache_full" // the sequence or the KV cache is full: an end, not an error
 )
 
 // GenerateOptions configure Generate.
@@ -76,7 +76,7 @@ type GeneratedToken struct {
 // the last decoded output, and decodes each into the KV cache. It yields
 // each token as soon as its text is complete UTF-8, and ends at an
 // end-of-generation token, MaxTokens, a stop string, a full context
-// (StopContext, with no error), or when ctx is cancelled (within one decode
+// (StopCacheFull, with no error), or when ctx is cancelled (within one decode
 // step; the error wraps ErrCancelled). Text held back when it ends (a
 // partial UTF-8 sequence, a possible start of a stop string) is yielded as a
 // last piece with ID -1 and is part of GenerateResult.Text.
@@ -142,7 +142,7 @@ func Generate(ctx context.Context, x *Context, s TokenSampler, opts GenerateOpti
 			}
 			pos := g.Pos()
 			if pos+1 >= nCtx {
-				end(StopContext)
+				end(StopCacheFull)
 				return
 			}
 			// Feed the token back.
@@ -155,7 +155,7 @@ func Generate(ctx context.Context, x *Context, s TokenSampler, opts GenerateOpti
 				if errors.Is(err, ErrContextFull) && ctx.Err() == nil {
 					// No KV cell is left (other sequences hold them): the
 					// end of the room, not a failure.
-					end(StopContext)
+					end(StopCacheFull)
 					return
 				}
 				if ctx.Err() != nil {

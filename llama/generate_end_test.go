@@ -53,7 +53,7 @@ func collect(t *testing.T, x *llama.Context, s llama.TokenSampler, opts llama.Ge
 // TestGenerateFlushesHeldBackTextAtEveryEnd: the bytes of a partial UTF-8
 // sequence and a possible stop-string start are released when generation
 // ends at MaxTokens or at a full context (the old code dropped them there),
-// and a full KV cache ends with StopContext, not an error.
+// and a full KV cache ends with StopCacheFull, not an error.
 func TestGenerateFlushesHeldBackTextAtEveryEnd(t *testing.T) {
 	m, _ := loadTiny(t, gguf.TypeF16)
 	v := m.Vocab()
@@ -91,14 +91,14 @@ func TestGenerateFlushesHeldBackTextAtEveryEnd(t *testing.T) {
 		}
 		prefill(t, x, prompt)
 		text, res := collect(t, x, &scriptSampler{toks: script}, llama.GenerateOptions{Pos: int32(len(prompt))})
-		assert.Equal(t, llama.StopContext, res.Reason)
+		assert.Equal(t, llama.StopCacheFull, res.Reason)
 		assert.Equal(t, want, text)
 		assert.Equal(t, want, res.Text)
 	})
 	t.Run("KV cache full before the positions run out", func(t *testing.T) {
 		// Sequence 1 holds most cells of the shared cache: sequence 0's
 		// decode finds no slot long before its positions reach NCtx.
-		x := newCtx(t, m, llama.ContextOptions{NCtx: 256, NBatch: 256, NSeqMax: 2, Threads: 1})
+		x := newCtx(t, m, llama.ContextOptions{NCtx: 256, NBatch: 256, Sequences: 2, Threads: 1})
 		n := x.Options().NCtx
 		b, err := x.NewBatch(n)
 		require.NoError(t, err)
@@ -109,7 +109,7 @@ func TestGenerateFlushesHeldBackTextAtEveryEnd(t *testing.T) {
 		require.NoError(t, b.Add(1, 0, true, 0))
 		require.NoError(t, x.Decode(context.Background(), b))
 		text, res := collect(t, x, &scriptSampler{toks: script}, llama.GenerateOptions{Pos: 1, Seq: 0})
-		assert.Equal(t, llama.StopContext, res.Reason)
+		assert.Equal(t, llama.StopCacheFull, res.Reason)
 		assert.Less(t, int(res.NextPos), n-4, "ended by the cache, not by the positions")
 		assert.Equal(t, want, text[:min(len(text), len(want))])
 		assert.True(t, strings.HasSuffix(res.Text, "\xe2"), "held-back bytes flushed: %q", res.Text)

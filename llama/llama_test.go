@@ -253,7 +253,7 @@ func TestGreedyGenerationIsDeterministic(t *testing.T) {
 
 func TestMemoryOperations(t *testing.T) {
 	m, _ := loadTiny(t, gguf.TypeF16)
-	x := newCtx(t, m, llama.ContextOptions{NCtx: 128, NSeqMax: 2})
+	x := newCtx(t, m, llama.ContextOptions{NCtx: 128, Sequences: 2})
 	prompt, err := m.Vocab().Tokenize("one two three four", true, false)
 	require.NoError(t, err)
 	b, err := m.NewBatch(len(prompt), 2)
@@ -497,7 +497,7 @@ func TestDecodeCancelled(t *testing.T) {
 func TestContextOptionsValidation(t *testing.T) {
 	m, _ := loadTiny(t, gguf.TypeF16)
 	for _, o := range []llama.ContextOptions{
-		{NCtx: -1}, {NBatch: 64, NUbatch: 128}, {NSeqMax: 1000}, {Threads: -2},
+		{NCtx: -1}, {NBatch: 64, NUbatch: 128}, {Sequences: 1000}, {Threads: -2},
 	} {
 		_, err := m.NewContext(o)
 		assert.ErrorIs(t, err, llama.ErrInvalidArgument, "%+v", o)

@@ -19,9 +19,12 @@ import (
 // LoadOptions configure Load. The zero value loads everything on the CPU
 // with mmap.
 type LoadOptions struct {
-	// GPULayers is the number of layers to offload to a GPU; -1 offloads
-	// all of them. Ignored when no GPU backend is loaded.
+	// GPULayers is how many layers go to the GPU when a GPU backend is
+	// loaded: 0 (the default) and -1 mean all of them, n > 0 the first n.
+	// It is the convention of pipeline.Options too.
 	GPULayers int
+	// NoGPU keeps every layer on the CPU, also when a GPU backend is loaded.
+	NoGPU bool
 	// MainGPU is the index of the GPU used when the model is not split.
 	MainGPU int
 	// NoMmap reads the file into memory instead of mapping it.
@@ -36,6 +39,17 @@ type LoadOptions struct {
 	// Progress, if set, is called with values from 0 to 1 while weights
 	// load; returning false cancels the load with ErrCancelled.
 	Progress func(progress float32) bool
+}
+
+// nativeLayers is GPULayers as the binding takes it (0 none, -1 all).
+func (o LoadOptions) nativeLayers() int {
+	switch {
+	case o.NoGPU:
+		return 0
+	case o.GPULayers <= 0:
+		return -1
+	}
+	return o.GPULayers
 }
 
 func (o LoadOptions) validate() error {
@@ -83,7 +97,7 @@ func Load(ctx context.Context, path string, opts LoadOptions) (*Model, error) {
 		return true
 	}
 	c, err := vlm.LoadModel(path, vlm.ModelParams{
-		GPULayers: opts.GPULayers, MainGPU: opts.MainGPU, NoMmap: opts.NoMmap,
+		GPULayers: opts.nativeLayers(), MainGPU: opts.MainGPU, NoMmap: opts.NoMmap,
 		Mlock: opts.Mlock, VocabOnly: opts.VocabOnly, Progress: progress,
 	})
 	if err != nil {

@@ -10,8 +10,8 @@ import (
 
 	"github.com/vlm-go/vlm"
 	"github.com/vlm-go/vlm/gguf"
-	"github.com/vlm-go/vlm/internal/testmodel"
 	"github.com/vlm-go/vlm/internal/llamaaccess"
+	"github.com/vlm-go/vlm/internal/testmodel"
 	"github.com/vlm-go/vlm/llama"
 )
 

@@ -481,8 +481,8 @@ func (p *Projector) Eval(ctx context.Context, x *llama.Context, chunks *Chunks, 
 		left -= ch.NTokens
 		first++
 	}
-	if opts.Seq < 0 || int(opts.Seq) >= xo.NSeqMax {
-		return opts.Pos, stats, fmt.Errorf("sequence %d of a context with %d: %w", opts.Seq, xo.NSeqMax, ErrInvalidArgument)
+	if opts.Seq < 0 || int(opts.Seq) >= xo.Sequences {
+		return opts.Pos, stats, fmt.Errorf("sequence %d of a context with %d: %w", opts.Seq, xo.Sequences, ErrInvalidArgument)
 	}
 	need := int(opts.Pos) - firstOff
 	for _, ch := range chunks.list[first:] {

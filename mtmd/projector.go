@@ -21,8 +21,9 @@ import (
 // Options configure Load. The zero value runs the encoder on the CPU with
 // mtmd's default thread count.
 type Options struct {
-	// UseGPU runs the vision encoder on the GPU when a GPU backend is loaded.
-	UseGPU bool
+	// NoGPU keeps the vision encoder on the CPU; by default it runs on the
+	// GPU when a GPU backend is loaded (as llama.LoadOptions.NoGPU).
+	NoGPU bool
 	// Threads for the encoder; 0 means vlm.DefaultThreads() (physical cores less one).
 	Threads int
 	// ImageMinTokens and ImageMaxTokens bound the tokens per image for
@@ -100,7 +101,7 @@ func Load(ctx context.Context, path string, model *llama.Model, opts Options) (*
 	var c *vlm.MtmdContext
 	err = llamaaccess.ModelNative(model, func(m *vlm.LlamaModel) (err error) {
 		c, err = vlm.LoadProjector(path, m, vlm.ProjectorParams{
-			UseGPU: opts.UseGPU, Threads: opts.Threads, ImageMinTokens: opts.ImageMinTokens,
+			UseGPU: !opts.NoGPU && vlm.HasGPU(), Threads: opts.Threads, ImageMinTokens: opts.ImageMinTokens,
 			ImageMaxTokens: opts.ImageMaxTokens, Warmup: opts.Warmup, Marker: opts.Marker,
 		})
 		return err

@@ -316,7 +316,7 @@ func (h *Handler) observe(resp *pipeline.Response, start time.Time) {
 
 func finishReason(r llama.StopReason) string {
 	switch r {
-	case llama.StopMaxTokens, llama.StopContext:
+	case llama.StopMaxTokens, llama.StopCacheFull:
 		return "length"
 	}
 	return "stop"

@@ -155,11 +155,11 @@ func New(ctx context.Context, modelPath, projectorPath string, opts Options) (*P
 		}
 	}
 	if opts.Isolated {
-		if err := isolate.Check(ctx, path, projectorPath, isolate.Options{GPULayers: layers}); err != nil {
+		if err := isolate.Check(ctx, path, projectorPath, isolate.Options{GPULayers: layers, NoGPU: !gpu}); err != nil {
 			return nil, fmt.Errorf("pipeline: %w", err)
 		}
 	}
-	model, err := llama.Load(ctx, path, llama.LoadOptions{GPULayers: layers, MainGPU: opts.MainGPU, Progress: opts.Progress})
+	model, err := llama.Load(ctx, path, llama.LoadOptions{GPULayers: layers, NoGPU: !gpu, MainGPU: opts.MainGPU, Progress: opts.Progress})
 	if err != nil {
 		return nil, err
 	}
@@ -181,7 +181,7 @@ func New(ctx context.Context, modelPath, projectorPath string, opts Options) (*P
 	if opts.Parallel > 1 && opts.Threads > 1 {
 		encThreads = (opts.Threads + 1) / 2
 	}
-	if p.proj, err = mtmd.Load(ctx, projectorPath, model, mtmd.Options{UseGPU: gpu, Threads: encThreads}); err != nil {
+	if p.proj, err = mtmd.Load(ctx, projectorPath, model, mtmd.Options{NoGPU: !gpu, Threads: encThreads}); err != nil {
 		return nil, err
 	}
 	if err := p.setupTemplate(); err != nil {

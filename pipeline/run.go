@@ -24,8 +24,6 @@ type GenerateOptions struct {
 	MaxNewTokens int
 	// Sampler chooses tokens; the zero value is greedy.
 	Sampler sampler.Config
-	// Seed, if non-zero, overrides Sampler.Seed.
-	Seed uint32
 	// Stop ends the answer at any of these strings (not included).
 	Stop []string
 	// ImageProgress, if set, is called as the prompt's images are evaluated:
@@ -151,9 +149,6 @@ func (p *Pipeline) answer(ctx context.Context, msgs []template.Message, images [
 	}
 	resp.Stats.ImageCacheHits, resp.Stats.ImageCacheMisses = chunks.CacheStats()
 	cfg := opts.Sampler
-	if opts.Seed != 0 {
-		cfg.Seed = opts.Seed
-	}
 	stream, err := p.eng.Submit(ctx, engine.Request{
 		Chunks: chunks, Sampler: cfg, MaxTokens: maxTokens, Stop: opts.Stop, MaxPositions: maxPos, ImageProgress: opts.ImageProgress,
 	})

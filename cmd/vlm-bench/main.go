@@ -237,11 +237,11 @@ func setup(ctx context.Context, typ, mp, pp string, nPrompt, nGen, threads, ngl 
 	bn.r.fileMiB = float64(st.Size()) / (1 << 20)
 	rss0 := rssMiB()
 	// No mmap, so the weights' memory shows in RSS.
-	if bn.m, err = llama.Load(ctx, mp, llama.LoadOptions{GPULayers: ngl, NoMmap: true}); err != nil {
+	if bn.m, err = llama.Load(ctx, mp, llama.LoadOptions{GPULayers: ngl, NoGPU: ngl == 0, NoMmap: true}); err != nil {
 		return nil, err
 	}
 	bn.r.rssMiB = rssMiB() - rss0
-	if bn.proj, err = mtmd.Load(ctx, pp, bn.m, mtmd.Options{Threads: threads, UseGPU: gpuProj, Warmup: true}); err != nil {
+	if bn.proj, err = mtmd.Load(ctx, pp, bn.m, mtmd.Options{Threads: threads, NoGPU: !gpuProj, Warmup: true}); err != nil {
 		return bn, err
 	}
 	if bn.x, err = bn.m.NewContext(llama.ContextOptions{NCtx: nPrompt + nGen + 64, NBatch: nPrompt, NUbatch: nPrompt, Threads: threads, FlashAttn: flashAttn}); err != nil {

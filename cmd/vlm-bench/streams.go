@@ -146,7 +146,7 @@ func rawBatchedDecode(ctx context.Context, mp string, o streamsOptions, n int) (
 		return 0, err
 	}
 	defer m.Close()
-	x, err := m.NewContext(llama.ContextOptions{NCtx: n * 1024, NSeqMax: n, Threads: o.threads, FlashAttn: llama.FlashAttentionOff})
+	x, err := m.NewContext(llama.ContextOptions{NCtx: n * 1024, Sequences: n, Threads: o.threads, FlashAttn: llama.FlashAttentionOff})
 	if err != nil {
 		return 0, err
 	}

@@ -162,7 +162,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			}
 			return false, err
 		}
-		if resp.StopReason == llama.StopContext {
+		if resp.StopReason == llama.StopCacheFull {
 			fmt.Fprintf(stderr, "chat: the answer stopped because the context is full (-ctx %d tokens): /reset starts over, or restart with a larger -ctx\n", c.ctxSize)
 		}
 		if !c.quiet {
