@@ -23,7 +23,7 @@ func TestDemoPairAnswers(t *testing.T) {
 	pl, err := pipeline.New(ctx, m, p, pipeline.Options{Threads: 1, ContextSize: 512})
 	require.NoError(t, err)
 	defer pl.Close()
-	r, err := pl.Run(ctx, pipeline.Input{Text: "What is this?", Images: []pipeline.Image{pipeline.ImageOf(demo.Picture())}}, pipeline.GenerateOptions{MaxNewTokens: 4})
+	r, err := pl.Run(ctx, pipeline.Input{Text: "What is this?", Images: []pipeline.Image{pipeline.ImageOf(demo.Picture())}}, pipeline.GenerateOptions{MaxTokens: 4})
 	require.NoError(t, err)
 	assert.Positive(t, r.Stats.ImageTokens)
 	assert.NotEmpty(t, r.Tokens)

@@ -24,7 +24,7 @@ func TestHostileEmbeddedTemplates(t *testing.T) {
 	mp, pp := testmodel.TinyPair(t, testmodel.ProjectorIdefics3, gguf.TypeF16)
 	opts := pipeline.Options{Threads: 1, ContextSize: 512}
 	in := pipeline.Input{Text: "What is here?"}
-	gen := pipeline.GenerateOptions{MaxNewTokens: 6}
+	gen := pipeline.GenerateOptions{MaxTokens: 6}
 	answer := func() []int32 {
 		p, err := pipeline.New(ctx, mp, pp, opts)
 		require.NoError(t, err)

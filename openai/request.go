@@ -225,7 +225,7 @@ func (h *Handler) prepare(ctx context.Context, req *chatRequest) (pipeline.Input
 		}
 		max = *mt.v
 	}
-	gen.MaxNewTokens = max
+	gen.MaxTokens = max
 	cfg := sampler.Config{Temperature: 1}
 	if t := req.Temperature; t != nil {
 		if *t < 0 || *t > 2 || math.IsNaN(*t) {

@@ -18,7 +18,7 @@ func BenchmarkCancelLatency(b *testing.B) {
 	var total time.Duration
 	for i := 0; i < b.N; i++ {
 		ctx, cancel := context.WithCancel(context.Background())
-		st := p.Stream(ctx, pipeline.Input{Text: "Go on forever."}, pipeline.GenerateOptions{MaxNewTokens: -1, Sampler: sampler.Config{LogitBias: ban}})
+		st := p.Stream(ctx, pipeline.Input{Text: "Go on forever."}, pipeline.GenerateOptions{MaxTokens: 0, Sampler: sampler.Config{LogitBias: ban}})
 		var at time.Time
 		n := 0
 		for _, err := range st.Tokens() {
@@ -43,7 +43,7 @@ func BenchmarkRunWithImage(b *testing.B) {
 	p, _, _ := newPipeline(b, testmodel.ProjectorIdefics3, pipeline.Options{})
 	for i := 0; i < b.N; i++ {
 		_, err := p.Run(context.Background(), pipeline.Input{Text: "Describe.", Images: []pipeline.Image{pipeline.ImageOf(picture(64, 64, uint8(i)))}},
-			pipeline.GenerateOptions{MaxNewTokens: 16})
+			pipeline.GenerateOptions{MaxTokens: 16})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -28,7 +28,7 @@ func TestSameImageAgainIsNotPreparedAgain(t *testing.T) {
 			ctx := context.Background()
 			img := pngBytes(t, 48, 40, 60)
 			ask := func(p *pipeline.Pipeline, q string) *pipeline.Response {
-				r, err := p.Run(ctx, pipeline.Input{Text: q, Images: []pipeline.Image{pipeline.ImageBytes(img)}}, pipeline.GenerateOptions{MaxNewTokens: 8})
+				r, err := p.Run(ctx, pipeline.Input{Text: q, Images: []pipeline.Image{pipeline.ImageBytes(img)}}, pipeline.GenerateOptions{MaxTokens: 8})
 				require.NoError(t, err)
 				return r
 			}
@@ -54,7 +54,7 @@ func TestSameImageAgainIsNotPreparedAgain(t *testing.T) {
 			assert.Equal(t, want.Tokens, r2.Tokens)
 			assert.Zero(t, fresh.ImageCacheStats().Entries, "cache off")
 			// Another context of the pipeline (a batch) uses the cache too.
-			rs, err := p.RunBatch(ctx, []pipeline.Input{{Text: "Which colours are there?", Images: []pipeline.Image{pipeline.ImageBytes(img)}}}, pipeline.GenerateOptions{MaxNewTokens: 8})
+			rs, err := p.RunBatch(ctx, []pipeline.Input{{Text: "Which colours are there?", Images: []pipeline.Image{pipeline.ImageBytes(img)}}}, pipeline.GenerateOptions{MaxTokens: 8})
 			require.NoError(t, err)
 			assert.Equal(t, want.Tokens, rs[0].Tokens)
 			assert.Equal(t, 1, rs[0].Stats.ImageCacheHits)
@@ -68,12 +68,12 @@ func TestSessionHistoryImagesNotPreparedAgain(t *testing.T) {
 	p, _, _ := newPipeline(t, testmodel.ProjectorIdefics3, pipeline.Options{ContextSize: 2048})
 	ctx := context.Background()
 	a, b := pngBytes(t, 48, 48, 10), pngBytes(t, 48, 48, 200)
-	_, err := p.Run(ctx, pipeline.Input{Text: "Seen before.", Images: []pipeline.Image{pipeline.ImageBytes(a)}}, pipeline.GenerateOptions{MaxNewTokens: 2})
+	_, err := p.Run(ctx, pipeline.Input{Text: "Seen before.", Images: []pipeline.Image{pipeline.ImageBytes(a)}}, pipeline.GenerateOptions{MaxTokens: 2})
 	require.NoError(t, err)
 	s, err := p.NewSession(pipeline.SessionOptions{})
 	require.NoError(t, err)
 	defer s.Close()
-	opts := pipeline.GenerateOptions{MaxNewTokens: 4}
+	opts := pipeline.GenerateOptions{MaxTokens: 4}
 	r1, err := s.Send(ctx, pipeline.Input{Text: "Two pictures.", Images: []pipeline.Image{pipeline.ImageBytes(a), pipeline.ImageBytes(b)}}, opts)
 	require.NoError(t, err)
 	assert.Equal(t, 1, r1.Stats.ImageCacheHits, "a came from Run")
@@ -92,7 +92,7 @@ func TestSessionHistoryImagesNotPreparedAgain(t *testing.T) {
 func TestNULByteInText(t *testing.T) {
 	p, _, _ := newPipeline(t, testmodel.ProjectorMLP, pipeline.Options{})
 	ctx := context.Background()
-	opts := pipeline.GenerateOptions{MaxNewTokens: 4}
+	opts := pipeline.GenerateOptions{MaxTokens: 4}
 	whole, err := p.Run(ctx, pipeline.Input{Text: "hello\x00 world, what is this?"}, opts)
 	require.NoError(t, err)
 	cut, err := p.Run(ctx, pipeline.Input{Text: "hello"}, opts)

@@ -25,7 +25,7 @@ func TestConcurrentRunsEqualAlone(t *testing.T) {
 		in := pipeline.Input{Text: strings.Repeat("Describe it. ", 1+i%3), Images: []pipeline.Image{pipeline.ImageOf(picture(40+4*i, 32, uint8(30*i)))}}
 		inputs = append(inputs, in)
 	}
-	opts := pipeline.GenerateOptions{MaxNewTokens: 10}
+	opts := pipeline.GenerateOptions{MaxTokens: 10}
 	want := make([][]llama.Token, len(inputs))
 	for i, in := range inputs {
 		r, err := p.Run(ctx, in, opts)
@@ -58,18 +58,18 @@ func TestSessionFailedTurnLeavesSession(t *testing.T) {
 	ctx := context.Background()
 	s, err := p.NewSession(pipeline.SessionOptions{System: "Be brief."})
 	require.NoError(t, err)
-	_, err = s.Send(ctx, pipeline.Input{Text: "Hello."}, pipeline.GenerateOptions{MaxNewTokens: 4})
+	_, err = s.Send(ctx, pipeline.Input{Text: "Hello."}, pipeline.GenerateOptions{MaxTokens: 4})
 	require.NoError(t, err)
 	h := s.History()
 	require.Len(t, h, 3)
 
-	_, err = s.Send(ctx, pipeline.Input{Text: strings.Repeat("word ", 400)}, pipeline.GenerateOptions{MaxNewTokens: 4})
+	_, err = s.Send(ctx, pipeline.Input{Text: strings.Repeat("word ", 400)}, pipeline.GenerateOptions{MaxTokens: 4})
 	require.ErrorIs(t, err, llama.ErrPromptTooLong)
 	assert.Equal(t, h, s.History(), "a prompt too long leaves the session as it was")
 
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	_, err = s.Send(cctx, pipeline.Input{Text: "Again?"}, pipeline.GenerateOptions{MaxNewTokens: 4})
+	_, err = s.Send(cctx, pipeline.Input{Text: "Again?"}, pipeline.GenerateOptions{MaxTokens: 4})
 	require.ErrorIs(t, err, llama.ErrCancelled)
 	assert.Equal(t, h, s.History(), "a cancelled turn leaves the session as it was")
 
@@ -79,7 +79,7 @@ func TestSessionFailedTurnLeavesSession(t *testing.T) {
 	d, err := p.NewSession(pipeline.SessionOptions{System: "Be brief.", History: pipeline.DropOldestTurns, ContextSize: 160})
 	require.NoError(t, err)
 	for i := range 6 {
-		_, err := d.Send(ctx, pipeline.Input{Text: strings.Repeat("more words here ", 6)}, pipeline.GenerateOptions{MaxNewTokens: 8})
+		_, err := d.Send(ctx, pipeline.Input{Text: strings.Repeat("more words here ", 6)}, pipeline.GenerateOptions{MaxTokens: 8})
 		require.NoError(t, err, "turn %d", i)
 	}
 	dh := d.History()
@@ -92,7 +92,7 @@ func TestSessionFailedTurnLeavesSession(t *testing.T) {
 func TestMarkerInTextIsRefused(t *testing.T) {
 	p, _, _ := newPipeline(t, testmodel.ProjectorMLP, pipeline.Options{})
 	for _, mk := range []string{p.Projector().Marker(), "<__image__>"} {
-		_, err := p.Run(context.Background(), pipeline.Input{Text: "look: " + mk, Images: []pipeline.Image{pipeline.ImageOf(picture(32, 32, 1))}}, pipeline.GenerateOptions{MaxNewTokens: 2})
+		_, err := p.Run(context.Background(), pipeline.Input{Text: "look: " + mk, Images: []pipeline.Image{pipeline.ImageOf(picture(32, 32, 1))}}, pipeline.GenerateOptions{MaxTokens: 2})
 		require.ErrorIs(t, err, pipeline.ErrInvalidInput)
 		assert.Contains(t, err.Error(), "reads as an image")
 	}
@@ -102,7 +102,7 @@ func TestMarkerInTextIsRefused(t *testing.T) {
 // yields an error and runs nothing.
 func TestStreamIteratedTwice(t *testing.T) {
 	p, _, _ := newPipeline(t, testmodel.ProjectorMLP, pipeline.Options{})
-	st := p.Stream(context.Background(), pipeline.Input{Text: "Hi"}, pipeline.GenerateOptions{MaxNewTokens: 3})
+	st := p.Stream(context.Background(), pipeline.Input{Text: "Hi"}, pipeline.GenerateOptions{MaxTokens: 3})
 	n := 0
 	for _, err := range st.Tokens() {
 		require.NoError(t, err)

@@ -35,7 +35,7 @@ func Example() {
 	resp, err := p.Run(ctx, pipeline.Input{
 		Text:   "What is in this picture?",
 		Images: []pipeline.Image{pipeline.ImageOf(image.NewGray(image.Rect(0, 0, 32, 32)))},
-	}, pipeline.GenerateOptions{MaxNewTokens: 8})
+	}, pipeline.GenerateOptions{MaxTokens: 8})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -53,7 +53,7 @@ func ExamplePipeline_Stream() {
 		return
 	}
 	defer p.Close()
-	st := p.Stream(ctx, pipeline.Input{Text: "Tell me a story."}, pipeline.GenerateOptions{MaxNewTokens: 5})
+	st := p.Stream(ctx, pipeline.Input{Text: "Tell me a story."}, pipeline.GenerateOptions{MaxTokens: 5})
 	n := 0
 	for tok, err := range st.Tokens() {
 		if err != nil {
@@ -82,8 +82,8 @@ func ExampleSession() {
 		return
 	}
 	defer s.Close()
-	first, _ := s.Send(ctx, pipeline.Input{Text: "Hello!"}, pipeline.GenerateOptions{MaxNewTokens: 4})
-	second, _ := s.Send(ctx, pipeline.Input{Text: "And then?"}, pipeline.GenerateOptions{MaxNewTokens: 4})
+	first, _ := s.Send(ctx, pipeline.Input{Text: "Hello!"}, pipeline.GenerateOptions{MaxTokens: 4})
+	second, _ := s.Send(ctx, pipeline.Input{Text: "And then?"}, pipeline.GenerateOptions{MaxTokens: 4})
 	fmt.Println("first turn cached:", first.Stats.CachedTokens, "second turn reuses the first:", second.Stats.CachedTokens >= first.Stats.PromptTokens-1)
 	// Output: first turn cached: 0 second turn reuses the first: true
 }

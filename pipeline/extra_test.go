@@ -53,7 +53,7 @@ func TestModelWithoutChatTemplate(t *testing.T) {
 	// A template of package template by name.
 	p, err := pipeline.New(ctx, bare, pp, pipeline.Options{Threads: 2, ChatTemplate: "llava-1.5", ContextSize: 512})
 	require.NoError(t, err)
-	r, err := p.Run(ctx, pipeline.Input{Text: "hi", Images: []pipeline.Image{pipeline.ImageOf(picture(8, 8, 1))}}, pipeline.GenerateOptions{MaxNewTokens: 2})
+	r, err := p.Run(ctx, pipeline.Input{Text: "hi", Images: []pipeline.Image{pipeline.ImageOf(picture(8, 8, 1))}}, pipeline.GenerateOptions{MaxTokens: 2})
 	require.NoError(t, err)
 	assert.Contains(t, r.Prompt, "USER:")
 	p.Close()
@@ -64,7 +64,7 @@ func TestModelWithoutChatTemplate(t *testing.T) {
 	defer p.Close()
 	img, err := mtmd.ImageFromGo(picture(8, 8, 2))
 	require.NoError(t, err)
-	r, err = p.Run(ctx, pipeline.Input{Text: "what?", Images: []pipeline.Image{pipeline.ImageDecoded(img)}}, pipeline.GenerateOptions{MaxNewTokens: 2})
+	r, err = p.Run(ctx, pipeline.Input{Text: "what?", Images: []pipeline.Image{pipeline.ImageDecoded(img)}}, pipeline.GenerateOptions{MaxTokens: 2})
 	require.NoError(t, err)
 	assert.Contains(t, r.Prompt, "USER: "+p.Projector().Marker()+"what?")
 	assert.Equal(t, 1, r.Stats.ImagesEncoded)

@@ -21,7 +21,7 @@ func TestIsolatedNew(t *testing.T) {
 	p, err := pipeline.New(ctx, mp, pp, pipeline.Options{Isolated: true, Threads: 1, ContextSize: 512})
 	require.NoError(t, err)
 	defer p.Close()
-	r, err := p.Run(ctx, pipeline.Input{Text: "Hi"}, pipeline.GenerateOptions{MaxNewTokens: 3})
+	r, err := p.Run(ctx, pipeline.Input{Text: "Hi"}, pipeline.GenerateOptions{MaxTokens: 3})
 	require.NoError(t, err)
 	assert.NotEmpty(t, r.Tokens)
 

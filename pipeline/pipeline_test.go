@@ -56,7 +56,7 @@ func TestPipelineEqualsLowLevelGreedy(t *testing.T) {
 			img := picture(40, 30, 80)
 			const question = "What is in the picture?"
 			resp, err := p.Run(context.Background(), pipeline.Input{Text: question, Images: []pipeline.Image{pipeline.ImageOf(img)}},
-				pipeline.GenerateOptions{MaxNewTokens: 12})
+				pipeline.GenerateOptions{MaxTokens: 12})
 			require.NoError(t, err)
 
 			// The same by hand.
@@ -117,14 +117,14 @@ func TestPipelineEqualsLowLevelGreedy(t *testing.T) {
 func TestReturnFullTextAndStream(t *testing.T) {
 	p, _, _ := newPipeline(t, testmodel.ProjectorIdefics3, pipeline.Options{})
 	in := pipeline.Input{Text: "Describe it.", Images: []pipeline.Image{pipeline.ImageOf(picture(32, 32, 1))}}
-	short, err := p.Run(context.Background(), in, pipeline.GenerateOptions{MaxNewTokens: 6})
+	short, err := p.Run(context.Background(), in, pipeline.GenerateOptions{MaxTokens: 6})
 	require.NoError(t, err)
-	long, err := p.Run(context.Background(), in, pipeline.GenerateOptions{MaxNewTokens: 6, ReturnFullText: true})
+	long, err := p.Run(context.Background(), in, pipeline.GenerateOptions{MaxTokens: 6, ReturnFullText: true})
 	require.NoError(t, err)
 	assert.Equal(t, long.Prompt+short.Text, long.Text)
 	assert.Contains(t, long.Prompt, "Describe it.")
 
-	st := p.Stream(context.Background(), in, pipeline.GenerateOptions{MaxNewTokens: 6})
+	st := p.Stream(context.Background(), in, pipeline.GenerateOptions{MaxTokens: 6})
 	var text string
 	n := 0
 	for tok, err := range st.Tokens() {
@@ -145,12 +145,12 @@ func TestSessionReusesCacheAcrossTurns(t *testing.T) {
 	require.NoError(t, err)
 	defer s.Close()
 	ctx := context.Background()
-	r1, err := s.Send(ctx, pipeline.Input{Text: "Hello there.", Images: []pipeline.Image{pipeline.ImageOf(picture(48, 48, 9))}}, pipeline.GenerateOptions{MaxNewTokens: 8})
+	r1, err := s.Send(ctx, pipeline.Input{Text: "Hello there.", Images: []pipeline.Image{pipeline.ImageOf(picture(48, 48, 9))}}, pipeline.GenerateOptions{MaxTokens: 8})
 	require.NoError(t, err)
 	assert.Zero(t, r1.Stats.CachedTokens)
 	assert.Positive(t, r1.Stats.ImagesEncoded)
 
-	r2, err := s.Send(ctx, pipeline.Input{Text: "And now?"}, pipeline.GenerateOptions{MaxNewTokens: 8})
+	r2, err := s.Send(ctx, pipeline.Input{Text: "And now?"}, pipeline.GenerateOptions{MaxTokens: 8})
 	require.NoError(t, err)
 	assert.Greater(t, r2.Stats.PromptTokens, r1.Stats.PromptTokens)
 	assert.Greater(t, r2.Stats.CachedTokens, r1.Stats.PromptTokens/2, "the first turn's prompt is reused")
@@ -158,7 +158,7 @@ func TestSessionReusesCacheAcrossTurns(t *testing.T) {
 	assert.Zero(t, r2.Stats.ImagesEncoded, "the first turn's image is not encoded again")
 	assert.Zero(t, r2.Stats.ImageTokens-r1.Stats.ImageTokens, "no new image")
 
-	r3, err := s.Send(ctx, pipeline.Input{Text: "Compare.", Images: []pipeline.Image{pipeline.ImageOf(picture(48, 48, 200))}}, pipeline.GenerateOptions{MaxNewTokens: 8})
+	r3, err := s.Send(ctx, pipeline.Input{Text: "Compare.", Images: []pipeline.Image{pipeline.ImageOf(picture(48, 48, 200))}}, pipeline.GenerateOptions{MaxTokens: 8})
 	require.NoError(t, err)
 	assert.Positive(t, r3.Stats.ImagesEncoded)
 	assert.Greater(t, r3.Stats.ImageTokens, r2.Stats.ImageTokens)
@@ -170,7 +170,7 @@ func TestSessionReusesCacheAcrossTurns(t *testing.T) {
 
 	require.NoError(t, s.Reset())
 	assert.Len(t, s.History(), 1)
-	r4, err := s.Send(ctx, pipeline.Input{Text: "Hi."}, pipeline.GenerateOptions{MaxNewTokens: 2})
+	r4, err := s.Send(ctx, pipeline.Input{Text: "Hi."}, pipeline.GenerateOptions{MaxTokens: 2})
 	require.NoError(t, err)
 	assert.NotContains(t, r4.Prompt, "Compare.", "Reset forgot the turns")
 	// Only the system prompt's tokens can come from the cache now.
@@ -185,7 +185,7 @@ func TestCancelDuringGeneration(t *testing.T) {
 	p, _, _ := newPipeline(t, testmodel.ProjectorMLP, pipeline.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	st := p.Stream(ctx, pipeline.Input{Text: "Count to a million."}, pipeline.GenerateOptions{MaxNewTokens: -1,
+	st := p.Stream(ctx, pipeline.Input{Text: "Count to a million."}, pipeline.GenerateOptions{MaxTokens: 0,
 		Sampler: sampler.Config{LogitBias: eogBan(t, p)}})
 	var at time.Time
 	var gotErr error
@@ -205,7 +205,7 @@ func TestCancelDuringGeneration(t *testing.T) {
 	assert.Less(t, time.Since(at), time.Second)
 	assert.Equal(t, llama.StopCancelled, st.Response().StopReason)
 	// The pipeline still works.
-	_, err := p.Run(context.Background(), pipeline.Input{Text: "Again."}, pipeline.GenerateOptions{MaxNewTokens: 2})
+	_, err := p.Run(context.Background(), pipeline.Input{Text: "Again."}, pipeline.GenerateOptions{MaxTokens: 2})
 	require.NoError(t, err)
 }
 
@@ -225,11 +225,11 @@ func TestRunBatchAndParallel(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		inputs = append(inputs, pipeline.Input{Text: "Picture number?", Images: []pipeline.Image{pipeline.ImageOf(picture(64, 64, uint8(i*60)))}})
 	}
-	got, err := p.RunBatch(context.Background(), inputs, pipeline.GenerateOptions{MaxNewTokens: 5})
+	got, err := p.RunBatch(context.Background(), inputs, pipeline.GenerateOptions{MaxTokens: 5})
 	require.NoError(t, err)
 	require.Len(t, got, 4)
 	for i, in := range inputs {
-		one, err := p.Run(context.Background(), in, pipeline.GenerateOptions{MaxNewTokens: 5})
+		one, err := p.Run(context.Background(), in, pipeline.GenerateOptions{MaxTokens: 5})
 		require.NoError(t, err)
 		assert.Equal(t, one.Tokens, got[i].Tokens, "input %d", i)
 	}
@@ -238,7 +238,7 @@ func TestRunBatchAndParallel(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r, err := p.Run(context.Background(), inputs[i], pipeline.GenerateOptions{MaxNewTokens: 5})
+			r, err := p.Run(context.Background(), inputs[i], pipeline.GenerateOptions{MaxTokens: 5})
 			if assert.NoError(t, err) {
 				assert.Equal(t, got[i].Tokens, r.Tokens)
 			}
@@ -262,7 +262,7 @@ func TestQuantize8Bit(t *testing.T) {
 		}
 	}
 	assert.Positive(t, q8)
-	r, err := p.Run(context.Background(), pipeline.Input{Text: "hi", Images: []pipeline.Image{pipeline.ImageOf(picture(16, 16, 3))}}, pipeline.GenerateOptions{MaxNewTokens: 3})
+	r, err := p.Run(context.Background(), pipeline.Input{Text: "hi", Images: []pipeline.Image{pipeline.ImageOf(picture(16, 16, 3))}}, pipeline.GenerateOptions{MaxTokens: 3})
 	require.NoError(t, err)
 	assert.NotEmpty(t, r.Tokens)
 	// The second time the cached file is used.
@@ -287,15 +287,15 @@ func TestInputErrors(t *testing.T) {
 	assert.ErrorIs(t, err, mtmd.ErrUnsupportedFormat)
 	_, err = p.Run(ctx, pipeline.Input{Text: "x", Images: []pipeline.Image{pipeline.ImageFile("/nonexistent.png")}}, pipeline.GenerateOptions{})
 	assert.Error(t, err)
-	_, err = p.Run(ctx, pipeline.Input{Text: "x"}, pipeline.GenerateOptions{MaxNewTokens: -5})
+	_, err = p.Run(ctx, pipeline.Input{Text: "x"}, pipeline.GenerateOptions{MaxTokens: -5})
 	assert.ErrorIs(t, err, pipeline.ErrInvalidOptions)
 	_, err = p.Run(ctx, pipeline.Input{Text: "x"}, pipeline.GenerateOptions{Sampler: sampler.Config{Temperature: -1}})
 	assert.ErrorIs(t, err, sampler.ErrInvalidConfig)
 	long := strings.Repeat("word ", 2000)
-	_, err = p.Run(ctx, pipeline.Input{Text: long}, pipeline.GenerateOptions{MaxNewTokens: 2})
+	_, err = p.Run(ctx, pipeline.Input{Text: long}, pipeline.GenerateOptions{MaxTokens: 2})
 	assert.ErrorIs(t, err, llama.ErrPromptTooLong)
 	// Still healthy.
-	_, err = p.Run(ctx, pipeline.Input{Text: "ok"}, pipeline.GenerateOptions{MaxNewTokens: 2})
+	_, err = p.Run(ctx, pipeline.Input{Text: "ok"}, pipeline.GenerateOptions{MaxTokens: 2})
 	require.NoError(t, err)
 
 	_, err = pipeline.New(ctx, "/nonexistent.gguf", "/nonexistent.gguf", pipeline.Options{})
@@ -321,7 +321,7 @@ func TestChatMessagesInput(t *testing.T) {
 	}
 	r, err := p.Run(context.Background(), pipeline.Input{Messages: msgs, Images: []pipeline.Image{
 		pipeline.ImageOf(picture(20, 20, 1)), pipeline.ImageOf(picture(20, 20, 100)),
-	}}, pipeline.GenerateOptions{MaxNewTokens: 4})
+	}}, pipeline.GenerateOptions{MaxTokens: 4})
 	require.NoError(t, err)
 	assert.Contains(t, r.Prompt, "A picture.")
 	assert.Equal(t, 2, strings.Count(r.Prompt, "<image>"), "SmolVLM writes <image> per image: %q", r.Prompt)

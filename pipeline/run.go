@@ -16,12 +16,13 @@ import (
 	"github.com/vlm-go/vlm/template"
 )
 
-// GenerateOptions configure one answer. The zero value gives up to 256
-// greedy tokens.
+// GenerateOptions configure one answer. The zero value is greedy, until
+// the model stops or the context is full.
 type GenerateOptions struct {
-	// MaxNewTokens bounds the answer; 0 means DefaultMaxNewTokens, -1 until
-	// the model stops or the context is full.
-	MaxNewTokens int
+	// MaxTokens bounds the answer; 0 means no bound (until the model
+	// stops or the context is full), as in llama.GenerateOptions and
+	// engine.Request.
+	MaxTokens int
 	// Sampler chooses tokens; the zero value is greedy.
 	Sampler sampler.Config
 	// Stop ends the answer at any of these strings (not included).
@@ -36,19 +37,11 @@ type GenerateOptions struct {
 	ReturnFullText bool
 }
 
-// DefaultMaxNewTokens is the answer length when MaxNewTokens is 0.
-const DefaultMaxNewTokens = 256
-
 func (o GenerateOptions) maxTokens() (int, error) {
-	switch {
-	case o.MaxNewTokens == 0:
-		return DefaultMaxNewTokens, nil
-	case o.MaxNewTokens == -1:
-		return 0, nil
-	case o.MaxNewTokens < -1:
-		return 0, fmt.Errorf("MaxNewTokens %d: %w", o.MaxNewTokens, ErrInvalidOptions)
+	if o.MaxTokens < 0 {
+		return 0, fmt.Errorf("MaxTokens %d (0 means no bound): %w", o.MaxTokens, ErrInvalidOptions)
 	}
-	return o.MaxNewTokens, nil
+	return o.MaxTokens, nil
 }
 
 // Stats describe one answer.

@@ -53,7 +53,7 @@ func runRepeat(o repeatOptions) error {
 		return err
 	}
 	defer p.Close()
-	gen := pipeline.GenerateOptions{MaxNewTokens: 2, Sampler: sampler.Config{LogitBias: eogBan(p.Model())}}
+	gen := pipeline.GenerateOptions{MaxTokens: 2, Sampler: sampler.Config{LogitBias: eogBan(p.Model())}}
 	pics := make([][]byte, 3)
 	for i := range pics {
 		var buf bytes.Buffer

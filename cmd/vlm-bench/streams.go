@@ -74,7 +74,7 @@ func newBenchPipeline(ctx context.Context, mp, pp string, o streamsOptions, n in
 	if err != nil {
 		return nil, pipeline.GenerateOptions{}, err
 	}
-	gen := pipeline.GenerateOptions{MaxNewTokens: o.gen, Sampler: sampler.Config{LogitBias: eogBan(p.Model())}}
+	gen := pipeline.GenerateOptions{MaxTokens: o.gen, Sampler: sampler.Config{LogitBias: eogBan(p.Model())}}
 	return p, gen, nil
 }
 
@@ -211,7 +211,7 @@ func ttftUnderLoad(ctx context.Context, mp, pp string, o streamsOptions) error {
 		return err
 	}
 	defer p.Close()
-	one := pipeline.GenerateOptions{MaxNewTokens: 1}
+	one := pipeline.GenerateOptions{MaxTokens: 1}
 	ask := func(q string, shade uint8) (pipeline.Stats, error) {
 		r, err := p.Run(ctx, pipeline.Input{Text: q, Images: []pipeline.Image{pipeline.ImageOf(pictureSeeded(512, shade))}}, one)
 		if err != nil {
@@ -230,7 +230,7 @@ func ttftUnderLoad(ctx context.Context, mp, pp string, o streamsOptions) error {
 
 	// Four questions at once about one new picture, against one alone.
 	sixteen := gen
-	sixteen.MaxNewTokens = 16
+	sixteen.MaxTokens = 16
 	runOne := func(q string, shade uint8) error {
 		_, err := p.Run(ctx, pipeline.Input{Text: q, Images: []pipeline.Image{pipeline.ImageOf(pictureSeeded(512, shade))}}, sixteen)
 		return err
@@ -259,7 +259,7 @@ func ttftUnderLoad(ctx context.Context, mp, pp string, o streamsOptions) error {
 	lctx, stop := context.WithCancel(ctx)
 	defer stop()
 	long := gen
-	long.MaxNewTokens = -1
+	long.MaxTokens = -1
 	var started, wg sync.WaitGroup
 	var mu sync.Mutex
 	var during []time.Time

@@ -105,7 +105,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return err
 	}
 	defer session.Close()
-	gen := pipeline.GenerateOptions{MaxNewTokens: c.n, Sampler: sampler.Config{Temperature: float32(c.temp), Seed: uint32(c.seed)}}
+	gen := pipeline.GenerateOptions{MaxTokens: c.n, Sampler: sampler.Config{Temperature: float32(c.temp), Seed: uint32(c.seed)}}
 	if c.ignoreEOS {
 		gen.Sampler.LogitBias = map[llama.Token]float32{}
 		for _, t := range p.Model().Vocab().EOGTokens() {

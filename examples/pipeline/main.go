@@ -56,7 +56,7 @@ func run(ctx context.Context, args []string) error {
 			imgs[i] = pipeline.ImageFile(f)
 		}
 	}
-	gen := pipeline.GenerateOptions{MaxNewTokens: *n}
+	gen := pipeline.GenerateOptions{MaxTokens: *n}
 
 	// pipe = pipeline("image-text-to-text", model=...)
 	pipe, err := pipeline.New(ctx, *model, *mmproj, pipeline.Options{})
@@ -83,7 +83,7 @@ func run(ctx context.Context, args []string) error {
 	fmt.Printf("2. chat, two images: %q\n", out.Text)
 
 	// return_full_text=True
-	out, err = pipe.Run(ctx, pipeline.Input{Messages: messages, Images: imgs}, pipeline.GenerateOptions{MaxNewTokens: *n, ReturnFullText: true})
+	out, err = pipe.Run(ctx, pipeline.Input{Messages: messages, Images: imgs}, pipeline.GenerateOptions{MaxTokens: *n, ReturnFullText: true})
 	if err != nil {
 		return err
 	}
