@@ -112,9 +112,11 @@ func (p pair) alone(t testing.TB, a ask, maxTokens int) []llama.Token {
 	require.NoError(t, err)
 	defer smp.Close()
 	var res llama.GenerateResult
-	for _, err := range llama.Generate(context.Background(), x, smp, llama.GenerateOptions{Pos: next, MaxTokens: maxTokens, Result: &res}) {
+	gen := llama.Generate(context.Background(), x, smp, llama.GenerateOptions{Pos: next, MaxTokens: maxTokens})
+	for _, err := range gen.Tokens() {
 		require.NoError(t, err)
 	}
+	res = gen.Result()
 	return res.Tokens
 }
 

@@ -267,9 +267,11 @@ func TestGPUCycles(t *testing.T) {
 		s, err := sampler.New(m, sampler.Config{})
 		require.NoError(t, err)
 		var res llama.GenerateResult
-		for _, err := range llama.Generate(ctx, x, s, llama.GenerateOptions{Pos: pos, MaxTokens: 8, Result: &res}) {
+		gen := llama.Generate(ctx, x, s, llama.GenerateOptions{Pos: pos, MaxTokens: 8})
+		for _, err := range gen.Tokens() {
 			require.NoError(t, err, "cycle %d", i)
 		}
+		res = gen.Result()
 		if i == 0 {
 			first = res.Tokens
 		} else {

@@ -171,7 +171,8 @@ func trial(a childArgs) (string, error) {
 	if n <= 0 {
 		n = 4
 	}
-	for _, err := range llama.Generate(ctx, x, s, llama.GenerateOptions{Pos: int32(len(toks)), MaxTokens: n}) {
+	gen := llama.Generate(ctx, x, s, llama.GenerateOptions{Pos: int32(len(toks)), MaxTokens: n})
+	for _, err := range gen.Tokens() {
 		if err != nil {
 			return "generate", err
 		}

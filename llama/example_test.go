@@ -46,13 +46,15 @@ func ExampleGenerate() {
 	s, _ := sampler.New(m, sampler.Config{}) // greedy
 	defer s.Close()
 	var res llama.GenerateResult
-	for tok, err := range llama.Generate(ctx, x, s, llama.GenerateOptions{Pos: int32(len(prompt)), MaxTokens: 8, Result: &res}) {
+	gen := llama.Generate(ctx, x, s, llama.GenerateOptions{Pos: int32(len(prompt)), MaxTokens: 8})
+	for tok, err := range gen.Tokens() {
 		if err != nil {
 			fmt.Println(err)
 			return
 		}
 		_ = tok.Text // stream it
 	}
+	res = gen.Result()
 	fmt.Println(len(res.Tokens) <= 8, res.Reason == llama.StopMaxTokens || res.Reason == llama.StopEOG)
 	// Output: true true
 }

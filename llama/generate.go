@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -43,8 +44,6 @@ type GenerateOptions struct {
 	Stop []string
 	// Special renders special tokens in Token.Text.
 	Special bool
-	// Result, if set, is filled in when the iteration ends.
-	Result *GenerateResult
 }
 
 // GenerateResult summarises a finished generation.
@@ -81,21 +80,17 @@ type GeneratedToken struct {
 // partial UTF-8 sequence, a possible start of a stop string) is yielded as a
 // last piece with ID -1 and is part of GenerateResult.Text.
 // Breaking out of the loop stops generation and frees everything it made.
-func Generate(ctx context.Context, x *Context, s TokenSampler, opts GenerateOptions) iter.Seq2[GeneratedToken, error] {
-	return func(yield func(GeneratedToken, error) bool) {
+// Iterate the returned Stream's Tokens, then read its Result.
+func Generate(ctx context.Context, x *Context, s TokenSampler, opts GenerateOptions) *Stream {
+	st := &Stream{res: GenerateResult{NextPos: opts.Pos, Reason: StopBreak}}
+	st.seq = func(yield func(GeneratedToken, error) bool) {
 		if x == nil || s == nil {
-			if opts.Result != nil {
-				*opts.Result = GenerateResult{NextPos: opts.Pos, Reason: StopError}
-			}
+			st.res.Reason = StopError
 			yield(GeneratedToken{}, fmt.Errorf("Generate needs a context and a sampler: %w", ErrInvalidArgument))
 			return
 		}
 		g := NewGeneration(x.model.Vocab(), opts)
-		defer func() {
-			if opts.Result != nil {
-				*opts.Result = g.Result()
-			}
-		}()
+		defer func() { st.res = g.Result() }()
 		fail := func(reason StopReason, err error) {
 			g.Fail(reason)
 			yield(GeneratedToken{}, err)
@@ -168,7 +163,32 @@ func Generate(ctx context.Context, x *Context, s TokenSampler, opts GenerateOpti
 			g.Decoded()
 		}
 	}
+	return st
 }
+
+// Stream is a generation: iterate Tokens once, then read Result (the
+// pattern of pipeline.Stream and engine.Stream).
+type Stream struct {
+	seq     iter.Seq2[GeneratedToken, error]
+	res     GenerateResult
+	started atomic.Bool
+}
+
+// Tokens yields the tokens as Generate describes. A Stream generates once:
+// iterating Tokens again yields only an error (ErrInvalidArgument).
+func (s *Stream) Tokens() iter.Seq2[GeneratedToken, error] {
+	return func(yield func(GeneratedToken, error) bool) {
+		if s.started.Swap(true) {
+			yield(GeneratedToken{}, fmt.Errorf("llama: Stream.Tokens iterated twice (a Stream generates once): %w", ErrInvalidArgument))
+			return
+		}
+		s.seq(yield)
+	}
+}
+
+// Result summarises the generation; final once Tokens has ended (also
+// after a break).
+func (s *Stream) Result() GenerateResult { return s.res }
 
 // stopMatcher holds back text that could be the start of a stop string.
 type stopMatcher struct {

@@ -40,14 +40,13 @@ func byteToken(t *testing.T, v *llama.Vocab, b byte) llama.Token {
 // collect runs Generate and returns the text of every yielded piece.
 func collect(t *testing.T, x *llama.Context, s llama.TokenSampler, opts llama.GenerateOptions) (string, llama.GenerateResult) {
 	t.Helper()
-	var res llama.GenerateResult
-	opts.Result = &res
 	var got strings.Builder
-	for tok, err := range llama.Generate(context.Background(), x, s, opts) {
+	gen := llama.Generate(context.Background(), x, s, opts)
+	for tok, err := range gen.Tokens() {
 		require.NoError(t, err)
 		got.WriteString(tok.Text)
 	}
-	return got.String(), res
+	return got.String(), gen.Result()
 }
 
 // TestGenerateFlushesHeldBackTextAtEveryEnd: the bytes of a partial UTF-8

@@ -51,15 +51,17 @@ func TestGenerateEqualsManualGreedy(t *testing.T) {
 	var res llama.GenerateResult
 	var got []llama.Token
 	var text strings.Builder
-	for tok, err := range llama.Generate(context.Background(), x, argmaxSampler{}, llama.GenerateOptions{
-		Pos: int32(len(prompt)), MaxTokens: 12, Result: &res,
-	}) {
+	gen := llama.Generate(context.Background(), x, argmaxSampler{}, llama.GenerateOptions{
+		Pos: int32(len(prompt)), MaxTokens: 12,
+	})
+	for tok, err := range gen.Tokens() {
 		require.NoError(t, err)
 		if tok.ID >= 0 {
 			got = append(got, tok.ID)
 		}
 		text.WriteString(tok.Text)
 	}
+	res = gen.Result()
 	// Greedy stops early only at an end-of-generation token.
 	require.LessOrEqual(t, len(got), 12)
 	assert.Equal(t, want[:len(got)], got)
@@ -83,9 +85,11 @@ func TestGenerateStopString(t *testing.T) {
 	x := newCtx(t, m, llama.ContextOptions{NCtx: 256})
 	prefill(t, x, prompt)
 	var full llama.GenerateResult
-	for _, err := range llama.Generate(context.Background(), x, argmaxSampler{}, llama.GenerateOptions{Pos: int32(len(prompt)), MaxTokens: 20, Result: &full}) {
+	gen2 := llama.Generate(context.Background(), x, argmaxSampler{}, llama.GenerateOptions{Pos: int32(len(prompt)), MaxTokens: 20})
+	for _, err := range gen2.Tokens() {
 		require.NoError(t, err)
 	}
+	full = gen2.Result()
 	require.GreaterOrEqual(t, len(full.Text), 4, "need some text to cut: %q", full.Text)
 	stop := full.Text[len(full.Text)/2 : len(full.Text)/2+2]
 	want := full.Text[:strings.Index(full.Text, stop)]
@@ -94,12 +98,14 @@ func TestGenerateStopString(t *testing.T) {
 	prefill(t, x, prompt)
 	var res llama.GenerateResult
 	var text string
-	for tok, err := range llama.Generate(context.Background(), x, argmaxSampler{}, llama.GenerateOptions{
-		Pos: int32(len(prompt)), MaxTokens: 20, Stop: []string{stop}, Result: &res,
-	}) {
+	gen3 := llama.Generate(context.Background(), x, argmaxSampler{}, llama.GenerateOptions{
+		Pos: int32(len(prompt)), MaxTokens: 20, Stop: []string{stop},
+	})
+	for tok, err := range gen3.Tokens() {
 		require.NoError(t, err)
 		text += tok.Text
 	}
+	res = gen3.Result()
 	assert.Equal(t, want, text)
 	assert.Equal(t, llama.StopString, res.Reason)
 }
@@ -113,13 +119,15 @@ func TestGenerateBreakAndCancel(t *testing.T) {
 	prefill(t, x, prompt)
 	var res llama.GenerateResult
 	n := 0
-	for _, err := range llama.Generate(context.Background(), x, argmaxSampler{}, llama.GenerateOptions{Pos: int32(len(prompt)), Result: &res}) {
+	gen4 := llama.Generate(context.Background(), x, argmaxSampler{}, llama.GenerateOptions{Pos: int32(len(prompt))})
+	for _, err := range gen4.Tokens() {
 		require.NoError(t, err)
 		n++
 		if n == 3 {
 			break
 		}
 	}
+	res = gen4.Result()
 	assert.Equal(t, llama.StopBreak, res.Reason)
 	assert.Len(t, res.Tokens, 3)
 
@@ -131,7 +139,8 @@ func TestGenerateBreakAndCancel(t *testing.T) {
 	var cancelledAt time.Time
 	var gotErr error
 	count := 0
-	for _, err := range llama.Generate(ctx, x, argmaxSampler{}, llama.GenerateOptions{Pos: int32(len(prompt)), Result: &res}) {
+	gen5 := llama.Generate(ctx, x, argmaxSampler{}, llama.GenerateOptions{Pos: int32(len(prompt))})
+	for _, err := range gen5.Tokens() {
 		if err != nil {
 			gotErr = err
 			break
@@ -142,6 +151,7 @@ func TestGenerateBreakAndCancel(t *testing.T) {
 			cancel()
 		}
 	}
+	res = gen5.Result()
 	latency := time.Since(cancelledAt)
 	require.ErrorIs(t, gotErr, llama.ErrCancelled)
 	assert.ErrorIs(t, gotErr, context.Canceled)
@@ -155,7 +165,24 @@ func TestGenerateBreakAndCancel(t *testing.T) {
 }
 
 func TestGenerateNeedsArguments(t *testing.T) {
-	for _, err := range llama.Generate(context.Background(), nil, nil, llama.GenerateOptions{}) {
+	gen6 := llama.Generate(context.Background(), nil, nil, llama.GenerateOptions{})
+	for _, err := range gen6.Tokens() {
 		assert.ErrorIs(t, err, llama.ErrInvalidArgument)
 	}
+}
+
+// TestGenerateStreamOnce: a Stream generates once; iterating Tokens again
+// yields only an error.
+func TestGenerateStreamOnce(t *testing.T) {
+	st := llama.Generate(context.Background(), nil, nil, llama.GenerateOptions{})
+	var first, second error
+	for _, err := range st.Tokens() {
+		first = err
+	}
+	for _, err := range st.Tokens() {
+		second = err
+	}
+	assert.ErrorIs(t, first, llama.ErrInvalidArgument)
+	assert.Contains(t, second.Error(), "iterated twice")
+	assert.Equal(t, llama.StopError, st.Result().Reason)
 }

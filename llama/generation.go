@@ -28,8 +28,8 @@ type Generation struct {
 
 // NewGeneration starts a generation with vocabulary v; opts.Pos is the
 // position of the first token, opts.MaxTokens bounds the tokens (0: no
-// bound), opts.Stop and opts.Special apply as in Generate. opts.Seq and
-// opts.Result are not used.
+// bound), opts.Stop and opts.Special apply as in Generate. opts.Seq is not
+// used.
 func NewGeneration(v *Vocab, opts GenerateOptions) *Generation {
 	return &Generation{
 		opts: opts, vocab: v, dec: v.NewDecoder(opts.Special), stops: newStopMatcher(opts.Stop),

@@ -682,7 +682,8 @@ func TestNaNWeightsStopWithAnError(t *testing.T) {
 	require.NoError(t, err)
 	defer s.Close()
 	var last error
-	for _, err := range llama.Generate(ctx, x, s, llama.GenerateOptions{Pos: int32(len(toks)), MaxTokens: 5}) {
+	gen := llama.Generate(ctx, x, s, llama.GenerateOptions{Pos: int32(len(toks)), MaxTokens: 5})
+	for _, err := range gen.Tokens() {
 		last = err
 	}
 	require.ErrorIs(t, last, llama.ErrNonFinite)

@@ -95,7 +95,8 @@ func TestPipelineEqualsLowLevelGreedy(t *testing.T) {
 			defer smp.Close()
 			var want []llama.Token
 			var wantText string
-			for tok, err := range llama.Generate(ctx, x, smp, llama.GenerateOptions{Pos: pos, MaxTokens: 12}) {
+			gen := llama.Generate(ctx, x, smp, llama.GenerateOptions{Pos: pos, MaxTokens: 12})
+			for tok, err := range gen.Tokens() {
 				require.NoError(t, err)
 				if tok.ID >= 0 {
 					want = append(want, tok.ID)

@@ -302,7 +302,8 @@ func (bn *bench) once(ctx context.Context) error {
 	defer smp.Close()
 	t0 = time.Now()
 	n := 0
-	for _, err := range llama.Generate(ctx, x, smp, llama.GenerateOptions{Pos: int32(bn.nPrompt), MaxTokens: bn.nGen}) {
+	gen := llama.Generate(ctx, x, smp, llama.GenerateOptions{Pos: int32(bn.nPrompt), MaxTokens: bn.nGen})
+	for _, err := range gen.Tokens() {
 		if err != nil {
 			return err
 		}
