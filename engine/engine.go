@@ -315,6 +315,12 @@ func (s *Stream) Tokens() iter.Seq2[llama.GeneratedToken, error] {
 			if r.stalled.Load() {
 				r.e.wakeUp()
 			}
+			if r.userCancelled() {
+				// Cancelled: what is still buffered is not delivered.
+				for range r.events {
+				}
+				break
+			}
 			if ev.imageOuts > 0 {
 				if r.progress != nil {
 					r.progress(ev.imageDone, ev.imageOuts)
@@ -347,6 +353,18 @@ func (s *Stream) Tokens() iter.Seq2[llama.GeneratedToken, error] {
 		if r.res.Err != nil {
 			yield(llama.GeneratedToken{}, r.res.Err)
 		}
+	}
+}
+
+// userCancelled reports whether the request's ctx was cancelled (not by
+// its own end, which also cancels it, nor by a reader's break).
+func (r *request) userCancelled() bool {
+	select {
+	case <-r.finished:
+		return r.res.Err != nil && errors.Is(r.res.Err, llama.ErrCancelled)
+	default:
+		// finish cancels the ctx only after closing finished.
+		return r.ctx.Err() != nil && !errors.Is(context.Cause(r.ctx), errBreak)
 	}
 }
 

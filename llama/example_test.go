@@ -55,6 +55,6 @@ func ExampleGenerate() {
 		_ = tok.Text // stream it
 	}
 	res = gen.Result()
-	fmt.Println(len(res.Tokens) <= 8, res.Reason == llama.StopMaxTokens || res.Reason == llama.StopEOG)
-	// Output: true true
+	fmt.Println(len(res.Tokens), res.Reason, res.NextPos-int32(len(prompt)))
+	// Output: 8 max_tokens 8
 }

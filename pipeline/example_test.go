@@ -63,8 +63,8 @@ func ExamplePipeline_Stream() {
 		_ = tok.Text // print it as it comes
 		n++
 	}
-	fmt.Println(st.Response().StopReason != "", n > 0)
-	// Output: true true
+	fmt.Println(st.Response().StopReason, n, st.Response().Stats.GeneratedTokens)
+	// Output: max_tokens 5 5
 }
 
 func ExampleSession() {

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -188,7 +187,6 @@ func TestCancelDuringGeneration(t *testing.T) {
 	defer cancel()
 	st := p.Stream(ctx, pipeline.Input{Text: "Count to a million."}, pipeline.GenerateOptions{MaxTokens: 0,
 		Sampler: sampler.Config{LogitBias: eogBan(t, p)}})
-	var at time.Time
 	var gotErr error
 	n := 0
 	for _, err := range st.Tokens() {
@@ -198,12 +196,11 @@ func TestCancelDuringGeneration(t *testing.T) {
 		}
 		n++
 		if n == 3 {
-			at = time.Now()
 			cancel()
 		}
 	}
 	require.ErrorIs(t, gotErr, llama.ErrCancelled)
-	assert.Less(t, time.Since(at), time.Second)
+	assert.Equal(t, 3, n, "no token comes after the cancel (the latency is BenchmarkCancelLatency's)")
 	assert.Equal(t, llama.StopCancelled, st.Response().StopReason)
 	// The pipeline still works.
 	_, err := p.Run(context.Background(), pipeline.Input{Text: "Again."}, pipeline.GenerateOptions{MaxTokens: 2})
