@@ -33,7 +33,7 @@ prepare() {
   command -v go >/dev/null 2>&1 || { echo "gpu-check: prepare needs Go" >&2; exit 1; }
   mkdir -p "$pack/bin"
   echo "gpu-check: compiling test binaries for x86-64-v3 (a separate build cache entry: minutes the first time)" >&2
-  VLM_PORTABLE=1 ./build.sh go test -c -ldflags='-s -w' -o "$pack/bin/gpu.test" ./gpu
+  VLM_PORTABLE=1 ./build.sh go test -c -ldflags='-s -w' -o "$pack/bin/gpu.test" ./gputest
   VLM_PORTABLE=1 ./build.sh go test -c -ldflags='-s -w' -o "$pack/bin/vlm.test" .
   VLM_PORTABLE=1 ./build.sh go build -tags cuda -ldflags='-s -w' -o "$pack/bin/vlm-info-cuda" ./cmd/vlm-info
   local src

@@ -1,4 +1,4 @@
-// Package gpu holds vlm's GPU checks; it has no API of its own.
+// Package gputest holds vlm's GPU checks: tests and benchmarks only, no API.
 //
 // Its tests compare CPU and GPU results on a tiny model and run many
 // load → encode → generate → free cycles on the GPU; its benchmarks measure
@@ -7,12 +7,12 @@
 // and say how to get one:
 //
 //	./build.sh cuda                                      # builds third_party/build/cuda/libggml-cuda.so
-//	./build.sh go test ./gpu                             # finds it in the checkout
-//	./build.sh go test ./gpu -run '^$' -bench SmolVLM/gpu
-//	VLM_BACKEND_PATH= ./build.sh go test ./gpu -run '^$' -bench SmolVLM/cpu
+//	./build.sh go test ./gputest                         # finds it in the checkout
+//	./build.sh go test ./gputest -run '^$' -bench SmolVLM/gpu
+//	VLM_BACKEND_PATH= ./build.sh go test ./gputest -run '^$' -bench SmolVLM/cpu
 //
 // CPU numbers come from a process without a GPU backend (VLM_BACKEND_PATH
 // set but empty): with one loaded, llama.cpp moves large CPU batches to the
 // GPU. scripts/gpu-check.sh runs all of it on a machine without Go, from test
 // binaries compiled elsewhere.
-package gpu
+package gputest
