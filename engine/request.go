@@ -190,7 +190,7 @@ func (e *Engine) newRequest(ctx context.Context, req Request) (*request, error) 
 		case mtmd.ChunkImage:
 			if e.nonCausal && ch.NTokens > e.x.Options().NUbatch {
 				return nil, fmt.Errorf("an image of %d tokens needs a batch of at least %d, the engine has %d: %w",
-					ch.NTokens, ch.NTokens, e.x.Options().NUbatch, mtmd.ErrUbatchTooSmall)
+					ch.NTokens, ch.NTokens, e.x.Options().NUbatch, mtmd.ErrUBatchTooSmall)
 			}
 			images++
 			r.units = append(r.units, unit{tok: -1, image: fmt.Sprintf("%s/%d", ch.ImageID, ch.Tile), n: ch.NTokens, npos: int32(ch.NPos), chunk: i})

@@ -466,9 +466,20 @@ func (c *checker) projectorTensors(p *Projector) {
 	}
 }
 
-// CheckModel checks that the projector's output size equals the text
-// model's embedding length ({arch}.embedding_length), as mtmd_init_from_file
-// requires. It passes when OutputEmbd is unknown (0).
+// CheckInputWidth checks that the projector's output size equals the
+// text model's input embedding width n (llama_model_n_embd_inp, what
+// mtmd_init_from_file compares; mtmd.Load checks it this way). It passes
+// when OutputEmbd is unknown (0): mtmd then tells.
+func (p *Projector) CheckInputWidth(n int) error {
+	if p.OutputEmbd == 0 || uint64(n) == p.OutputEmbd {
+		return nil
+	}
+	return fmt.Errorf("%w: the projector produces %d-wide embeddings, the model takes %d", ErrProjectorMismatch, p.OutputEmbd, n)
+}
+
+// CheckModel is CheckInputWidth with the width read from the model file:
+// {arch}.embedding_length, the input width of the architectures vlm
+// validates (gguf.FullyValidatedArchitectures).
 func (p *Projector) CheckModel(model *File) error {
 	if p.OutputEmbd == 0 {
 		return nil
@@ -478,10 +489,7 @@ func (p *Projector) CheckModel(model *File) error {
 	if !ok {
 		return fmt.Errorf("%w: the model has no u32 %s.embedding_length", ErrProjectorMismatch, arch)
 	}
-	if uint64(n) != p.OutputEmbd {
-		return fmt.Errorf("%w: projector output size %d, model embedding length %d", ErrProjectorMismatch, p.OutputEmbd, n)
-	}
-	return nil
+	return p.CheckInputWidth(int(n))
 }
 
 // CheckUBatch checks that a context with micro-batch size nUBatch can decode

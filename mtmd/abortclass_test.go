@@ -594,7 +594,7 @@ func TestAbortClassFilesFailCleanly(t *testing.T) {
 		require.NoError(t, err)
 		defer x.Close()
 		_, _, err = p.Eval(ctx, x, chunks, mtmd.EvalOptions{Logits: true})
-		assert.ErrorIs(t, err, mtmd.ErrUbatchTooSmall)
+		assert.ErrorIs(t, err, mtmd.ErrUBatchTooSmall)
 		assert.Contains(t, err.Error(), "NUbatch")
 	})
 

@@ -498,7 +498,7 @@ func (p *Projector) Eval(ctx context.Context, x *llama.Context, chunks *Chunks, 
 		for _, ch := range chunks.list[first:] {
 			if ch.Type != ChunkText && ch.NTokens > xo.NUbatch {
 				return opts.Pos, stats, fmt.Errorf("an image of %d tokens needs NUbatch ≥ %d, the context has %d: %w",
-					ch.NTokens, ch.NTokens, xo.NUbatch, ErrUbatchTooSmall)
+					ch.NTokens, ch.NTokens, xo.NUbatch, ErrUBatchTooSmall)
 			}
 		}
 	}
@@ -589,7 +589,7 @@ func decodeImage(ctx context.Context, x *llama.Context, embd []float32, ch Chunk
 	if nonCausal {
 		if xo := x.Options(); n > xo.NUbatch || n > xo.NBatch {
 			return fmt.Errorf("a non-causal image of %d tokens needs NBatch and NUbatch ≥ %d, the context has %d and %d: %w",
-				n, n, xo.NBatch, xo.NUbatch, ErrUbatchTooSmall)
+				n, n, xo.NBatch, xo.NUbatch, ErrUBatchTooSmall)
 		}
 		nBatch = n
 	}

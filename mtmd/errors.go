@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/vlm-go/vlm"
+	"github.com/vlm-go/vlm/gguf"
 )
 
 // Errors of this package; test for them with errors.Is.
@@ -16,7 +17,7 @@ var (
 	ErrInvalidProjector = errors.New("mtmd: invalid projector file")
 	// ErrProjectorMismatch: the projector's output width differs from the
 	// text model's input embedding width, or it belongs to another model.
-	ErrProjectorMismatch = errors.New("mtmd: projector does not fit the model")
+	ErrProjectorMismatch = gguf.ErrProjectorMismatch
 	// ErrImageTooLarge: the image has more pixels (or bytes) than allowed.
 	ErrImageTooLarge = errors.New("mtmd: image too large")
 	// ErrInvalidImage: the image is empty, truncated or corrupt.
@@ -25,9 +26,9 @@ var (
 	ErrUnsupportedFormat = errors.New("mtmd: unsupported image format")
 	// ErrMarkerMismatch: the number of media markers differs from the images.
 	ErrMarkerMismatch = errors.New("mtmd: media markers do not match the images")
-	// ErrUbatchTooSmall: the projector needs a whole image in one micro-batch
+	// ErrUBatchTooSmall: the projector needs a whole image in one micro-batch
 	// (non-causal attention) and the context's NUbatch is smaller.
-	ErrUbatchTooSmall = errors.New("mtmd: context NUbatch smaller than an image's tokens")
+	ErrUBatchTooSmall = gguf.ErrUBatchTooSmall
 	// ErrCancelled: the context.Context was cancelled.
 	ErrCancelled = vlm.ErrCancelled
 	// ErrInvalidArgument: an argument is out of range.

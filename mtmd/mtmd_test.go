@@ -351,7 +351,7 @@ func TestPromptLongerThanContextAndSmallUbatch(t *testing.T) {
 	require.NoError(t, err)
 	defer chunks.Close()
 	_, _, err = p.proj.Eval(ctx, x, chunks, mtmd.EvalOptions{})
-	assert.ErrorIs(t, err, mtmd.ErrUbatchTooSmall)
+	assert.ErrorIs(t, err, mtmd.ErrUBatchTooSmall)
 
 	long := ""
 	for i := 0; i < 300; i++ {

@@ -71,9 +71,8 @@ func Load(ctx context.Context, path string, model *llama.Model, opts Options) (*
 	if minfo.VocabOnly {
 		return nil, fmt.Errorf("projector %s: model %s: %w; load it without VocabOnly", path, model.Path(), llama.ErrVocabOnly)
 	}
-	if info.OutputEmbd != 0 && int(info.OutputEmbd) != minfo.NEmbdInput {
-		return nil, fmt.Errorf("%s produces %d-wide embeddings, the model %s takes %d: %w",
-			path, info.OutputEmbd, model.Path(), minfo.NEmbdInput, ErrProjectorMismatch)
+	if err := info.CheckInputWidth(minfo.NEmbdInput); err != nil {
+		return nil, fmt.Errorf("%s with the model %s: %w", path, model.Path(), err)
 	}
 	if err := checkImageTokens(info.Type, model); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
