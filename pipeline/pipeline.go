@@ -61,10 +61,10 @@ type Options struct {
 	// Progress, if set, is called with values from 0 to 1 while the model
 	// loads; returning false cancels the load.
 	Progress func(progress float32) bool
-	// Quantize8Bit converts the model's weights to Q8_0 (8-bit) once, caches
+	// QuantizeQ8_0 converts the model's weights to Q8_0 (8-bit) once, caches
 	// the result (QuantizedCacheDir) and loads that: about half the memory
 	// of F16.
-	Quantize8Bit bool
+	QuantizeQ8_0 bool
 	// QuantizedCacheDir is where quantized models are kept; empty means
 	// the user cache dir's vlm/quantized.
 	QuantizedCacheDir string
@@ -141,7 +141,7 @@ func New(ctx context.Context, modelPath, projectorPath string, opts Options) (*P
 		return nil, err
 	}
 	path := modelPath
-	if opts.Quantize8Bit {
+	if opts.QuantizeQ8_0 {
 		if path, err = QuantizedModel(ctx, modelPath, opts.QuantizedCacheDir, opts.Threads); err != nil {
 			return nil, err
 		}

@@ -245,10 +245,10 @@ func TestRunBatchAndParallel(t *testing.T) {
 	wg.Wait()
 }
 
-func TestQuantize8Bit(t *testing.T) {
+func TestQuantizeQ8_0(t *testing.T) {
 	mp, pp := testmodel.TinyPair(t, testmodel.ProjectorMLP, gguf.TypeF32)
 	dir := t.TempDir()
-	p, err := pipeline.New(context.Background(), mp, pp, pipeline.Options{Threads: 2, Quantize8Bit: true, QuantizedCacheDir: dir, ContextSize: 512})
+	p, err := pipeline.New(context.Background(), mp, pp, pipeline.Options{Threads: 2, QuantizeQ8_0: true, QuantizedCacheDir: dir, ContextSize: 512})
 	require.NoError(t, err)
 	defer p.Close()
 	assert.Contains(t, p.Model().Path(), dir)

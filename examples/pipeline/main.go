@@ -112,7 +112,7 @@ func run(ctx context.Context, args []string) error {
 	}
 
 	// Fit the model in less memory: 8-bit (Q8_0) weights, converted once and cached.
-	pipe8, err := pipeline.New(ctx, *model, *mmproj, pipeline.Options{Quantize8Bit: true})
+	pipe8, err := pipeline.New(ctx, *model, *mmproj, pipeline.Options{QuantizeQ8_0: true})
 	if err != nil {
 		return err
 	}
