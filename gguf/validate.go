@@ -390,7 +390,30 @@ func (c *checker) hparams(arch string) hparams {
 			hp.ok = false
 		}
 	}
+	if arch == "qwen2vl" {
+		c.ropeSections(k("rope.dimension_sections"))
+	}
 	return hp
+}
+
+// ropeSections checks the M-RoPE sections that load_hparams reads for
+// qwen2vl with get_key_or_arr(…, 4, required): missing, an array of another
+// length or a scalar that is not an i32 throw (a clean error); an array of
+// 4 f32 or strings trips get_arr's GGML_ASSERT on the element type (abort).
+func (c *checker) ropeSections(key string) {
+	kv, ok := c.f.Get(key)
+	switch {
+	case !ok:
+		c.add(ErrMissingKey, false, key, "", "want an array of 4 i32 (the M-RoPE sections)")
+	case kv.IsArray() && kv.Len() != 4:
+		c.add(ErrBadValue, false, key, "", "%d elements, want 4", kv.Len())
+	case kv.IsArray() && (kv.ArrayType == ValueFloat32 || kv.ArrayType == ValueString):
+		c.add(ErrKeyType, true, key, "", "type %s, want an array of 4 i32/u32", kv.TypeName())
+	case kv.IsArray() && kv.ArrayType != ValueInt32 && kv.ArrayType != ValueUint32:
+		c.add(ErrKeyType, false, key, "", "type %s, want an array of 4 i32/u32", kv.TypeName())
+	case !kv.IsArray() && kv.Type != ValueInt32:
+		c.add(ErrKeyType, false, key, "", "type %s, want an array of 4 i32/u32 (or one i32)", kv.TypeName())
+	}
 }
 
 // specialTokenKeys are the ids llama_vocab::load reads with get_key<u32>.

@@ -283,6 +283,61 @@ func TestValidateModelOtherArch(t *testing.T) {
 	require.NoError(t, ValidateModel(mustRead(t, mustBytes(t, w))))
 }
 
+func TestValidateModelQwen2VLSections(t *testing.T) {
+	// qwen2vl: keys checked (M-RoPE sections included), tensors not
+	file := func(sections any) *File {
+		w := NewWriter()
+		kvs := []struct {
+			k string
+			v any
+		}{
+			{"general.architecture", "qwen2vl"},
+			{"qwen2vl.context_length", uint32(1024)},
+			{"qwen2vl.embedding_length", uint32(64)},
+			{"qwen2vl.block_count", uint32(2)},
+			{"qwen2vl.feed_forward_length", uint32(128)},
+			{"qwen2vl.attention.head_count", uint32(4)},
+			{"tokenizer.ggml.model", "gpt2"},
+			{"tokenizer.ggml.tokens", []string{"a", "b", "Ġ", "Ċ", "<|im_end|>"}},
+			{"tokenizer.ggml.merges", []string{"a b"}},
+			{"tokenizer.ggml.token_type", []int32{1, 1, 1, 1, 3}},
+			{"tokenizer.ggml.bos_token_id", uint32(4)},
+			{"tokenizer.ggml.eos_token_id", uint32(4)},
+		}
+		if sections != nil {
+			kvs = append(kvs, struct {
+				k string
+				v any
+			}{"qwen2vl.rope.dimension_sections", sections})
+		}
+		for _, kv := range kvs {
+			require.NoError(t, w.AddKV(kv.k, kv.v))
+		}
+		f32Tensor(t, w, "whatever", 4)
+		return mustRead(t, mustBytes(t, w))
+	}
+	require.NoError(t, ValidateModel(file([]int32{2, 3, 3, 0})))
+	require.NoError(t, ValidateModel(file(int32(2))))
+	for _, c := range []struct {
+		name     string
+		sections any
+		kind     error
+		abort    bool
+	}{
+		{"missing", nil, ErrMissingKey, false},
+		{"three", []int32{2, 3, 3}, ErrBadValue, false},
+		{"f32", []float32{2, 3, 3, 0}, ErrKeyType, true},
+		{"u32 scalar", uint32(2), ErrKeyType, false},
+	} {
+		err := ValidateModel(file(c.sections))
+		require.ErrorIs(t, err, c.kind, c.name)
+		var ve *ValidationError
+		require.ErrorAs(t, err, &ve, c.name)
+		assert.Equal(t, "qwen2vl.rope.dimension_sections", ve.Key, c.name)
+		assert.Equal(t, c.abort, ve.Abort, c.name)
+	}
+}
+
 func TestValidationErrorText(t *testing.T) {
 	e := &ValidationError{Kind: ErrDuplicateToken, Key: "k", Tensor: "t", Reason: "why", Abort: true}
 	assert.Equal(t, `gguf: duplicate token string (key "k") (tensor "t"): why [would abort llama.cpp]`, e.Error())

@@ -21,16 +21,32 @@ import (
 // its own image decoding) ends at the same position with the same logits
 // as llama.cpp's own mtmd_helper_eval_chunks on a fresh context of the
 // same settings, bit for bit — also with a batch smaller than the prompt.
+// For an M-RoPE projector (qwen2vl_merger) this checks vlm's 4 position
+// planes per image token: a third, wide picture (6×3 tokens) and batches of
+// 16, 8 and 4 split images across decodes, mid-row too. (Batches must be
+// powers of two: mtmd_helper_decode_image_chunk counts its batches with
+// GGML_PAD, a bit mask, and with another n_batch drops an image's last
+// tokens — 16 tokens in batches of 5 decode only 15.)
 func TestEvalMatchesMtmdHelper(t *testing.T) {
 	ctx := context.Background()
 	for _, pt := range testmodel.ProjectorTypes() {
-		for _, nBatch := range []int{512, 16} {
+		batches := []int{512, 16}
+		if pt == testmodel.ProjectorQwen2VL {
+			batches = append(batches, 8, 4)
+		}
+		for _, nBatch := range batches {
 			p := loadPair(t, pt, gguf.TypeF16)
 			if nBatch < 512 && p.proj.UsesNonCausal() {
 				nBatch = 64 // a non-causal image needs its tokens in one batch
 			}
 			imgs := []*mtmd.Image{mustImage(t, testImage(40, 30, 1)), mustImage(t, testImage(64, 64, 2))}
+			if p.proj.UsesMRoPE() {
+				imgs = append(imgs, mustImage(t, testImage(100, 40, 3)))
+			}
 			prompt := "<|im_start|>user\nFirst " + p.proj.Marker() + " then " + p.proj.Marker() + " compared?<|im_end|>\n<|im_start|>assistant\n"
+			if len(imgs) == 3 {
+				prompt = "<|im_start|>user\nFirst " + p.proj.Marker() + " then " + p.proj.Marker() + " and " + p.proj.Marker() + " compared?<|im_end|>\n<|im_start|>assistant\n"
+			}
 			opts := llama.ContextOptions{NCtx: 1024, NBatch: 512, NUbatch: 512, Threads: 1, FlashAttn: llama.FlashAttentionOff}
 
 			x1, err := p.model.NewContext(opts)

@@ -24,11 +24,19 @@ const (
 	// ProjectorGemma3 is Gemma 3's average pooling (kernel s), RMS norm and
 	// linear input projection over a SigLIP-style ViT.
 	ProjectorGemma3 ProjectorType = "gemma3"
+	// ProjectorQwen2VL is Qwen2-VL's merger over its ViT: two patch
+	// embedding kernels, M-RoPE in the vision attention, 2×2 neighbouring
+	// patches merged by a two-layer MLP (mm.0, mm.2). Images keep their
+	// aspect ratio (dynamic resolution: any multiple of 2·patch_size per
+	// side within mtmd's pixel bounds), and the text model (FamilyQwen2VL,
+	// general.architecture "qwen2vl") takes M-RoPE positions: 4 per image
+	// token, an image of nx×ny tokens taking max(nx, ny) positions.
+	ProjectorQwen2VL ProjectorType = "qwen2vl_merger"
 )
 
 // ProjectorTypes lists the projector types the generator supports.
 func ProjectorTypes() []ProjectorType {
-	return []ProjectorType{ProjectorMLP, ProjectorIdefics3, ProjectorGemma3}
+	return []ProjectorType{ProjectorMLP, ProjectorIdefics3, ProjectorGemma3, ProjectorQwen2VL}
 }
 
 // Family selects a text model's special tokens, BOS/EOS conventions and
@@ -49,9 +57,16 @@ const (
 	// <end_of_turn> (EOS), <start_of_image>, <end_of_image>; template
 	// gemma-3.jinja.
 	FamilyGemma3 Family = "gemma3"
+	// FamilyQwen2VL is Qwen2-VL: general.architecture "qwen2vl" (M-RoPE, with
+	// q/k/v biases), <|endoftext|> (BOS, never added, and padding),
+	// <|im_start|>, <|im_end|> (EOS), and the tokens around images:
+	// <|vision_start|>, <|vision_end|> (which mtmd adds), <|image_pad|>,
+	// <|video_pad|>; template qwen2-vl.jinja.
+	FamilyQwen2VL Family = "qwen2vl"
 )
 
-// TextConfig is the shape of a text model (general.architecture "llama").
+// TextConfig is the shape of a text model (general.architecture "llama", or
+// "qwen2vl" for FamilyQwen2VL).
 type TextConfig struct {
 	// Family selects special tokens and chat template.
 	Family Family `json:"family"`
@@ -104,7 +119,10 @@ type ProjectorConfig struct {
 	PatchSize int `json:"patch_size"`
 	// ScaleFactor is idefics3's pixel-shuffle factor (at least 2) or gemma3's
 	// pooling kernel (clip.vision.projector.scale_factor); it must divide
-	// ImageSize/PatchSize. It must be 0 for mlp.
+	// ImageSize/PatchSize. It must be 0 for mlp. For qwen2vl_merger it is the
+	// spatial merge size (clip.vision.spatial_merge_size), which must be 2
+	// (clip.cpp's graph merges 2×2 patches whatever the key says), and
+	// 2·PatchSize must divide ImageSize.
 	ScaleFactor int `json:"scale_factor,omitempty"`
 	// PreprocImageSize is idefics3's longest edge before tiling
 	// (clip.vision.preproc_image_size): images are scaled so that their
@@ -211,14 +229,14 @@ func checkPositiveFloat(field string, v float32) error {
 }
 
 func knownFamily(f Family) bool {
-	return f == FamilyLLaVA || f == FamilySmolVLM || f == FamilyGemma3
+	return f == FamilyLLaVA || f == FamilySmolVLM || f == FamilyGemma3 || f == FamilyQwen2VL
 }
 
 // Validate checks the text model's shape on its own (the vocabulary size is
 // checked by [Spec.Validate], which knows the natural size).
 func (c TextConfig) Validate() error {
 	if !knownFamily(c.Family) {
-		return cfgErr("text.family", "unknown family %q (want %q, %q or %q)", c.Family, FamilyLLaVA, FamilySmolVLM, FamilyGemma3)
+		return cfgErr("text.family", "unknown family %q (want %q, %q, %q or %q)", c.Family, FamilyLLaVA, FamilySmolVLM, FamilyGemma3, FamilyQwen2VL)
 	}
 	for _, f := range []struct {
 		name string
@@ -243,6 +261,9 @@ func (c TextConfig) Validate() error {
 	if hd := c.NEmbd / c.NHead; hd%2 != 0 {
 		return cfgErr("text.n_head", "head dimension %d (n_embd/n_head) is odd; RoPE needs it even", hd)
 	}
+	if hd := c.NEmbd / c.NHead; c.Family == FamilyQwen2VL && hd < 8 {
+		return cfgErr("text.n_head", "head dimension %d (n_embd/n_head) is below 8: M-RoPE has no room for its three sections", hd)
+	}
 	if c.NHead%c.NHeadKV != 0 {
 		return cfgErr("text.n_head_kv", "n_head %d is not divisible by n_head_kv %d", c.NHead, c.NHeadKV)
 	}
@@ -256,9 +277,9 @@ func (c TextConfig) Validate() error {
 // model is checked by [Spec.Validate]).
 func (c ProjectorConfig) Validate() error {
 	switch c.Type {
-	case ProjectorMLP, ProjectorIdefics3, ProjectorGemma3:
+	case ProjectorMLP, ProjectorIdefics3, ProjectorGemma3, ProjectorQwen2VL:
 	default:
-		return cfgErr("projector.type", "unknown projector type %q (want %q, %q or %q)", c.Type, ProjectorMLP, ProjectorIdefics3, ProjectorGemma3)
+		return cfgErr("projector.type", "unknown projector type %q (want %q, %q, %q or %q)", c.Type, ProjectorMLP, ProjectorIdefics3, ProjectorGemma3, ProjectorQwen2VL)
 	}
 	for _, f := range []struct {
 		name string
@@ -310,6 +331,16 @@ func (c ProjectorConfig) Validate() error {
 		if grid%c.ScaleFactor != 0 {
 			return cfgErr("projector.scale_factor", "patch grid %d (image_size/patch_size) is not divisible by the pooling kernel %d", grid, c.ScaleFactor)
 		}
+	case ProjectorQwen2VL:
+		if c.ScaleFactor != 2 {
+			return cfgErr("projector.scale_factor", "the qwen2vl_merger's spatial merge size must be 2 (clip.cpp merges 2×2 patches), got %d", c.ScaleFactor)
+		}
+		if grid%2 != 0 {
+			return cfgErr("projector.image_size", "patch grid %d (image_size/patch_size) is odd: qwen2vl_merger merges 2×2 patches", grid)
+		}
+		if hd := c.NEmbd / c.NHead; hd%4 != 0 {
+			return cfgErr("projector.n_head", "vision head dimension %d is not a multiple of 4 (M-RoPE's four sections)", hd)
+		}
 	}
 	if c.Type != ProjectorIdefics3 && c.PreprocImageSize != 0 {
 		return cfgErr("projector.preproc_image_size", "only the idefics3 projector tiles images, got %d for %s", c.PreprocImageSize, c.Type)
@@ -359,7 +390,10 @@ func (s Spec) validateShapes() error {
 	}
 	switch {
 	case s.Projector.Type == ProjectorIdefics3 && s.Text.Family != FamilySmolVLM,
-		s.Projector.Type == ProjectorGemma3 && s.Text.Family != FamilyGemma3:
+		s.Projector.Type == ProjectorGemma3 && s.Text.Family != FamilyGemma3,
+		// M-RoPE both ways: a qwen2vl_merger's images take 4 positions per
+		// token, which only the qwen2vl architecture reads.
+		(s.Projector.Type == ProjectorQwen2VL) != (s.Text.Family == FamilyQwen2VL):
 		return &ConfigError{Field: "text.family", Err: ErrProjectorMismatch,
 			Reason: fmt.Sprintf("projector %s needs the special tokens of another family than %s", s.Projector.Type, s.Text.Family)}
 	}

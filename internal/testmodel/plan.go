@@ -173,20 +173,26 @@ func (s Spec) textPlan(voc *Vocab) *filePlan {
 	kvw := uint64(hd * c.NHeadKV)
 	p := &filePlan{}
 	add := func(key string, val any) { p.kvs = append(p.kvs, kv{key, val}) }
-	add("general.architecture", "llama")
+	arch := c.architecture()
+	a := func(key string) string { return arch + "." + key }
+	add("general.architecture", arch)
 	add("general.name", "vlm testmodel "+s.Name)
 	add("general.description", s.description())
 	add("general.file_type", fileType(s.WeightType))
-	add("llama.vocab_size", uint32(nv))
-	add("llama.context_length", uint32(c.NCtxTrain))
-	add("llama.embedding_length", uint32(c.NEmbd))
-	add("llama.block_count", uint32(c.NLayer))
-	add("llama.feed_forward_length", uint32(c.NFF))
-	add("llama.attention.head_count", uint32(c.NHead))
-	add("llama.attention.head_count_kv", uint32(c.NHeadKV))
-	add("llama.rope.dimension_count", uint32(hd))
-	add("llama.rope.freq_base", c.RopeFreqBase)
-	add("llama.attention.layer_norm_rms_epsilon", c.RMSNormEps)
+	add(a("vocab_size"), uint32(nv))
+	add(a("context_length"), uint32(c.NCtxTrain))
+	add(a("embedding_length"), uint32(c.NEmbd))
+	add(a("block_count"), uint32(c.NLayer))
+	add(a("feed_forward_length"), uint32(c.NFF))
+	add(a("attention.head_count"), uint32(c.NHead))
+	add(a("attention.head_count_kv"), uint32(c.NHeadKV))
+	add(a("rope.dimension_count"), uint32(hd))
+	add(a("rope.freq_base"), c.RopeFreqBase)
+	add(a("attention.layer_norm_rms_epsilon"), c.RMSNormEps)
+	if c.Family == FamilyQwen2VL {
+		sec := c.ropeSections()
+		add(a("rope.dimension_sections"), sec[:])
+	}
 	add("tokenizer.ggml.model", "llama")
 	add("tokenizer.ggml.tokens", voc.Tokens)
 	add("tokenizer.ggml.scores", voc.Scores)
@@ -222,12 +228,38 @@ func (s Spec) textPlan(voc *Vocab) *filePlan {
 		tensor(b+"attn_k.weight", w, initNormal, invSqrt(c.NEmbd), e, kvw)
 		tensor(b+"attn_v.weight", w, initNormal, invSqrt(c.NEmbd), e, kvw)
 		tensor(b+"attn_output.weight", w, initNormal, invSqrt(c.NEmbd)*resid, e, e)
+		if c.Family == FamilyQwen2VL {
+			// optional at load, but llm_build_qwen2vl adds them unconditionally
+			tensor(b+"attn_q.bias", gguf.TypeF32, initNormal, biasStd, e)
+			tensor(b+"attn_k.bias", gguf.TypeF32, initNormal, biasStd, kvw)
+			tensor(b+"attn_v.bias", gguf.TypeF32, initNormal, biasStd, kvw)
+		}
 		tensor(b+"ffn_norm.weight", gguf.TypeF32, initOnes, 0, e)
 		tensor(b+"ffn_gate.weight", w, initNormal, invSqrt(c.NEmbd), e, ff)
 		tensor(b+"ffn_up.weight", w, initNormal, invSqrt(c.NEmbd), e, ff)
 		tensor(b+"ffn_down.weight", w, initNormal, invSqrt(c.NFF)*resid, ff, e)
 	}
 	return p
+}
+
+// architecture is the text model's general.architecture.
+func (c TextConfig) architecture() string {
+	if c.Family == FamilyQwen2VL {
+		return "qwen2vl"
+	}
+	return "llama"
+}
+
+// ropeSections are the M-RoPE sections (qwen2vl.rope.dimension_sections) of
+// a qwen2vl text model: the head's n_rot/2 rotation pairs split into
+// temporal, height and width sections as Qwen2-VL splits them (a quarter,
+// then the rest in halves: [16 24 24 0] for its 128-wide heads), and an
+// unused fourth.
+func (c TextConfig) ropeSections() [4]int32 {
+	half := int32(c.NEmbd / c.NHead / 2)
+	t := half / 4
+	h := (half - t) / 2
+	return [4]int32{t, h, half - t - h, 0}
 }
 
 func (s Spec) projectorPlan() *filePlan {
@@ -237,6 +269,7 @@ func (s Spec) projectorPlan() *filePlan {
 	grid := uint64(c.ImageSize / c.PatchSize)
 	out := uint64(c.OutputEmbd)
 	siglip := c.Type != ProjectorMLP
+	qwen := c.Type == ProjectorQwen2VL
 
 	p := &filePlan{}
 	add := func(key string, val any) { p.kvs = append(p.kvs, kv{key, val}) }
@@ -246,7 +279,7 @@ func (s Spec) projectorPlan() *filePlan {
 	add("general.file_type", fileType(s.WeightType))
 	add("clip.has_vision_encoder", true)
 	add("clip.projector_type", string(c.Type))
-	add("clip.use_gelu", siglip) // SigLIP: gelu; LLaVA's CLIP: quick gelu
+	add("clip.use_gelu", siglip && !qwen) // SigLIP: gelu; LLaVA's CLIP and Qwen2-VL's ViT: quick gelu
 	add("clip.vision.embedding_length", uint32(c.NEmbd))
 	add("clip.vision.feed_forward_length", uint32(c.NFF))
 	add("clip.vision.block_count", uint32(c.NLayer))
@@ -257,7 +290,11 @@ func (s Spec) projectorPlan() *filePlan {
 	add("clip.vision.patch_size", uint32(c.PatchSize))
 	add("clip.vision.image_mean", c.ImageMean[:])
 	add("clip.vision.image_std", c.ImageStd[:])
-	if c.Type != ProjectorMLP {
+	switch c.Type {
+	case ProjectorMLP:
+	case ProjectorQwen2VL:
+		add("clip.vision.spatial_merge_size", uint32(c.ScaleFactor))
+	default:
 		add("clip.vision.projector.scale_factor", uint32(c.ScaleFactor))
 	}
 	if c.PreprocImageSize > 0 {
@@ -281,10 +318,18 @@ func (s Spec) projectorPlan() *filePlan {
 		tensor(name+".bias", f32, initNormal, biasStd, n)
 	}
 	tensor("v.patch_embd.weight", unquantized, initNormal, invSqrt(c.PatchSize*c.PatchSize*3), ps, ps, 3, v)
-	if siglip {
+	switch {
+	case qwen:
+		// Qwen2-VL's 3-D convolution over two frames, as clip.cpp takes
+		// it: a second kernel for the second frame (the same image), no
+		// bias (its graph asserts none), no position embeddings (M-RoPE).
+		tensor("v.patch_embd.weight.1", unquantized, initNormal, invSqrt(c.PatchSize*c.PatchSize*3), ps, ps, 3, v)
+	case siglip:
 		tensor("v.patch_embd.bias", f32, initNormal, biasStd, v)
 	}
-	tensor("v.position_embd.weight", f32, initNormal, 0.1, v, grid*grid)
+	if !qwen {
+		tensor("v.position_embd.weight", f32, initNormal, 0.1, v, grid*grid)
+	}
 	if !siglip {
 		norm("v.pre_ln", v) // CLIP has a pre-layernorm, SigLIP a post-layernorm
 	}
@@ -319,6 +364,14 @@ func (s Spec) projectorPlan() *filePlan {
 	case ProjectorGemma3:
 		tensor("mm.soft_emb_norm.weight", f32, initOnes, 0, v)
 		tensor("mm.input_projection.weight", unquantized, initNormal, invSqrt(c.NEmbd), out, v)
+	case ProjectorQwen2VL:
+		// The merger: 2×2 neighbouring patches (4·n_embd values, after
+		// v.post_ln, Qwen2-VL's ln_q) through a 4·n_embd-wide MLP.
+		m := 4 * v
+		tensor("mm.0.weight", w, initNormal, invSqrt(4*c.NEmbd), m, m)
+		tensor("mm.0.bias", f32, initNormal, biasStd, m)
+		tensor("mm.2.weight", w, initNormal, invSqrt(4*c.NEmbd), m, out)
+		tensor("mm.2.bias", f32, initNormal, biasStd, out)
 	}
 	return p
 }

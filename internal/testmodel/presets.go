@@ -33,6 +33,14 @@ const (
 	// vision 32 wide, 2 layers, image 64 px, patch 8, pooling 4 → 4
 	// embeddings per image.
 	PresetTinyGemma3 = "tiny-gemma3"
+	// PresetTinyQwen2VL is a tiny Qwen2-VL-style pair: text as tiny-mlp
+	// (untied output) but general.architecture "qwen2vl" with q/k/v biases
+	// and M-RoPE sections [2 3 3 0]; vision 32 wide, 2 layers, patch 8,
+	// spatial merge 2, image size 64 (only what vlm's validator reports as
+	// tokens per image: the encoder takes any size) → a 64×64 image is 4×4
+	// = 16 embeddings taking 4 positions; images below 2048 pixels (8
+	// tokens) are scaled up, above 4096 tokens down.
+	PresetTinyQwen2VL = "tiny-qwen2vl"
 	// PresetSmolVLM256M has the shapes of SmolVLM-256M-Instruct: text 576
 	// wide, 30 layers, 9 heads (3 KV), n_ff 1536, vocabulary 49280, context
 	// 8192, RoPE base 100000, tied output; vision SigLIP-B/16 (768 wide, 12
@@ -63,8 +71,18 @@ func tinyVision(t ProjectorType) ProjectorConfig {
 		c.ScaleFactor, c.PreprocImageSize = 2, 64
 	case ProjectorGemma3:
 		c.ImageSize, c.ScaleFactor = 64, 4
+	case ProjectorQwen2VL:
+		c.ImageSize, c.ScaleFactor, c.LayerNormEps, c.ImageMean, c.ImageStd = 64, 2, 1e-6, clipMean, clipStd
 	}
 	return c
+}
+
+// tinyPresets names the tiny preset of each projector type.
+var tinyPresets = map[ProjectorType]string{
+	ProjectorMLP:      PresetTinyMLP,
+	ProjectorIdefics3: PresetTinyIdefics3,
+	ProjectorGemma3:   PresetTinyGemma3,
+	ProjectorQwen2VL:  PresetTinyQwen2VL,
 }
 
 var presets = map[string]func() Spec{
@@ -76,6 +94,9 @@ var presets = map[string]func() Spec{
 	},
 	PresetTinyGemma3: func() Spec {
 		return Spec{Text: tinyText(FamilyGemma3, true), Projector: tinyVision(ProjectorGemma3)}
+	},
+	PresetTinyQwen2VL: func() Spec {
+		return Spec{Text: tinyText(FamilyQwen2VL, false), Projector: tinyVision(ProjectorQwen2VL)}
 	},
 	PresetSmolVLM256M: func() Spec {
 		return Spec{

@@ -12,6 +12,8 @@ var (
 	templateGemma3 string
 	//go:embed templates/llava-1-5.jinja
 	templateLLaVA string
+	//go:embed templates/qwen2-vl.jinja
+	templateQwen2VL string
 )
 
 // ChatTemplate returns the chat template (Jinja) embedded in text models of

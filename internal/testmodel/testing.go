@@ -1,13 +1,14 @@
 package testmodel
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/vlm-go/vlm/gguf"
 )
 
 // TinyPair writes the tiny preset for projector type proj (tiny-mlp,
-// tiny-idefics3 or tiny-gemma3) with weights of type typ into t.TempDir()
+// tiny-idefics3, tiny-gemma3 or tiny-qwen2vl) with weights of type typ into t.TempDir()
 // and returns the paths; it fails the test on error. It takes a few
 // milliseconds.
 func TinyPair(t testing.TB, proj ProjectorType, typ gguf.TensorType) (modelPath, projPath string) {
@@ -26,7 +27,11 @@ func TinyPair(t testing.TB, proj ProjectorType, typ gguf.TensorType) (modelPath,
 // TinySpec returns the tiny preset for projector type proj with weights of
 // type typ; tests use it to predict what TinyPair's files will report.
 func TinySpec(proj ProjectorType, typ gguf.TensorType) (Spec, error) {
-	spec, err := Preset("tiny-" + string(proj))
+	name, ok := tinyPresets[proj]
+	if !ok {
+		return Spec{}, fmt.Errorf("%w for projector type %q (known: %v)", ErrUnknownPreset, proj, ProjectorTypes())
+	}
+	spec, err := Preset(name)
 	if err != nil {
 		return Spec{}, err
 	}

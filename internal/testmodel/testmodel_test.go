@@ -38,7 +38,7 @@ func specLabel(s Spec) string { return fmt.Sprintf("%s/%s", s.Name, s.WeightType
 
 func TestPresets(t *testing.T) {
 	names := Presets()
-	assert.Equal(t, []string{"smolvlm-256m", "tiny", "tiny-gemma3", "tiny-idefics3", "tiny-mlp"}, names)
+	assert.Equal(t, []string{"smolvlm-256m", "tiny", "tiny-gemma3", "tiny-idefics3", "tiny-mlp", "tiny-qwen2vl"}, names)
 	for _, name := range names {
 		s, err := Preset(name)
 		require.NoError(t, err, name)
@@ -56,8 +56,11 @@ func TestPresets(t *testing.T) {
 
 	_, err = Preset("huge")
 	assert.ErrorIs(t, err, ErrUnknownPreset)
-	_, err = TinySpec("qwen2vl_merger", gguf.TypeF16)
+	_, err = TinySpec("qwen2.5vl_merger", gguf.TypeF16)
 	assert.ErrorIs(t, err, ErrUnknownPreset)
+	qwen, err := TinySpec(ProjectorQwen2VL, gguf.TypeF16)
+	require.NoError(t, err)
+	assert.Equal(t, PresetTinyQwen2VL, qwen.Name)
 	_, err = TinySpec(ProjectorMLP, gguf.TypeQ4_0)
 	assert.ErrorIs(t, err, ErrInvalidConfig)
 }
@@ -80,7 +83,7 @@ func TestSmolVLM256MShapes(t *testing.T) {
 }
 
 func TestVocabulary(t *testing.T) {
-	for _, f := range []Family{FamilyLLaVA, FamilySmolVLM, FamilyGemma3} {
+	for _, f := range []Family{FamilyLLaVA, FamilySmolVLM, FamilyGemma3, FamilyQwen2VL} {
 		t.Run(string(f), func(t *testing.T) {
 			for _, size := range []int{0, 5000} {
 				c := tinyText(f, true)
@@ -131,8 +134,9 @@ func TestFamilyTokens(t *testing.T) {
 		FamilySmolVLM: {"<fake_token_around_image>", "<global-img>", "<image>", "<end_of_utterance>", "<|im_start|>", "<row_1_col_1>", "<row_6_col_6>"},
 		FamilyGemma3:  {"<start_of_image>", "<end_of_image>", "<start_of_turn>", "<end_of_turn>", "<bos>"},
 		FamilyLLaVA:   {"<s>", "</s>", "<image>"},
+		FamilyQwen2VL: {"<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|im_start|>", "<|im_end|>", "<|endoftext|>"},
 	}
-	eos := map[Family]string{FamilySmolVLM: "<end_of_utterance>", FamilyGemma3: "<end_of_turn>", FamilyLLaVA: "</s>"}
+	eos := map[Family]string{FamilySmolVLM: "<end_of_utterance>", FamilyGemma3: "<end_of_turn>", FamilyLLaVA: "</s>", FamilyQwen2VL: "<|im_end|>"}
 	for f, toks := range need {
 		v, err := buildVocab(tinyText(f, true))
 		require.NoError(t, err)
@@ -148,6 +152,7 @@ func TestFamilyTokens(t *testing.T) {
 	assert.True(t, strings.HasPrefix(ChatTemplate(FamilySmolVLM), "<|im_start|>{% for message in messages %}"))
 	assert.Contains(t, ChatTemplate(FamilyGemma3), "<start_of_image>")
 	assert.Contains(t, ChatTemplate(FamilyLLaVA), "ASSISTANT:")
+	assert.Contains(t, ChatTemplate(FamilyQwen2VL), "<|vision_start|><|image_pad|><|vision_end|>")
 	assert.Empty(t, ChatTemplate("nope"))
 }
 
@@ -198,6 +203,12 @@ func TestInvalidConfigs(t *testing.T) {
 		{"bad weight type", ProjectorGemma3, func(s *Spec) { s.WeightType = gguf.TypeQ4_K }, "weight_type", nil},
 		{"too large", ProjectorGemma3, func(s *Spec) { s.Text.NEmbd, s.Projector.OutputEmbd = 1<<16, 1<<16 }, "blk.0.attn_q.weight", nil},
 		{"vocab above limit", ProjectorGemma3, func(s *Spec) { s.Text.VocabSize = 1<<20 + 1 }, "text.vocab_size", nil},
+		{"qwen2vl merger without qwen2vl text", ProjectorQwen2VL, func(s *Spec) { s.Text.Family = FamilySmolVLM }, "text.family", ErrProjectorMismatch},
+		{"qwen2vl text without qwen2vl merger", ProjectorMLP, func(s *Spec) { s.Text.Family = FamilyQwen2VL }, "text.family", ErrProjectorMismatch},
+		{"qwen2vl merge size 3", ProjectorQwen2VL, func(s *Spec) { s.Projector.ScaleFactor = 3 }, "projector.scale_factor", nil},
+		{"qwen2vl odd patch grid", ProjectorQwen2VL, func(s *Spec) { s.Projector.ImageSize = 72 }, "projector.image_size", nil},
+		{"qwen2vl vision head not a multiple of 4", ProjectorQwen2VL, func(s *Spec) { s.Projector.NHead = 16 }, "projector.n_head", nil},
+		{"qwen2vl text head too small", ProjectorQwen2VL, func(s *Spec) { s.Text.NHead, s.Text.NHeadKV = 16, 16 }, "text.n_head", nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -400,6 +411,12 @@ func TestImageChunks(t *testing.T) {
 		{"tiny-idefics3", 200, 31, []int{4, 4, 4}},
 		{"smolvlm-256m", 640, 480, append(repeat(64, 12), 64)}, // 2048×1536 → 4×3 tiles
 		{"smolvlm-256m", 512, 512, repeat(64, 17)},
+		{"tiny-qwen2vl", 64, 64, []int{16}},       // 4×4
+		{"tiny-qwen2vl", 100, 40, []int{18}},      // 96×48: 6×3
+		{"tiny-qwen2vl", 32, 32, []int{9}},        // 1024 < 2048 pixels: scaled up to 48×48
+		{"tiny-qwen2vl", 1, 1, []int{9}},          // ceil(45.25/16)·16 = 48 per side
+		{"tiny-qwen2vl", 640, 480, []int{1200}},   // 40×30
+		{"tiny-qwen2vl", 4000, 3000, []int{4015}}, // above 4096 tokens: scaled down to 1168×880 (73×55)
 	}
 	for _, c := range cases {
 		got, err := get(c.preset).ImageChunks(c.w, c.h)
@@ -424,6 +441,95 @@ func TestImageChunks(t *testing.T) {
 	s.Projector.Type = "nope"
 	_, err = s.ImageChunks(10, 10)
 	assert.ErrorIs(t, err, ErrInvalidConfig)
+}
+
+func TestImageGridAndPositions(t *testing.T) {
+	q, err := Preset(PresetTinyQwen2VL)
+	require.NoError(t, err)
+	for _, c := range []struct {
+		w, h, nx, ny, pos int
+	}{{64, 64, 4, 4, 4}, {100, 40, 6, 3, 6}, {17, 90, 2, 7, 7}, {640, 480, 40, 30, 40}} {
+		nx, ny, err := q.ImageGrid(c.w, c.h)
+		require.NoError(t, err)
+		assert.Equal(t, []int{c.nx}, nx, "%d×%d", c.w, c.h)
+		assert.Equal(t, []int{c.ny}, ny, "%d×%d", c.w, c.h)
+		pos, err := q.ImagePositions(c.w, c.h)
+		require.NoError(t, err)
+		assert.Equal(t, c.pos, pos, "%d×%d: M-RoPE positions are max(nx, ny)", c.w, c.h)
+	}
+	// Without M-RoPE every embedding takes one position, in a row.
+	s, err := Preset(PresetTinyIdefics3)
+	require.NoError(t, err)
+	nx, ny, err := s.ImageGrid(64, 64)
+	require.NoError(t, err)
+	assert.Equal(t, []int{4, 4, 4, 4, 4}, nx)
+	assert.Equal(t, []int{1, 1, 1, 1, 1}, ny)
+	pos, err := s.ImagePositions(64, 64)
+	require.NoError(t, err)
+	assert.Equal(t, 20, pos)
+}
+
+func TestQwen2VLMetadata(t *testing.T) {
+	s, err := TinySpec(ProjectorQwen2VL, gguf.TypeQ8_0)
+	require.NoError(t, err)
+	m, p, err := Write(t.TempDir(), s)
+	require.NoError(t, err)
+	f, err := gguf.Open(m)
+	require.NoError(t, err)
+	assert.Equal(t, "qwen2vl", f.Architecture())
+	kv, ok := f.Get("qwen2vl.rope.dimension_sections")
+	require.True(t, ok)
+	assert.Equal(t, []int32{2, 3, 3, 0}, kv.Value, "head 16: 8 rotation pairs")
+	for key, want := range map[string]uint32{"qwen2vl.embedding_length": 64, "qwen2vl.rope.dimension_count": 16, "qwen2vl.block_count": 2} {
+		got, ok := f.Uint32(key)
+		require.True(t, ok, key)
+		assert.Equal(t, want, got, key)
+	}
+	for name, shape := range map[string][]uint64{"blk.0.attn_q.bias": {64}, "blk.1.attn_k.bias": {32}, "blk.1.attn_v.bias": {32}, "output.weight": {64, uint64(len(mustVocab(t, s).Tokens))}} {
+		ti, ok := f.Tensor(name)
+		require.True(t, ok, name)
+		assert.Equal(t, shape, ti.Shape, name)
+	}
+	assert.Equal(t, ChatTemplate(FamilyQwen2VL), f.ChatTemplate())
+
+	pf, err := gguf.Open(p)
+	require.NoError(t, err)
+	for name, want := range map[string]struct {
+		typ   gguf.TensorType
+		shape []uint64
+	}{
+		"v.patch_embd.weight":   {gguf.TypeF16, []uint64{8, 8, 3, 32}},
+		"v.patch_embd.weight.1": {gguf.TypeF16, []uint64{8, 8, 3, 32}},
+		"v.blk.1.attn_q.bias":   {gguf.TypeF32, []uint64{32}},
+		"v.post_ln.weight":      {gguf.TypeF32, []uint64{32}},
+		"mm.0.weight":           {gguf.TypeQ8_0, []uint64{128, 128}},
+		"mm.0.bias":             {gguf.TypeF32, []uint64{128}},
+		"mm.2.weight":           {gguf.TypeQ8_0, []uint64{128, 64}},
+		"mm.2.bias":             {gguf.TypeF32, []uint64{64}},
+	} {
+		ti, ok := pf.Tensor(name)
+		require.True(t, ok, name)
+		assert.Equal(t, want.typ, ti.Type, name)
+		assert.Equal(t, want.shape, ti.Shape, name)
+	}
+	for _, name := range []string{"v.patch_embd.bias", "v.position_embd.weight", "v.pre_ln.weight"} {
+		_, ok := pf.Tensor(name)
+		assert.False(t, ok, "%s: clip.cpp's qwen2vl graph has none", name)
+	}
+	got, ok := pf.Uint32("clip.vision.spatial_merge_size")
+	require.True(t, ok)
+	assert.Equal(t, uint32(2), got)
+	info, err := gguf.ProjectorInfo(pf)
+	require.NoError(t, err)
+	assert.Equal(t, 16, info.TokensPerImage)
+	assert.Equal(t, uint32(2), info.MergeFactor)
+}
+
+func mustVocab(t *testing.T, s Spec) *Vocab {
+	t.Helper()
+	v, err := s.Vocabulary()
+	require.NoError(t, err)
+	return v
 }
 
 func repeat(v, n int) []int {

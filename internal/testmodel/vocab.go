@@ -98,6 +98,14 @@ func family(f Family) familyDef {
 			addBOS: true, addSpacePrefix: false,
 			template: templateGemma3,
 		}
+	case FamilyQwen2VL:
+		return familyDef{
+			leading:  append([]special{{"<unk>", TokenUnknown}}, ctl("<|endoftext|>", "<|im_start|>", "<|im_end|>")...),
+			trailing: ctl("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"),
+			bos:      "<|endoftext|>", eos: "<|im_end|>", eot: "<|im_end|>", unk: "<unk>", pad: "<|endoftext|>",
+			addBOS: false, addSpacePrefix: false,
+			template: templateQwen2VL,
+		}
 	default: // FamilyLLaVA
 		return familyDef{
 			leading:  append([]special{{"<unk>", TokenUnknown}}, ctl("<s>", "</s>")...),
