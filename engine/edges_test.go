@@ -297,3 +297,25 @@ func samplerIgnoreEOG(p pair) sampler.Config {
 	}
 	return sampler.Config{LogitBias: bias}
 }
+
+// TestMRoPECellsAreCounted: an M-RoPE picture takes more KV cells (one per
+// embedding) than positions; admission counts cells, so a prompt whose
+// positions fit a sequence but whose cells do not fit the cache is refused
+// at once instead of failing mid-decode.
+func TestMRoPECellsAreCounted(t *testing.T) {
+	p := loadPair(t, testmodel.ProjectorQwen2VL)
+	require.True(t, p.proj.UsesMRoPE())
+	e := newEngine(t, p, engine.Options{Sequences: 1, SequenceLength: 512})
+	big := p.tokenize(t, ask{img: picture(640, 480, 3), question: "What is it?"})
+	entries, positions := big.NTokens(), big.NPos()
+	require.Greater(t, entries, 512, "the picture's embeddings exceed the cache")
+	require.Less(t, positions, 512, "its positions fit a sequence")
+	_, err := e.Submit(context.Background(), engine.Request{Chunks: big, MaxTokens: 4})
+	require.ErrorIs(t, err, llama.ErrPromptTooLong)
+	assert.Contains(t, err.Error(), "KV cells")
+
+	small := p.tokenize(t, ask{img: picture(64, 64, 3), question: "What is it?"})
+	s, err := e.Submit(context.Background(), engine.Request{Chunks: small, MaxTokens: 4})
+	require.NoError(t, err)
+	require.NoError(t, s.Wait().Err)
+}

@@ -24,6 +24,15 @@ type unit struct {
 
 func (u unit) same(v unit) bool { return u.tok == v.tok && u.image == v.image && u.n == v.n }
 
+// cells is the KV cells the units take: one per entry.
+func cells(units []unit) int {
+	n := 0
+	for _, u := range units {
+		n += u.n
+	}
+	return n
+}
+
 // slot is one sequence of the context and what it holds.
 type slot struct {
 	id       int32
@@ -218,7 +227,13 @@ func (e *Engine) newRequest(ctx context.Context, req Request) (*request, error) 
 	if req.MaxTokens > 0 {
 		room = min(room, req.MaxTokens+1)
 	}
-	r.reserve = int(r.promptPos) + room
+	// KV cells: one per prompt entry (an M-RoPE image has more entries
+	// than positions) and one per answer token.
+	r.reserve = r.res.PromptTokens + room
+	if r.reserve > e.opts.KVSize {
+		return nil, fmt.Errorf("the prompt's %d entries and room for its answer need %d KV cells, the engine has %d: %w (%w)",
+			r.res.PromptTokens, r.reserve, e.opts.KVSize, llama.ErrPromptTooLong, mtmd.ErrContextFull)
+	}
 	smp, err := sampler.New(e.model, req.Sampler)
 	if err != nil {
 		return nil, err

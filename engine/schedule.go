@@ -119,20 +119,20 @@ func (e *Engine) admit() {
 		kept := 0
 		for _, s := range free {
 			if s != dst {
-				kept += int(s.pos)
+				kept += cells(s.units)
 			}
 		}
 		for used+r.reserve+kept > e.opts.KVSize {
 			victim := (*slot)(nil)
 			for _, s := range free {
-				if s != dst && s.pos > 0 && (victim == nil || s.lastUsed < victim.lastUsed) {
+				if s != dst && len(s.units) > 0 && (victim == nil || s.lastUsed < victim.lastUsed) {
 					victim = s
 				}
 			}
 			if victim == nil {
 				break
 			}
-			kept -= int(victim.pos)
+			kept -= cells(victim.units)
 			e.forget(victim)
 		}
 		e.queue = e.queue[1:]
@@ -145,8 +145,8 @@ func (e *Engine) admit() {
 func leastValuable(free []*slot) *slot {
 	best := free[0]
 	for _, s := range free[1:] {
-		if (s.pos == 0) != (best.pos == 0) {
-			if s.pos == 0 {
+		if (len(s.units) == 0) != (len(best.units) == 0) {
+			if len(s.units) == 0 {
 				best = s
 			}
 			continue
@@ -429,7 +429,7 @@ func (e *Engine) imageStep() bool {
 func (e *Engine) evictFree() bool {
 	any := false
 	for _, s := range e.slots {
-		if s.req == nil && s.pos > 0 {
+		if s.req == nil && len(s.units) > 0 {
 			e.forget(s)
 			any = true
 		}
