@@ -582,6 +582,17 @@ func (c *checker) vocab() int {
 			}
 		}
 	}
+	if model == "gpt2" && types != nil {
+		// llama_token_to_piece of a BPE vocabulary prints only normal,
+		// user-defined and control tokens: a byte-typed token would print
+		// as "" — text silently lost.
+		for i, t := range types {
+			if t == tokenTypeByte {
+				c.add(ErrTokenArray, false, p+"token_type", "", "token %d %q is of type byte, which a gpt2 (BPE) tokenizer prints as \"\"", i, tokens[i])
+				break
+			}
+		}
+	}
 	if model == "rwkv" {
 		// The RWKV tokenizer needs "\n" as a token: without it, loading
 		// loops and takes gigabytes.

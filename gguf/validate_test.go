@@ -223,6 +223,10 @@ func TestValidateModelFileEdits(t *testing.T) {
 		{"bert tokenizer with byte tokens", func(f *File) {
 			replaceKV(f, "tokenizer.ggml.model", KV{Key: "tokenizer.ggml.model", Type: ValueString, Value: "bert"})
 		}, ErrTokenArray, true},
+		{"gpt2 tokenizer with byte tokens", func(f *File) {
+			replaceKV(f, "tokenizer.ggml.model", KV{Key: "tokenizer.ggml.model", Type: ValueString, Value: "gpt2"})
+			f.KVs = append(f.KVs, KV{Key: "tokenizer.ggml.merges", Type: ValueArray, ArrayType: ValueString, Value: []string{}})
+		}, ErrTokenArray, false},
 		{"rwkv vocabulary without a newline", func(f *File) {
 			replaceKV(f, "tokenizer.ggml.model", KV{Key: "tokenizer.ggml.model", Type: ValueString, Value: "rwkv"})
 		}, ErrBadValue, true},
