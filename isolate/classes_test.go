@@ -49,6 +49,16 @@ func rewrite(t *testing.T, src, dir string, edit func(key string, v any) (string
 	return out
 }
 
+// relabel copies a llama model as architecture arch (keys renamed).
+func relabel(t *testing.T, src, arch string) string {
+	return rewrite(t, src, "", func(k string, v any) (string, any, bool) {
+		if k == "general.architecture" {
+			return k, arch, true
+		}
+		return strings.Replace(k, "llama.", arch+".", 1), v, true
+	})
+}
+
 // TestUnvalidatedClassesAreCaught: files of kinds vlm's validation does not
 // check completely — a text architecture other than llama, a qwen2-VL
 // projector missing the tensors its graph uses — are tried in the child;
@@ -71,6 +81,8 @@ func TestUnvalidatedClassesAreCaught(t *testing.T) {
 			}
 			return strings.Replace(k, "llama.", "baichuan.", 1), v, true
 		}), ""},
+		"llama weights relabelled smallthinker": {relabel(t, mp, "smallthinker"), ""},
+		"llama weights relabelled llada-moe":    {relabel(t, mp, "llada-moe"), ""},
 		"mlp projector relabelled qwen2vl_merger": {mp, rewrite(t, pp, dir, func(k string, v any) (string, any, bool) {
 			if k == "clip.projector_type" {
 				return k, "qwen2vl_merger", true
@@ -80,8 +92,9 @@ func TestUnvalidatedClassesAreCaught(t *testing.T) {
 	}
 	for name, c := range cases {
 		err := isolate.Check(ctx, c[0], c[1], isolate.Options{})
-		// The pinned llama.cpp aborts on the first two and segfaults on the
-		// third (observed); a later one may refuse them cleanly instead.
+		// The pinned llama.cpp crashes on these (observed: SIGABRT or
+		// SIGSEGV, at load or context creation) or refuses them; a later
+		// one may refuse them all cleanly.
 		require.Error(t, err, name)
 		if !errors.Is(err, isolate.ErrCrashed) && !errors.Is(err, isolate.ErrFailed) && !errors.Is(err, isolate.ErrTimeout) {
 			t.Fatalf("%s: untyped error %v", name, err)
