@@ -272,6 +272,12 @@ const (
 	maxExperts = 512
 )
 
+// moeAsserting are the architectures whose load_tensors GGML_ASSERTs
+// n_expert > 0 and n_expert_used > 0 (read from the pinned llama-model.cpp).
+var moeAsserting = map[string]bool{
+	"bailingmoe2": true, "glm4moe": true, "grovemoe": true, "llada-moe": true, "smallthinker": true, "lfm2moe": true,
+}
+
 var ropeScalingTypes = map[string]bool{"none": true, "linear": true, "yarn": true, "longrope": true}
 
 // hparams checks the keys llama_model::load_hparams reads for every
@@ -310,6 +316,13 @@ func (c *checker) hparams(arch string) hparams {
 		c.add(ErrBadValue, true, k("expert_group_count"), "", "groups without experts")
 	}
 
+	// Mixture-of-experts architectures whose tensor loading GGML_ASSERTs
+	// experts (the others throw, a clean error).
+	if moeAsserting[arch] && (nExpert == 0 || nUsed == 0) {
+		c.add(ErrBadValue, true, k("expert_count"), "", "%s is a mixture of experts: it needs %s and %s > 0 (have %d and %d)",
+			arch, k("expert_count"), k("expert_used_count"), nExpert, nUsed)
+		hp.ok = false
+	}
 	if !hp.ok {
 		nLayer = 0 // unknown: check only the per-layer keys' types
 	}

@@ -239,6 +239,17 @@ func TestValidateModelFileEdits(t *testing.T) {
 		{"alignment 16", func(f *File) {
 			f.KVs = append(f.KVs, KV{Key: KeyAlignment, Type: ValueUint32, Value: uint32(16)})
 		}, ErrBadAlignment, true},
+		{"mixture of experts without experts", func(f *File) {
+			var kvs []KV
+			for _, kv := range f.KVs {
+				if kv.Key == "general.architecture" {
+					kv.Value = "smallthinker"
+				}
+				kv.Key = strings.Replace(kv.Key, "llama.", "smallthinker.", 1)
+				kvs = append(kvs, kv)
+			}
+			f.KVs = kvs
+		}, ErrBadValue, true},
 		{"clip file", func(f *File) {
 			replaceKV(f, "general.architecture", KV{Key: "general.architecture", Type: ValueString, Value: "clip"})
 		}, ErrBadValue, false},
