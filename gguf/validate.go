@@ -209,6 +209,25 @@ func ValidateModel(f *File) error {
 	}
 	hp := c.hparams(arch)
 	nVocab := c.vocab()
+	if arch == "baichuan" && hp.ok && hp.nLayer != 32 && hp.nLayer != 40 {
+		// The graph handles the 7B (32 layers) and 13B (40) types only and
+		// GGML_ABORTs on any other at the first decode.
+		c.add(ErrBadValue, true, "baichuan.block_count", "", "%d layers: llama.cpp's baichuan graph knows 32 (7B) and 40 (13B) only", hp.nLayer)
+	}
+	if graphNeedsQKVBias[arch] && hp.ok {
+		// Optional at load, added unconditionally by the graph: a missing
+		// bias is a null tensor there (SIGSEGV at context creation).
+		for i := range int(hp.nLayer) {
+			for _, n := range []string{"attn_q", "attn_k", "attn_v"} {
+				name := fmt.Sprintf("blk.%d.%s.bias", i, n)
+				if _, ok := c.f.Tensor(name); !ok {
+					c.add(ErrMissingTensor, true, "", name, "the %s graph adds it without checking", arch)
+					i = int(hp.nLayer)
+					break
+				}
+			}
+		}
+	}
 	if slices.Contains(fullyValidatedArchitectures, arch) && hp.ok && nVocab >= 0 {
 		c.llamaTensors(hp, uint64(nVocab))
 	}
@@ -277,6 +296,11 @@ const (
 var moeAsserting = map[string]bool{
 	"bailingmoe2": true, "glm4moe": true, "grovemoe": true, "llada-moe": true, "smallthinker": true, "lfm2moe": true,
 }
+
+// graphNeedsQKVBias are the architectures whose graph adds the per-layer
+// q/k/v biases without checking that the (optional) tensors were loaded
+// (read from the pinned models/*.cpp: dream, pangu-embedded, qwen2vl).
+var graphNeedsQKVBias = map[string]bool{"dream": true, "pangu-embedded": true, "qwen2vl": true}
 
 var ropeScalingTypes = map[string]bool{"none": true, "linear": true, "yarn": true, "longrope": true}
 

@@ -329,6 +329,11 @@ func TestValidateModelQwen2VLSections(t *testing.T) {
 			require.NoError(t, w.AddKV(kv.k, kv.v))
 		}
 		f32Tensor(t, w, "whatever", 4)
+		for i := range 2 {
+			for _, n := range []string{"attn_q", "attn_k", "attn_v"} {
+				f32Tensor(t, w, fmt.Sprintf("blk.%d.%s.bias", i, n), 64) // the graph needs them
+			}
+		}
 		return mustRead(t, mustBytes(t, w))
 	}
 	require.NoError(t, ValidateModel(file([]int32{2, 3, 3, 0})))

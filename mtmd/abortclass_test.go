@@ -204,7 +204,31 @@ func textAbortClasses() []abortClass {
 		})
 	}
 	f32 := func(v float32) func(gguf.KV) any { return func(gguf.KV) any { return v } }
+	relabel := func(arch string) func(gguf.KV) (gguf.KV, bool) {
+		return func(kv gguf.KV) (gguf.KV, bool) {
+			if kv.Key == "general.architecture" {
+				kv.Value = arch
+			}
+			kv.Key = strings.Replace(kv.Key, "llama.", arch+".", 1)
+			return kv, true
+		}
+	}
 	return []abortClass{{
+		name: "dream without the q/k/v biases its graph adds", pair: mlp,
+		unguarded: "SIGSEGV at context creation (observed, isolated)",
+		edit:      ggufEdit{KV: relabel("dream")},
+		class:     gguf.ErrMissingTensor, mention: "blk.0.attn_q.bias",
+	}, {
+		name: "baichuan of an unknown size", pair: mlp,
+		unguarded: "GGML_ABORT in the baichuan graph at context creation (observed, isolated)",
+		edit:      ggufEdit{KV: relabel("baichuan")},
+		class:     gguf.ErrBadValue, mention: "32 (7B) and 40 (13B)",
+	}, {
+		name: "smallthinker without experts", pair: mlp,
+		unguarded: "GGML_ASSERT(n_expert > 0) at load (observed, isolated)",
+		edit:      ggufEdit{KV: relabel("smallthinker")},
+		class:     gguf.ErrBadValue, mention: "mixture of experts",
+	}, {
 		name: "KV heads do not divide the heads", pair: mlp,
 		unguarded: "GGML_ASSERT at context creation",
 		edit:      ggufEdit{AddKVs: []gguf.KV{{Key: "llama.attention.head_count_kv", Value: uint32(3)}}, KV: dropKey("llama.attention.head_count_kv")},
