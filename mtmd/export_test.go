@@ -9,21 +9,13 @@ import (
 // TokenizeWhole is mtmd_tokenize of the whole prompt in one call, the
 // reference Tokenize is tested against.
 func (p *Projector) TokenizeWhole(text string, images []*Image, addSpecial, parseSpecial bool) ([]Chunk, error) {
-	var bitmaps []*vlm.Bitmap
-	defer func() {
-		for _, b := range bitmaps {
-			b.Free()
-		}
-	}()
-	for _, im := range images {
-		b, err := vlm.NewBitmap(im.width, im.height, im.rgb, im.id)
-		if err != nil {
-			return nil, err
-		}
-		bitmaps = append(bitmaps, b)
+	bitmaps, err := bitmapsOf(images)
+	defer freeBitmaps(bitmaps)
+	if err != nil {
+		return nil, err
 	}
 	var out []Chunk
-	err := p.use(func(c *vlm.MtmdContext) error {
+	err = p.use(func(c *vlm.MtmdContext) error {
 		ch, err := c.Tokenize(text, addSpecial, parseSpecial, bitmaps)
 		if err != nil {
 			return err
@@ -47,22 +39,14 @@ func (p *Projector) TokenizeWhole(text string, images []*Image, addSpecial, pars
 // mtmd_tokenize call) and returns the next position and the last logits:
 // the reference Eval is tested against.
 func (p *Projector) HelperEval(x *llama.Context, text string, images []*Image, nBatch int) (int32, []float32, error) {
-	var bitmaps []*vlm.Bitmap
-	defer func() {
-		for _, b := range bitmaps {
-			b.Free()
-		}
-	}()
-	for _, im := range images {
-		b, err := vlm.NewBitmap(im.width, im.height, im.rgb, im.id)
-		if err != nil {
-			return 0, nil, err
-		}
-		bitmaps = append(bitmaps, b)
+	bitmaps, err := bitmapsOf(images)
+	defer freeBitmaps(bitmaps)
+	if err != nil {
+		return 0, nil, err
 	}
 	var next int32
 	var logits []float32
-	err := p.use(func(c *vlm.MtmdContext) error {
+	err = p.use(func(c *vlm.MtmdContext) error {
 		ch, err := c.Tokenize(text, true, true, bitmaps)
 		if err != nil {
 			return err
@@ -74,4 +58,24 @@ func (p *Projector) HelperEval(x *llama.Context, text string, images []*Image, n
 		})
 	})
 	return next, logits, err
+}
+
+// bitmapsOf makes mtmd bitmaps of the images (free them with freeBitmaps,
+// also on error).
+func bitmapsOf(images []*Image) ([]*vlm.Bitmap, error) {
+	var out []*vlm.Bitmap
+	for _, im := range images {
+		b, err := vlm.NewBitmap(im.width, im.height, im.rgb, im.id)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+func freeBitmaps(list []*vlm.Bitmap) {
+	for _, b := range list {
+		b.Free()
+	}
 }
