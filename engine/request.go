@@ -37,7 +37,6 @@ func cells(units []unit) int {
 type slot struct {
 	id       int32
 	units    []unit   // what the KV cache holds for this sequence, in order
-	pos      int32    // positions held
 	req      *request // the request running in it, nil when free
 	lastUsed int64
 }

@@ -161,7 +161,7 @@ func leastValuable(free []*slot) *slot {
 // forget empties a sequence of the KV cache.
 func (e *Engine) forget(s *slot) {
 	_ = e.x.RemoveTokens(s.id, -1, -1)
-	s.units, s.pos = nil, 0
+	s.units = nil
 }
 
 // bestPrefix finds the sequence sharing the longest prefix with r's prompt
@@ -206,7 +206,6 @@ func (e *Engine) start(r *request, dst, src *slot, k int) {
 			}
 		}
 	}
-	dst.pos = pos
 	dst.req = r
 	r.seq = dst
 	r.next, r.pos, r.state = k, pos, statePrefill
@@ -305,7 +304,6 @@ func (e *Engine) step() bool {
 				r.seq.units = append(r.seq.units, r.units[r.next:r.next+r.pending]...)
 				r.next += r.pending
 				r.pos += int32(r.pending)
-				r.seq.pos = r.pos
 				r.res.EvaluatedTokens += r.pending
 				r.pending = 0
 				if r.next == len(r.units) {
@@ -315,7 +313,6 @@ func (e *Engine) step() bool {
 				r.seq.units = append(r.seq.units, unit{tok: r.lastTok, n: 1, npos: 1})
 				r.gen.Decoded()
 				r.pos = r.gen.Pos()
-				r.seq.pos = r.pos
 				e.sample(r)
 			}
 		}
@@ -415,7 +412,6 @@ func (e *Engine) imageStep() bool {
 		r.seq.units = append(r.seq.units, u)
 		r.next++
 		r.pos = next
-		r.seq.pos = next
 		r.res.EvaluatedTokens += u.n
 		r.imagesDone++
 		r.events <- event{imageDone: r.imagesDone, imageOuts: r.imagesTotal}

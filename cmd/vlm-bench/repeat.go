@@ -33,20 +33,10 @@ type repeatOptions struct {
 // turn of a session holding two pictures, with their ratios.
 func runRepeat(o repeatOptions) error {
 	ctx := context.Background()
-	spec, err := testmodel.Preset(o.preset)
+	mp, pp, err := ensurePreset(ctx, o.preset, o.typ, o.oneTile, o.cacheDir)
 	if err != nil {
 		return err
 	}
-	spec.WeightType = o.typ
-	if o.oneTile {
-		spec.Projector.PreprocImageSize = 0
-	}
-	t0 := time.Now()
-	mp, pp, err := testmodel.Ensure(ctx, o.cacheDir, spec)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stderr, "model ready in %v\n", time.Since(t0).Round(time.Millisecond))
 	popts := pipeline.Options{Threads: o.threads, ContextSize: 8192}
 	p, err := pipeline.New(ctx, mp, pp, popts)
 	if err != nil {
@@ -198,4 +188,24 @@ func eogBan(m *llama.Model) map[llama.Token]float32 {
 		ban[t] = -1e9
 	}
 	return ban
+}
+
+// ensurePreset writes (or finds) the preset's pair with weights of type typ
+// in dir — one encoder tile per picture when oneTile — and says how long
+// that took.
+func ensurePreset(ctx context.Context, preset string, typ gguf.TensorType, oneTile bool, dir string) (modelPath, projPath string, err error) {
+	spec, err := testmodel.Preset(preset)
+	if err != nil {
+		return "", "", err
+	}
+	spec.WeightType = typ
+	if oneTile {
+		spec.Projector.PreprocImageSize = 0
+	}
+	t0 := time.Now()
+	if modelPath, projPath, err = testmodel.Ensure(ctx, dir, spec); err != nil {
+		return "", "", err
+	}
+	fmt.Fprintf(os.Stderr, "model ready in %v\n", time.Since(t0).Round(time.Millisecond))
+	return modelPath, projPath, nil
 }

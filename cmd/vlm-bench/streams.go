@@ -3,14 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/vlm-go/vlm/gguf"
-	"github.com/vlm-go/vlm/internal/testmodel"
 	"github.com/vlm-go/vlm/llama"
 	"github.com/vlm-go/vlm/pipeline"
 	"github.com/vlm-go/vlm/sampler"
@@ -35,18 +33,10 @@ type streamsOptions struct {
 // to first token of a second question about the same picture.
 func runStreams(o streamsOptions) error {
 	ctx := context.Background()
-	spec, err := testmodel.Preset(o.preset)
+	mp, pp, err := ensurePreset(ctx, o.preset, o.typ, true, o.cacheDir) // one encoder tile per picture
 	if err != nil {
 		return err
 	}
-	spec.WeightType = o.typ
-	spec.Projector.PreprocImageSize = 0 // one encoder tile per picture
-	t0 := time.Now()
-	mp, pp, err := testmodel.Ensure(ctx, o.cacheDir, spec)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stderr, "model ready in %v\n", time.Since(t0).Round(time.Millisecond))
 	fmt.Printf("preset %s %s, %d threads, %d tokens per stream\n", o.preset, o.typ, o.threads, o.gen)
 	fmt.Printf("%8s %14s %16s %10s %16s %12s\n", "streams", "decode tok/s", "per stream tok/s", "× 1 stream", "raw decode tok/s", "vlm / raw")
 	var base float64
