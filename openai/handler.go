@@ -6,7 +6,6 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"iter"
 	"log/slog"
@@ -366,5 +365,3 @@ func markGone(w http.ResponseWriter) {
 		s.clientGone = true
 	}
 }
-
-var _ = errors.New

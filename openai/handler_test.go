@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"hash/crc32"
 	"image"
 	"image/color"
@@ -262,7 +261,7 @@ func hugeHeaderPNG() string {
 // message; afterwards the server answers a normal request with the same
 // tokens as before.
 func TestMalformedRequests(t *testing.T) {
-	s := newServer(t, pipeline.Options{ContextSize: 512, ImageLimits: imageLimits()}, openai.Options{MaxTokens: 256, MaxImages: 3, MaxBodyBytes: 1 << 20})
+	s := newServer(t, pipeline.Options{ContextSize: 512}, openai.Options{MaxTokens: 256, MaxImages: 3, MaxBodyBytes: 1 << 20})
 	normal := `{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"` + pngDataURL(t, 32, 32, 7) + `"}},{"type":"text","text":"What?"}]}],"max_tokens":8,"temperature":0}`
 	code, before := s.post(t, normal, testKey)
 	require.Equal(t, 200, code, before)
@@ -358,5 +357,3 @@ func content(t testing.TB, body string) string {
 	require.Len(t, r.Choices, 1)
 	return r.Choices[0].Message.Content
 }
-
-var _ = fmt.Sprint

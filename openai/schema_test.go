@@ -2,7 +2,6 @@ package openai_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"testing"
 
@@ -11,19 +10,16 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vlm-go/vlm/llama"
-	"github.com/vlm-go/vlm/mtmd"
 	"github.com/vlm-go/vlm/openai"
 	"github.com/vlm-go/vlm/pipeline"
 	"github.com/vlm-go/vlm/sampler"
 )
 
-func imageLimits() mtmd.Limits { return mtmd.Limits{} }
-
 func compileSchema(t testing.TB, schema map[string]any) *jsonschema.Schema {
 	t.Helper()
 	data, err := json.Marshal(schema)
 	require.NoError(t, err)
-	doc, err := jsonschema.UnmarshalJSON(bytesReader(data))
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
 	require.NoError(t, err)
 	c := jsonschema.NewCompiler()
 	c.AssertFormat()
@@ -78,12 +74,6 @@ func TestSchemaGrammarsLoad(t *testing.T) {
 
 func loadModel(t testing.TB) *llama.Model {
 	t.Helper()
-	s := newServer(t, pipelineOptions(), openai.Options{})
+	s := newServer(t, pipeline.Options{}, openai.Options{})
 	return s.p.Model()
 }
-
-var _ = context.Background
-
-func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
-
-func pipelineOptions() pipeline.Options { return pipeline.Options{} }
