@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -310,7 +311,8 @@ type Stream struct {
 func (s *Stream) Tokens() iter.Seq2[llama.GeneratedToken, error] {
 	return func(yield func(llama.GeneratedToken, error) bool) {
 		r := s.r
-		delivered, text := 0, ""
+		delivered := 0
+		var text strings.Builder
 		for ev := range r.events {
 			if r.stalled.Load() {
 				r.e.wakeUp()
@@ -338,14 +340,14 @@ func (s *Stream) Tokens() iter.Seq2[llama.GeneratedToken, error] {
 				if r.res.Err == nil {
 					r.res.Reason = llama.StopBreak
 					r.res.Tokens = r.res.Tokens[:min(delivered, len(r.res.Tokens))]
-					r.res.Text = text + ev.tok.Text
+					r.res.Text = text.String() + ev.tok.Text
 				}
 				return
 			}
 			if ev.tok.ID >= 0 {
 				delivered++
 			}
-			text += ev.tok.Text
+			text.WriteString(ev.tok.Text)
 		}
 		if r.tail != nil && !yield(*r.tail, nil) {
 			return
