@@ -6,8 +6,10 @@
 // 1:1 with Go types. Most programs import the Go-idiomatic packages built on
 // top of it (llama, mtmd, sampler, pipeline) rather than this one.
 //
-// Building needs cgo and the flags that build.sh exports; see the README.
+// Building needs cgo and a C/C++ compiler, nothing else; see the README.
 package vlm
+
+//go:generate go run ./internal/ccgen
 
 /*
 #include "binding.h"
@@ -20,12 +22,10 @@ import (
 	"sync"
 	"unsafe"
 
-	// The pinned module's cgo packages compile ggml (core + CPU backend),
-	// libllama and libmtmd into the program.
-	_ "github.com/ollama/ollama/llama/llama.cpp/src"
-	_ "github.com/ollama/ollama/llama/llama.cpp/tools/mtmd"
-	_ "github.com/ollama/ollama/llama/llama.cpp/tools/mtmd/models"
-	_ "github.com/ollama/ollama/ml/backend/ggml/ggml/src"
+	// internal/cc compiles libllama and libmtmd (and ggml: ggml.go) from
+	// the pinned module's sources with vlm's flags.
+	_ "github.com/vlm-go/vlm/internal/cc/llama"
+	_ "github.com/vlm-go/vlm/internal/cc/mtmd"
 )
 
 // LlamaCppCommit is the upstream llama.cpp commit that the pinned

@@ -7,14 +7,16 @@
 #   ./build.sh chat [flags]   build and run examples/chat (flags go to it)
 #   ./build.sh server [flags] build and run cmd/vlm-server, the OpenAI-compatible server
 #   ./build.sh vet            go vet ./... with the same flags
-#   ./build.sh env            print the export lines a shell or consumer module needs
+#   ./build.sh env [flags]    print the export lines for another CPU target (cmd/vlm-env)
 #   ./build.sh go ARGS...     run any go command with vlm's cgo flags set
 #   ./build.sh cuda           build the CUDA backend (third_party/build/cuda/libggml-cuda.so),
 #                             which vlm loads at run time; needs CMake and the CUDA toolkit
 #
 # Options (environment):
-#   VLM_PORTABLE=1   compile for any x86-64-v3 (AVX2) CPU instead of -march=native
-#   VLM_MARCH=...    compile with this -march value instead
+#   VLM_MARCH=...    compile ggml's CPU backend for this -march value (e.g. native)
+#                    instead of vlm's default, the one a module that requires vlm
+#                    gets: x86-64-v3 (AVX2) with AVX-512 kernels chosen at run time
+#   VLM_PORTABLE=1   vlm's default target (kept for old scripts: it is the default)
 #   VLM_CUDA_ARCH=.. CUDA architecture(s) for ./build.sh cuda, e.g. 90 (default: the local GPU's)
 set -euo pipefail
 
@@ -42,22 +44,47 @@ check_tools() {
   [ "$(go env CGO_ENABLED)" = 1 ] || die "cgo is disabled (CGO_ENABLED=0): vlm compiles llama.cpp through cgo; unset CGO_ENABLED"
 }
 
-# compute_env exports the cgo flags that cmd/vlm-env computes: include paths
-# into the pinned module's directory (never hard-coded), our compat headers,
-# -O3 and the CPU target (VLM_PORTABLE=1 or VLM_MARCH change it).
+# compute_env runs cmd/vlm-env, which links the pinned module at
+# third_party/ollama@VERSION (git-ignored), where a checkout's cgo directives
+# look for it, and, with VLM_MARCH, exports the CPU target in CGO_CFLAGS and
+# CGO_CXXFLAGS plus the build tag vlm_march in GOFLAGS (it drops vlm's own
+# target). -trimpath keeps this checkout's path out of Go's build cache keys,
+# so that another clone reuses the compiled llama.cpp; VLM_CHECKOUT tells
+# the program where the checkout is (backend.go looks for ./build.sh cuda's
+# output there).
 compute_env() {
   local lines
-  lines=$(CGO_ENABLED=0 go run ./cmd/vlm-env) || die "could not compute the cgo flags (see above)"
+  lines=$(CGO_ENABLED=0 go run ./cmd/vlm-env ${VLM_MARCH:+-march="$VLM_MARCH"} ${VLM_MARCH:--portable}) ||
+    die "could not compute the cgo flags (see above)"
   eval "$lines"
+  case " ${GOFLAGS:-} " in *" -trimpath "*) ;; *) export GOFLAGS="${GOFLAGS:+$GOFLAGS }-trimpath" ;; esac
+  export VLM_CHECKOUT="$root"
+}
+
+# go_args rewrites a -tags flag in "$@" so that it keeps GOFLAGS' vlm_march
+# (a -tags on the command line replaces the one in GOFLAGS); the result is in
+# the array args.
+go_args() {
+  args=()
+  local tag=""
+  case " ${GOFLAGS:-} " in *vlm_march*) tag=vlm_march ;; esac
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      -tags=*|--tags=*) args+=("$1${tag:+,$tag}") ;;
+      -tags|--tags) args+=("$1"); shift; args+=("${1:-}${tag:+,$tag}") ;;
+      *) args+=("$1") ;;
+    esac
+    shift
+  done
 }
 
 # note_compile says once, before a build that must compile llama.cpp, what
 # is happening and for how long (Go's build cache makes later builds quick).
 note_compile() {
   local stale
-  stale=$(go list -f '{{.Stale}}' github.com/ollama/ollama/llama/llama.cpp/src 2>/dev/null || echo true)
+  stale=$(go list -f '{{.Stale}}' ./internal/cc/llama 2>/dev/null || echo true)
   if [ "$stale" = true ]; then
-    echo "build.sh: compiling llama.cpp, ggml and mtmd through cgo (CFLAGS: $CGO_CFLAGS)." >&2
+    echo "build.sh: compiling llama.cpp, ggml and mtmd through cgo (${CGO_CFLAGS:-the default flags})." >&2
     echo "build.sh: the first build takes about 3-5 minutes on 2 cores (longer on a busy machine); later builds come from Go's build cache." >&2
   fi
 }
@@ -94,12 +121,14 @@ case "$cmd" in
       # test shows the case counts it prints.
       (cd template && go test -run '^(TestCorpus|TestDifferential)$' | grep '^template:')
     fi
-    go test ${flags[@]+"${flags[@]}"} "${pkgs[@]}"
+    go_args ${flags[@]+"${flags[@]}"}
+    go test ${args[@]+"${args[@]}"} "${pkgs[@]}"
     ;;
   vet)
     check_tools
     compute_env
-    go vet "$@" ./...
+    go_args "$@"
+    go vet ${args[@]+"${args[@]}"} ./...
     ;;
   server)
     check_tools
@@ -129,7 +158,8 @@ case "$cmd" in
   go)
     check_tools
     compute_env
-    go "$@"
+    go_args "$@"
+    go ${args[@]+"${args[@]}"}
     ;;
   cuda)
     # ggml's CUDA backend from the pinned module, as a module that vlm

@@ -1,29 +1,39 @@
-// Command vlm-env prints the shell lines that set the cgo flags vlm needs:
-// include paths into the pinned github.com/ollama/ollama module (which
-// supplies llama.cpp, ggml and mtmd), vlm's compatibility headers, and
-// optimisation flags.
+// Command vlm-env prints the shell lines for a build of vlm tuned for another
+// CPU than the default, and makes a checkout of vlm buildable.
+//
+// A module that requires vlm needs no settings: `go get` and `go build`
+// compile llama.cpp, ggml and mtmd from the pinned github.com/ollama/ollama
+// module (for x86-64-v3 on amd64; the defaults on arm64). vlm-env is for the
+// special cases:
+//
+//   - a CPU target other than x86-64-v3, e.g. this machine's (-march=native,
+//     the default of vlm-env): it exports CGO_CFLAGS and CGO_CXXFLAGS with the
+//     target and adds the build tag vlm_march to GOFLAGS, which drops vlm's
+//     own -march (a -tags flag on the command line replaces GOFLAGS' tags:
+//     add vlm_march there too);
+//   - vlm not in the module cache or vendor/ (a checkout, or a replace
+//     directive to a local path), where the pinned module's directory is not
+//     where vlm's cgo directives look for it: vlm-env links it at
+//     third_party/ollama@VERSION in vlm's directory (git-ignored) and says so.
 //
 // Run it from any module that requires vlm, then build as usual:
 //
 //	eval "$(go run github.com/vlm-go/vlm/cmd/vlm-env)"
 //	go build ./...
 //
-// It is pure Go, so it runs before the flags are set. Paths are computed with
+// It is pure Go, so it runs before any flags are set. Paths are computed with
 // `go list -m` in the current module, so replace directives are honoured.
 //
-// Flags: -portable compiles for any x86-64-v3 (AVX2) CPU instead of
-// -march=native; -march sets the -march value; -shell sh|fish|make picks the
-// output syntax. The environment variables VLM_PORTABLE=1 and VLM_MARCH do the
-// same as the flags.
+// Flags: -portable keeps vlm's default target (x86-64-v3 on amd64) and prints
+// no flags; -march sets the -march value; -shell sh|fish|make picks the output
+// syntax. The environment variables VLM_PORTABLE=1 and VLM_MARCH do the same
+// as the flags.
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,7 +47,7 @@ const (
 )
 
 func main() {
-	portable := flag.Bool("portable", os.Getenv("VLM_PORTABLE") == "1", "compile for any x86-64-v3 CPU instead of this one (-march=native)")
+	portable := flag.Bool("portable", os.Getenv("VLM_PORTABLE") == "1", "keep vlm's default target (any x86-64-v3 CPU on amd64) instead of this one (-march=native)")
 	march := flag.String("march", os.Getenv("VLM_MARCH"), "compile with this -march value")
 	shell := flag.String("shell", "sh", "output syntax: sh, fish or make")
 	flag.Parse()
@@ -69,110 +79,106 @@ func cgoEnv(portable bool, march string) ([][2]string, error) {
 		return nil, err
 	}
 	vlmDir, ollamaDir := dirs[0], dirs[1]
-	compat, err := stableCompatDir(filepath.Join(vlmDir, "third_party", "compat"))
+	version, err := goListField(ollamaModule, "{{.Version}}")
 	if err != nil {
 		return nil, err
 	}
-	includes := []string{
-		compat,
-		filepath.Join(ollamaDir, "llama", "llama.cpp", "include"),
-		filepath.Join(ollamaDir, "llama", "llama.cpp", "tools", "mtmd"),
-		filepath.Join(ollamaDir, "ml", "backend", "ggml", "ggml", "include"),
+	if err := ensureLayout(vlmDir, ollamaDir, version); err != nil {
+		return nil, err
 	}
-	for _, dir := range includes {
-		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-			return nil, fmt.Errorf("expected directory %s is missing: is %s complete? (try `go mod download`)", dir, filepath.Dir(dir))
-		}
+	vars := [][2]string{{"CGO_ENABLED", "1"}}
+	m := marchFlag(portable, march)
+	if m == "" {
+		// vlm's own directives: nothing to add.
+		return vars, nil
 	}
-	// NDEBUG makes llama.cpp a release build, as its own CMake build does:
-	// without it, debug checks abort the process instead of returning
-	// errors (and cost time).
-	cpp := []string{"-DNDEBUG"}
-	for _, dir := range includes {
-		cpp = append(cpp, "-I"+dir)
-	}
-	opt := "-O3"
-	if m := marchFlag(portable, march); m != "" {
-		opt += " " + m
-	}
+	opt := "-O3 " + m
 	if runtime.GOARCH == "amd64" {
 		// On CPUs with AMX (Xeon Sapphire Rapids and later) -march=native
 		// defines __AMX_INT8__, and ggml-cpu.cpp then calls the AMX buffer
-		// type from ggml-cpu/amx/, a folder the module's cgo package does
-		// not compile: the link fails. vlm builds ggml's CPU backend
-		// without AMX, as ollama's own build of this module does.
+		// type from ggml-cpu/amx/, a folder that vlm (like the module's cgo
+		// package) does not compile: the link fails. vlm builds ggml's CPU
+		// backend without AMX, as ollama's own build of this module does.
 		opt += " -mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 	}
-	return [][2]string{
-		{"CGO_ENABLED", "1"},
-		{"CGO_CPPFLAGS", strings.Join(cpp, " ")},
-		{"CGO_CFLAGS", opt},
-		{"CGO_CXXFLAGS", opt},
-	}, nil
+	return append(vars,
+		[2]string{"CGO_CFLAGS", opt},
+		[2]string{"CGO_CXXFLAGS", opt},
+		[2]string{"GOFLAGS", withTag(os.Getenv("GOFLAGS"), marchTag)},
+	), nil
 }
 
-// stableCompatDir returns a folder holding a copy of vlm's compat headers
-// whose path depends only on their content: the user cache dir's
-// vlm/compat/<hash>. The include path is part of every cgo package's flags
-// and so of Go's build cache key; with the checkout's own path there, a
-// second clone of the same version would compile llama.cpp again. Where no
-// cache dir can be written, the checkout's folder is used.
-func stableCompatDir(src string) (string, error) {
-	files := map[string][]byte{}
-	h := sha256.New()
-	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
+// marchTag drops vlm's own -march from its cgo directives: gcc uses the last
+// -march it is given, and cgo puts CGO_CFLAGS before a package's directives.
+const marchTag = "vlm_march"
+
+// withTag adds tag to the -tags flag in goflags (or adds the flag).
+func withTag(goflags, tag string) string {
+	f := strings.Fields(goflags)
+	for i, a := range f {
+		name, val, ok := strings.Cut(strings.TrimPrefix(a, "-"), "=")
+		if !ok || (name != "tags" && name != "-tags") {
+			continue
 		}
-		rel, err := filepath.Rel(src, path)
-		if err != nil {
-			return err
+		for _, t := range strings.Split(val, ",") {
+			if t == tag {
+				return goflags
+			}
 		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err
+		if val == "" {
+			f[i] = a + tag
+		} else {
+			f[i] = a + "," + tag
 		}
-		files[rel] = data
-		fmt.Fprintf(h, "%s\x00%d\x00", filepath.ToSlash(rel), len(data))
-		h.Write(data)
+		return strings.Join(f, " ")
+	}
+	return strings.Join(append(f, "-tags="+tag), " ")
+}
+
+// ensureLayout checks that vlm's cgo directives find the pinned module from
+// vlmDir: beside vlm in the module cache, under vendor/, or at the link
+// third_party/ollama@VERSION. Where none holds (a checkout of vlm, or a
+// replace directive to one), it makes that link.
+func ensureLayout(vlmDir, ollamaDir, version string) error {
+	n := len(strings.Split(vlmModule, "/"))
+	top := vlmDir
+	for range n {
+		top = filepath.Dir(top)
+	}
+	link := filepath.Join(vlmDir, "third_party", "ollama@"+version)
+	for _, dir := range []string{
+		filepath.Join(top, filepath.FromSlash(ollamaModule)+"@"+version), // module cache
+		filepath.Join(top, filepath.FromSlash(ollamaModule)),             // vendor/
+	} {
+		if same(dir, ollamaDir) {
+			return nil
+		}
+	}
+	if same(link, ollamaDir) {
 		return nil
-	})
-	if err != nil {
-		return "", fmt.Errorf("vlm's compat headers: %w", err)
 	}
-	base, err := os.UserCacheDir()
-	if err != nil {
-		return src, nil
-	}
-	dst := filepath.Join(base, "vlm", "compat", hex.EncodeToString(h.Sum(nil)[:8]))
-	if st, err := os.Stat(dst); err == nil && st.IsDir() {
-		return dst, nil
-	}
-	tmp, err := os.MkdirTemp(filepath.Join(base), "vlm-compat-")
-	if err != nil {
-		return src, nil
-	}
-	defer os.RemoveAll(tmp)
-	for rel, data := range files {
-		p := filepath.Join(tmp, rel)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return src, nil
-		}
-		if err := os.WriteFile(p, data, 0o644); err != nil {
-			return src, nil
+	// A stale link (another version or module cache) goes.
+	if olds, _ := filepath.Glob(filepath.Join(vlmDir, "third_party", "ollama@*")); len(olds) > 0 {
+		for _, old := range olds {
+			if fi, err := os.Lstat(old); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+				os.Remove(old)
+			}
 		}
 	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return src, nil
+	if err := os.Symlink(ollamaDir, link); err != nil {
+		return fmt.Errorf("vlm at %s is neither in the module cache nor in vendor/, so its cgo directives look for %s at %s, and linking it there failed: %w",
+			vlmDir, ollamaModule, link, err)
 	}
-	if err := os.Rename(tmp, dst); err != nil {
-		// Another run made it first: use that one.
-		if st, serr := os.Stat(dst); serr == nil && st.IsDir() {
-			return dst, nil
-		}
-		return src, nil
-	}
-	return dst, nil
+	fmt.Fprintf(os.Stderr, "vlm-env: linked %s -> %s (vlm at %s is a checkout or a local replace, where its cgo directives look for %s there; git-ignored)\n",
+		link, ollamaDir, vlmDir, ollamaModule)
+	return nil
+}
+
+// same reports whether a and b are the same existing directory.
+func same(a, b string) bool {
+	sa, err1 := os.Stat(a)
+	sb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
 }
 
 // marchFlag picks the CPU target flag.
@@ -180,10 +186,8 @@ func marchFlag(portable bool, march string) string {
 	switch {
 	case march != "":
 		return "-march=" + march
-	case portable && runtime.GOARCH == "amd64":
-		return "-march=x86-64-v3 -mtune=generic"
 	case portable:
-		return ""
+		return "" // vlm's default: x86-64-v3 on amd64
 	case runtime.GOOS == "darwin" && runtime.GOARCH == "arm64":
 		return "-mcpu=native"
 	}
@@ -214,8 +218,10 @@ func moduleDirs(paths ...string) ([]string, error) {
 	return dirs, nil
 }
 
-func goList(module string) (string, error) {
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", module).Output()
+func goList(module string) (string, error) { return goListField(module, "{{.Dir}}") }
+
+func goListField(module, format string) (string, error) {
+	out, err := exec.Command("go", "list", "-m", "-f", format, module).Output()
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
