@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # march-ratio.sh — speed of vlm's default build (what a module that only does
-# `go get` gets: x86-64-v3 on amd64) relative to a -march=native build
-# (cmd/vlm-env), in one run: builds cmd/vlm-bench both ways, runs them in
-# turns and prints the best prefill and decode speed of each and their ratio.
+# `go get` gets: x86-64-v3 on amd64, with AVX-512 copies of the hottest kernels
+# chosen at start) relative to a -march=native build (VLM_MARCH=native), in
+# one run: builds cmd/vlm-bench both ways, runs them in turns, also the default
+# binary with VLM_CPU_VARIANT=x86-64-v3 (its baseline kernels), and prints the
+# best prefill, decode and image-encode speed of each and their ratios.
 #
 #   scripts/march-ratio.sh [vlm-bench flags]     e.g. -threads 2
 #
@@ -14,28 +16,29 @@ typ=${TYPES:-q8_0}
 rounds=${ROUNDS:-3}
 mkdir -p bin
 echo "march-ratio: building the default binary" >&2
-env -u CGO_CFLAGS -u CGO_CXXFLAGS -u CGO_CPPFLAGS -u GOFLAGS go build -o bin/vlm-bench-default ./cmd/vlm-bench
+env -u VLM_MARCH -u VLM_PORTABLE ./build.sh go build -o bin/vlm-bench-default ./cmd/vlm-bench
 echo "march-ratio: building the -march=native binary" >&2
-(
-  unset VLM_PORTABLE VLM_MARCH GOFLAGS
-  eval "$(CGO_ENABLED=0 go run ./cmd/vlm-env)"
-  go build -o bin/vlm-bench-native ./cmd/vlm-bench
-)
+VLM_MARCH=native ./build.sh go build -o bin/vlm-bench-native ./cmd/vlm-bench
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 for ((r = 1; r <= rounds; r++)); do
-  for b in default native; do
+  for b in default baseline native; do
     echo "march-ratio: round $r, $b" >&2
-    bin/vlm-bench-$b -preset "$preset" -types "$typ" "$@" |
-      awk -v b="$b" -v t="$typ" '$1 == t { print b, $4, $5 }' >>"$out"
+    bin=bin/vlm-bench-$b
+    env=()
+    if [ "$b" = baseline ]; then bin=bin/vlm-bench-default; env=(VLM_CPU_VARIANT=x86-64-v3); fi
+    env "${env[@]}" "$bin" -preset "$preset" -types "$typ" "$@" |
+      awk -v b="$b" -v t="$typ" '$1 == t { print b, $4, $5, $6 }' >>"$out"
   done
 done
-awk -v preset="$preset" -v typ="$typ" -v rounds="$rounds" '
-  { if ($2 > p[$1]) p[$1] = $2; if ($3 > d[$1]) d[$1] = $3 }
+kernels=$(./build.sh go run ./cmd/vlm-info 2>/dev/null | sed -n 's/^cpu kernels: //p')
+awk -v preset="$preset" -v typ="$typ" -v rounds="$rounds" -v kernels="$kernels" '
+  { if ($2 > p[$1]) p[$1] = $2; if ($3 > d[$1]) d[$1] = $3; if (!($1 in e) || $4 < e[$1]) e[$1] = $4 }
   END {
-    printf "preset %s, %s, best of %d rounds\n", preset, typ, rounds
-    printf "%-8s %14s %13s\n", "build", "prefill tok/s", "decode tok/s"
-    printf "%-8s %14.1f %13.1f\n", "default", p["default"], d["default"]
-    printf "%-8s %14.1f %13.1f\n", "native", p["native"], d["native"]
-    printf "default / native: prefill %.3f×, decode %.3f×\n", p["default"] / p["native"], d["default"] / d["native"]
+    printf "preset %s, %s, best of %d rounds; the default build chose the %s kernels\n", preset, typ, rounds, kernels
+    printf "%-9s %14s %13s %10s\n", "build", "prefill tok/s", "decode tok/s", "encode ms"
+    split("default baseline native", names, " ")
+    for (i = 1; i <= 3; i++) { n = names[i]; printf "%-9s %14.1f %13.1f %10.1f\n", n, p[n], d[n], e[n] }
+    printf "default / native:  prefill %.3f×, decode %.3f×, encode %.3f×\n", p["default"] / p["native"], d["default"] / d["native"], e["native"] / e["default"]
+    printf "baseline / native: prefill %.3f×, decode %.3f×, encode %.3f× (VLM_CPU_VARIANT=x86-64-v3)\n", p["baseline"] / p["native"], d["baseline"] / d["native"], e["native"] / e["baseline"]
   }' "$out"

@@ -1,33 +1,38 @@
-// Command vlm-env prints the shell lines for a build of vlm tuned for another
-// CPU than the default, and makes a checkout of vlm buildable.
+// Command vlm-env is for the special cases of building vlm. A module that
+// requires vlm needs none of it: `go get` and `go build` compile llama.cpp,
+// ggml and mtmd from the pinned github.com/ollama/ollama module (for
+// x86-64-v3 with AVX-512 copies of the hottest kernels on amd64; the
+// compiler's default on arm64).
 //
-// A module that requires vlm needs no settings: `go get` and `go build`
-// compile llama.cpp, ggml and mtmd from the pinned github.com/ollama/ollama
-// module (for x86-64-v3 on amd64; the defaults on arm64). vlm-env is for the
-// special cases:
+//   - One CPU target exactly, e.g. this machine's (-march=native, vlm-env's
+//     default) or another (-march=znver4): it prints the lines that export
+//     CGO_CFLAGS and CGO_CXXFLAGS with the target and add the build tag
+//     vlm_march to GOFLAGS, which drops vlm's own target (a -tags flag on
+//     the command line replaces GOFLAGS' tags: add vlm_march there too).
 //
-//   - a CPU target other than x86-64-v3, e.g. this machine's (-march=native,
-//     the default of vlm-env): it exports CGO_CFLAGS and CGO_CXXFLAGS with the
-//     target and adds the build tag vlm_march to GOFLAGS, which drops vlm's
-//     own -march (a -tags flag on the command line replaces GOFLAGS' tags:
-//     add vlm_march there too);
-//   - vlm not in the module cache or vendor/ (a checkout, or a replace
-//     directive to a local path), where the pinned module's directory is not
-//     where vlm's cgo directives look for it: vlm-env links it at
-//     third_party/ollama@VERSION in vlm's directory (git-ignored) and says so.
+//     eval "$(go run github.com/vlm-go/vlm/cmd/vlm-env)"
+//     go build ./...
 //
-// Run it from any module that requires vlm, then build as usual:
+//   - vlm neither in the module cache nor in vendor/ (a checkout, or a
+//     replace directive to a local path), where vlm's cgo directives do not
+//     find the pinned module: every run (use -portable to print no flags)
+//     links it at third_party/ollama@VERSION in vlm's folder (git-ignored)
+//     and says so. ./build.sh does this in a checkout.
 //
-//	eval "$(go run github.com/vlm-go/vlm/cmd/vlm-env)"
-//	go build ./...
+//   - After go mod vendor: -vendor copies the pinned module's header
+//     folders that vendor/ lacks (go mod vendor copies only folders with Go
+//     packages) from the module cache; run it from the module's root:
+//
+//     go mod vendor
+//     go run -mod=mod github.com/vlm-go/vlm/cmd/vlm-env -vendor
 //
 // It is pure Go, so it runs before any flags are set. Paths are computed with
 // `go list -m` in the current module, so replace directives are honoured.
 //
-// Flags: -portable keeps vlm's default target (x86-64-v3 on amd64) and prints
-// no flags; -march sets the -march value; -shell sh|fish|make picks the output
-// syntax. The environment variables VLM_PORTABLE=1 and VLM_MARCH do the same
-// as the flags.
+// Flags: -portable keeps vlm's default target and prints no flags; -march
+// sets the -march value; -shell sh|fish|make picks the output syntax;
+// -vendor completes vendor/. The environment variables VLM_PORTABLE=1 and
+// VLM_MARCH do the same as -portable and -march.
 package main
 
 import (
@@ -50,7 +55,18 @@ func main() {
 	portable := flag.Bool("portable", os.Getenv("VLM_PORTABLE") == "1", "keep vlm's default target (any x86-64-v3 CPU on amd64) instead of this one (-march=native)")
 	march := flag.String("march", os.Getenv("VLM_MARCH"), "compile with this -march value")
 	shell := flag.String("shell", "sh", "output syntax: sh, fish or make")
+	vendor := flag.Bool("vendor", false, "after go mod vendor: copy the pinned module's header folders that vendor/ lacks from the module cache, and print nothing else")
 	flag.Parse()
+
+	if *vendor {
+		n, err := completeVendor(".")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "vlm-env:", err)
+			os.Exit(1)
+		}
+		fmt.Fprintf(os.Stderr, "vlm-env: copied %d header files of %s into vendor/ (go mod vendor copies only folders with Go packages); run this again after every go mod vendor\n", n, ollamaModule)
+		return
+	}
 
 	vars, err := cgoEnv(*portable, *march)
 	if err != nil {

@@ -52,11 +52,16 @@ func TestIncludePaths(t *testing.T) {
 	if _, err := os.Stat(link); err != nil {
 		t.Skipf("%s is missing (./build.sh setup makes it)", link)
 	}
-	inc := regexp.MustCompile(`-I\$\{SRCDIR\}/(\S+)`)
+	// ${SRCDIR}/path in the root package, path relative to the package's
+	// folder in the wrapper packages: both mean the same folder.
+	inc := regexp.MustCompile(`-I(?:\$\{SRCDIR\}/)?(\S+)`)
 	for name, data := range files {
+		if strings.HasSuffix(name, ".h") || strings.HasSuffix(name, "dispatch.c") {
+			continue // vlm's own
+		}
 		if !strings.HasSuffix(name, ".go") {
 			// A wrapper: the file it includes exists.
-			m := regexp.MustCompile(`#include "(.+)"`).FindSubmatch(data)
+			m := regexp.MustCompile(`(?m)^#include "(.+)"`).FindSubmatch(data)
 			require.NotNil(t, m, name)
 			_, err := os.Stat(filepath.Join(cfg.ollamaDir, filepath.FromSlash(string(m[1]))))
 			require.NoError(t, err, "%s includes a file the module lacks", name)
