@@ -9,6 +9,8 @@
 //     CGO_CFLAGS and CGO_CXXFLAGS with the target and add the build tag
 //     vlm_march to GOFLAGS, which drops vlm's own target (a -tags flag on
 //     the command line replaces GOFLAGS' tags: add vlm_march there too).
+//     CGO_CPPFLAGS names the folders of llama.h, mtmd.h and ggml.h, for
+//     programs with C code of their own that includes them.
 //
 //     eval "$(go run github.com/vlm-go/vlm/cmd/vlm-env)"
 //     go build ./...
@@ -117,7 +119,17 @@ func cgoEnv(portable bool, march string) ([][2]string, error) {
 		// backend without AMX, as ollama's own build of this module does.
 		opt += " -mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 	}
+	// The headers' folders too, for programs with C code of their own that
+	// includes llama.h or mtmd.h beside vlm (a C timing loop, say); vlm's
+	// own directives name them already.
+	// And vlm's stand-ins for the headers the module zip lacks, which the
+	// module's own cgo packages need (such a program may link them).
+	cpp := []string{"-DNDEBUG", "-I" + filepath.Join(vlmDir, "third_party", "compat")}
+	for _, rel := range []string{"llama/llama.cpp/include", "llama/llama.cpp/tools/mtmd", "ml/backend/ggml/ggml/include"} {
+		cpp = append(cpp, "-I"+filepath.Join(ollamaDir, filepath.FromSlash(rel)))
+	}
 	return append(vars,
+		[2]string{"CGO_CPPFLAGS", strings.Join(cpp, " ")},
 		[2]string{"CGO_CFLAGS", opt},
 		[2]string{"CGO_CXXFLAGS", opt},
 		[2]string{"GOFLAGS", withTag(os.Getenv("GOFLAGS"), marchTag)},
