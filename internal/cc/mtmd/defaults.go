@@ -4,8 +4,8 @@
 
 package mtmd
 
-// #cgo CFLAGS: -g0
-// #cgo CXXFLAGS: -g0
+// #cgo CFLAGS: -g0 -O2
+// #cgo CXXFLAGS: -g0 -O2
 // #cgo amd64,!darwin CFLAGS: -march=x86-64-v3
 // #cgo amd64,!darwin CXXFLAGS: -march=x86-64-v3
 // #cgo amd64,!darwin CPPFLAGS: -DVLM_CPU_VARIANTS

@@ -9,6 +9,6 @@ package arm
 // #cgo CPPFLAGS: -I../../../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu/arch/arm -I../../../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/src/ggml-cpu/arch/arm -I../../../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu/arch/arm
 // #cgo CPPFLAGS: -I../../../../../../../../github.com/ollama/ollama@v0.17.4 -I../../../../../../../../github.com/ollama/ollama -I../../../../../third_party/ollama@v0.17.4
 // #cgo CPPFLAGS: -DNDEBUG
-// #cgo CFLAGS: -O3 -w
-// #cgo CXXFLAGS: -O3 -w
+// #cgo CFLAGS: -w
+// #cgo CXXFLAGS: -w
 import "C"

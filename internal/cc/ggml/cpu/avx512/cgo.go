@@ -12,8 +12,8 @@ package avx512
 // #cgo CPPFLAGS: -I../../../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu/llamafile -I../../../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/src/ggml-cpu/llamafile -I../../../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu/llamafile
 // #cgo CPPFLAGS: -I../../../../../../../../github.com/ollama/ollama@v0.17.4 -I../../../../../../../../github.com/ollama/ollama -I../../../../../third_party/ollama@v0.17.4
 // #cgo CPPFLAGS: -DNDEBUG
-// #cgo CFLAGS: -O3 -w
-// #cgo CXXFLAGS: -O3 -w
+// #cgo CFLAGS: -w
+// #cgo CXXFLAGS: -w
 // #cgo CFLAGS: -O3 -Wno-implicit-function-declaration
 // #cgo CXXFLAGS: -std=c++17
 // #cgo CPPFLAGS: -I../../../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu/amx -I../../../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/src/ggml-cpu/amx -I../../../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu/amx -I../../../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu/llamafile -I../../../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/src/ggml-cpu/llamafile -I../../../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu/llamafile -I../../../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/src -I../../../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/src -I../../../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/src -I../../../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/include -I../../../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/include -I../../../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/include
@@ -22,8 +22,8 @@ package avx512
 // #cgo darwin,arm64 CPPFLAGS: -DGGML_USE_ACCELERATE -DACCELERATE_NEW_LAPACK -DACCELERATE_LAPACK_ILP64
 // #cgo darwin,arm64 LDFLAGS: -framework Accelerate
 // #cgo CPPFLAGS: -I../../../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu -I../../../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/src/ggml-cpu -I../../../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu -I../../../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/src -I../../../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/src -I../../../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/src -I../../../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/include -I../../../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/include -I../../../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/include
-// #cgo CFLAGS: -g0 -march=x86-64-v4 -mavx512vnni -mavx512vbmi
-// #cgo CXXFLAGS: -g0 -march=x86-64-v4 -mavx512vnni -mavx512vbmi
+// #cgo CFLAGS: -O3 -g0 -march=x86-64-v4 -mavx512vnni -mavx512vbmi
+// #cgo CXXFLAGS: -O3 -g0 -march=x86-64-v4 -mavx512vnni -mavx512vbmi
 // #include "chosen.h"
 import "C"
 

@@ -9,8 +9,8 @@ package avx512ops
 // #cgo CPPFLAGS: -I../../../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu -I../../../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/src/ggml-cpu -I../../../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu
 // #cgo CPPFLAGS: -I../../../../../../../../github.com/ollama/ollama@v0.17.4 -I../../../../../../../../github.com/ollama/ollama -I../../../../../third_party/ollama@v0.17.4
 // #cgo CPPFLAGS: -DNDEBUG
-// #cgo CFLAGS: -O3 -w
-// #cgo CXXFLAGS: -O3 -w
+// #cgo CFLAGS: -w
+// #cgo CXXFLAGS: -w
 // #cgo CFLAGS: -O3 -Wno-implicit-function-declaration
 // #cgo CXXFLAGS: -std=c++17
 // #cgo CPPFLAGS: -I../../../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu/amx -I../../../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/src/ggml-cpu/amx -I../../../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu/amx -I../../../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu/llamafile -I../../../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/src/ggml-cpu/llamafile -I../../../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu/llamafile -I../../../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/src -I../../../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/src -I../../../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/src -I../../../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/include -I../../../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/include -I../../../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/include
@@ -18,6 +18,6 @@ package avx512ops
 // #cgo linux CPPFLAGS: -D_GNU_SOURCE
 // #cgo darwin,arm64 CPPFLAGS: -DGGML_USE_ACCELERATE -DACCELERATE_NEW_LAPACK -DACCELERATE_LAPACK_ILP64
 // #cgo darwin,arm64 LDFLAGS: -framework Accelerate
-// #cgo CFLAGS: -g0 -march=x86-64-v4 -mavx512vnni -mavx512vbmi
-// #cgo CXXFLAGS: -g0 -march=x86-64-v4 -mavx512vnni -mavx512vbmi
+// #cgo CFLAGS: -O3 -g0 -march=x86-64-v4 -mavx512vnni -mavx512vbmi
+// #cgo CXXFLAGS: -O3 -g0 -march=x86-64-v4 -mavx512vnni -mavx512vbmi
 import "C"

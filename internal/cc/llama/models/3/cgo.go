@@ -9,8 +9,8 @@ package models3
 // #cgo CPPFLAGS: -I../../../../../../../../github.com/ollama/ollama@v0.17.4/llama/llama.cpp/src/models -I../../../../../../../../github.com/ollama/ollama/llama/llama.cpp/src/models -I../../../../../third_party/ollama@v0.17.4/llama/llama.cpp/src/models
 // #cgo CPPFLAGS: -I../../../../../../../../github.com/ollama/ollama@v0.17.4 -I../../../../../../../../github.com/ollama/ollama -I../../../../../third_party/ollama@v0.17.4
 // #cgo CPPFLAGS: -DNDEBUG
-// #cgo CFLAGS: -O3 -w
-// #cgo CXXFLAGS: -O3 -w
+// #cgo CFLAGS: -w
+// #cgo CXXFLAGS: -w
 // #cgo CXXFLAGS: -std=c++17
 // #cgo CPPFLAGS: -I../../../../../../../../github.com/ollama/ollama@v0.17.4/llama/llama.cpp/include -I../../../../../../../../github.com/ollama/ollama/llama/llama.cpp/include -I../../../../../third_party/ollama@v0.17.4/llama/llama.cpp/include -I../../../../../../../../github.com/ollama/ollama@v0.17.4/llama/llama.cpp/vendor -I../../../../../../../../github.com/ollama/ollama/llama/llama.cpp/vendor -I../../../../../third_party/ollama@v0.17.4/llama/llama.cpp/vendor
 // #cgo CPPFLAGS: -I../../../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/include -I../../../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/include -I../../../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/include
