@@ -3,11 +3,13 @@ package main
 import (
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -99,4 +101,49 @@ func TestIncludePaths(t *testing.T) {
 	src, err := os.ReadFile(filepath.Join(root, "binding.go"))
 	require.NoError(t, err)
 	require.Contains(t, string(src), `const OllamaModuleVersion = "`+cfg.version+`"`)
+}
+
+// TestPlatformGraphs checks, without compiling, which of internal/cc each
+// platform builds: the AVX-512 copies only in a default linux/amd64 build,
+// the arm kernels on linux/arm64, the module's own ggml package (with Metal)
+// on macOS.
+func TestPlatformGraphs(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	require.NoError(t, err)
+	cc := "github.com/vlm-go/vlm/internal/cc/"
+	for _, tc := range []struct {
+		goos, goarch, tags string
+		want, not          []string
+	}{
+		{"linux", "amd64", "", []string{cc + "ggml/cpu/x86", cc + "ggml/cpu/avx512", cc + "ggml/cpu/avx512ops", cc + "llama", cc + "mtmd"},
+			[]string{cc + "ggml/cpu/arm", "github.com/ollama/ollama/ml/backend/ggml/ggml/src"}},
+		{"linux", "amd64", "vlm_march", []string{cc + "ggml/cpu/x86", cc + "llama"},
+			[]string{cc + "ggml/cpu/avx512", cc + "ggml/cpu/avx512ops"}},
+		{"linux", "arm64", "", []string{cc + "ggml/cpu/arm", cc + "ggml/cpu/llamafile", cc + "llama"},
+			[]string{cc + "ggml/cpu/x86", cc + "ggml/cpu/avx512"}},
+		{"darwin", "arm64", "", []string{"github.com/ollama/ollama/ml/backend/ggml/ggml/src", cc + "llama", cc + "mtmd"},
+			[]string{cc + "ggml", cc + "ggml/cpu", cc + "ggml/cpu/avx512"}},
+	} {
+		name := tc.goos + "/" + tc.goarch
+		if tc.tags != "" {
+			name += "," + tc.tags
+		}
+		t.Run(name, func(t *testing.T) {
+			cmd := exec.Command("go", "list", "-deps", "-tags="+tc.tags, "-f", "{{.ImportPath}}", "github.com/vlm-go/vlm")
+			cmd.Dir = root
+			cmd.Env = append(os.Environ(), "GOOS="+tc.goos, "GOARCH="+tc.goarch, "CGO_ENABLED=1", "GOFLAGS=")
+			out, err := cmd.CombinedOutput()
+			require.NoError(t, err, "%s", out)
+			deps := map[string]bool{}
+			for _, l := range strings.Fields(string(out)) {
+				deps[l] = true
+			}
+			for _, w := range tc.want {
+				assert.True(t, deps[w], "%s builds %s", name, w)
+			}
+			for _, n := range tc.not {
+				assert.False(t, deps[n], "%s does not build %s", name, n)
+			}
+		})
+	}
 }
