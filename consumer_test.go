@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -96,8 +97,12 @@ func TestConsumerModule(t *testing.T) {
 		require.NoError(t, os.CopyFS(vdir, os.DirFS(dir)))
 		runConsumer(t, vdir, env, "go mod vendor")
 		// Without the headers go mod vendor leaves out, the build stops
-		// with an error that names the cause and the fix.
-		msg := runConsumerFails(t, vdir, env, "go build -o /dev/null .")
+		// with an error that names the cause and the fix. (In an empty build
+		// cache: Go's cache keys do not cover headers outside a package's
+		// folder, so an earlier run's objects would hide the error. One small
+		// wrapper package keeps that compile short.)
+		fresh := append(slices.Clip(env), "GOCACHE="+t.TempDir())
+		msg := runConsumerFails(t, vdir, fresh, "go build github.com/vlm-go/vlm/internal/cc/mtmd/models")
 		require.Contains(t, msg, "vlm: github.com/ollama/ollama "+OllamaModuleVersion+" is not where vlm looks for it")
 		require.Contains(t, msg, "A vendor/ folder cannot hold it: see Using vlm from your module")
 		// The README's fix.
