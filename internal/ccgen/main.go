@@ -225,11 +225,11 @@ func generate(cfg config) (map[string][]byte, error) {
 // prefixes returns the three places the module's root may be, as seen from
 // a vlm package up directories below vlm's root, in the order they are tried.
 // srcdir is "${SRCDIR}/" for the root package, whose cgo-generated C files
-// gcc compiles in a work directory, and "" for the wrapper packages: gcc
-// compiles their C/C++ files in the package's own directory, so paths
-// relative to it work, and they keep the checkout's location out of the
-// flags and so out of Go's build cache key (with -trimpath, a second clone
-// reuses the compiled llama.cpp).
+// gcc compiles in a work directory, and "" for the wrapper packages, whose
+// C/C++ files gcc compiles in the package's own directory. (The go command
+// makes relative -I paths absolute before they enter the build cache key,
+// so either way a package's key names its folder: another clone of vlm
+// compiles llama.cpp again, while a module cache path stays the same.)
 func prefixes(cfg config, srcdir, up string) []string {
 	n := len(strings.Split(cfg.vlmModule, "/"))
 	toTop := strings.Repeat("../", n)
