@@ -64,6 +64,10 @@ import (
 // third_party/build/cuda (where ./build.sh cuda writes libggml-cuda.so).
 const BackendPathEnv = "VLM_BACKEND_PATH"
 
+// checkoutEnv names the checkout of vlm in programs that build.sh builds
+// with -trimpath (where compile-time paths are not absolute).
+const checkoutEnv = "VLM_CHECKOUT"
+
 var (
 	// ErrBackend: a backend module exists but could not be loaded.
 	ErrBackend = errors.New("vlm: GPU backend module could not be loaded")
@@ -175,9 +179,12 @@ func backendSearchPath() []searchDir {
 		dirs = append(dirs, searchDir{path: filepath.Dir(exe), optional: true})
 	}
 	// In a checkout of vlm (tests, go run), the folder ./build.sh cuda
-	// writes; this file's compile-time path names the module's root.
+	// writes; this file's compile-time path names the module's root, or,
+	// in a -trimpath build (build.sh's), VLM_CHECKOUT, which build.sh sets.
 	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
 		dirs = append(dirs, searchDir{path: filepath.Join(filepath.Dir(file), "third_party", "build", "cuda"), optional: true})
+	} else if root := os.Getenv(checkoutEnv); root != "" && filepath.IsAbs(root) {
+		dirs = append(dirs, searchDir{path: filepath.Join(root, "third_party", "build", "cuda"), optional: true})
 	}
 	return dirs
 }

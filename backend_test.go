@@ -89,9 +89,18 @@ func TestBackendSearchPath(t *testing.T) {
 	exe, err := os.Executable()
 	require.NoError(t, err)
 	assert.Equal(t, searchDir{path: filepath.Dir(exe), optional: true}, dirs[0])
-	_, file, _, ok := runtime.Caller(0) // this package's folder: the module root, when compiled
-	require.True(t, ok)
-	assert.Equal(t, searchDir{path: filepath.Join(filepath.Dir(file), "third_party", "build", "cuda"), optional: true}, dirs[1])
+	// The module root: this package's folder (the test runs in it).
+	wd, err := os.Getwd()
+	require.NoError(t, err)
+	if _, file, _, _ := runtime.Caller(0); !filepath.IsAbs(file) {
+		// A -trimpath build (build.sh's): VLM_CHECKOUT names the checkout.
+		t.Setenv(checkoutEnv, wd)
+		dirs = backendSearchPath()
+		require.Len(t, dirs, 2)
+		t.Setenv(checkoutEnv, "")
+		assert.Len(t, backendSearchPath(), 1, "trimmed paths and no VLM_CHECKOUT: beside the executable only")
+	}
+	assert.Equal(t, searchDir{path: filepath.Join(wd, "third_party", "build", "cuda"), optional: true}, dirs[1])
 }
 
 func TestHasGPUAndCheckGPU(t *testing.T) {

@@ -48,12 +48,17 @@ check_tools() {
 # third_party/ollama@VERSION (git-ignored), where a checkout's cgo directives
 # look for it, and, with VLM_MARCH, exports the CPU target in CGO_CFLAGS and
 # CGO_CXXFLAGS plus the build tag vlm_march in GOFLAGS (it drops vlm's own
-# target).
+# target). -trimpath keeps this checkout's path out of Go's build cache keys,
+# so that another clone reuses the compiled llama.cpp; VLM_CHECKOUT tells
+# the program where the checkout is (backend.go looks for ./build.sh cuda's
+# output there).
 compute_env() {
   local lines
   lines=$(CGO_ENABLED=0 go run ./cmd/vlm-env ${VLM_MARCH:+-march="$VLM_MARCH"} ${VLM_MARCH:--portable}) ||
     die "could not compute the cgo flags (see above)"
   eval "$lines"
+  case " ${GOFLAGS:-} " in *" -trimpath "*) ;; *) export GOFLAGS="${GOFLAGS:+$GOFLAGS }-trimpath" ;; esac
+  export VLM_CHECKOUT="$root"
 }
 
 # go_args rewrites a -tags flag in "$@" so that it keeps GOFLAGS' vlm_march

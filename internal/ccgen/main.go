@@ -225,11 +225,11 @@ func generate(cfg config) (map[string][]byte, error) {
 // prefixes returns the three places the module's root may be, as seen from
 // a vlm package up directories below vlm's root, in the order they are tried.
 // srcdir is "${SRCDIR}/" for the root package, whose cgo-generated C files
-// gcc compiles in a work directory, and "" for the wrapper packages, whose
-// C/C++ files gcc compiles in the package's own directory. (The go command
-// makes relative -I paths absolute before they enter the build cache key,
-// so either way a package's key names its folder: another clone of vlm
-// compiles llama.cpp again, while a module cache path stays the same.)
+// gcc compiles in a work directory, and "" for the wrapper packages: gcc
+// compiles their C/C++ files in the package's own directory, so paths
+// relative to it work, and they keep the checkout's location out of the
+// flags and so out of Go's build cache key (with -trimpath, a second clone
+// reuses the compiled llama.cpp).
 func prefixes(cfg config, srcdir, up string) []string {
 	n := len(strings.Split(cfg.vlmModule, "/"))
 	toTop := strings.Repeat("../", n)
@@ -243,6 +243,31 @@ func prefixes(cfg config, srcdir, up string) []string {
 // checkoutLink is the link build.sh makes in a checkout of vlm.
 func checkoutLink(cfg config) string {
 	return "third_party/" + path.Base(ollamaModule) + "@" + cfg.version
+}
+
+// includeFlag returns the flag that adds dir to the include path, for a #cgo
+// line whose flag was flag (e.g. "-I"). The wrapper packages (srcdir "") use
+// "-isystem dir": the go command makes relative -I and -L paths absolute
+// (go/build's makePathsAbsolute), which would put the checkout's folder back
+// into the flags and so into Go's build cache key; -isystem paths stay as
+// written. Those folders are searched after -I ones (only Go's own object
+// folder uses -I there) and in the order given, as -I folders are; with -w,
+// the other effect of -isystem (no warnings from those headers) changes
+// nothing.
+func includeFlag(srcdir, flag, dir string) string {
+	if srcdir == "" && flag == "-I" {
+		return "-isystem " + dir
+	}
+	return flag + dir
+}
+
+// includeFlags returns the include flags for dirs, in order.
+func includeFlags(srcdir string, dirs []string) string {
+	fs := make([]string, len(dirs))
+	for i, d := range dirs {
+		fs[i] = includeFlag(srcdir, "-I", d)
+	}
+	return strings.Join(fs, " ")
 }
 
 // escapePath is the module cache's case encoding (golang.org/x/mod/module.EscapePath).
@@ -274,6 +299,8 @@ func expand(cfg config, srcdir, up, srcRel, line string) (string, error) {
 	for _, f := range strings.Fields(flags) {
 		i := strings.Index(f, "${SRCDIR}")
 		switch {
+		case strings.HasPrefix(f, "-I${VLM}"):
+			out = append(out, includeFlag(srcdir, "-I", strings.ReplaceAll(f[2:], "${VLM}", srcdir+strings.TrimSuffix(up, "/"))))
 		case strings.Contains(f, "${VLM}"):
 			out = append(out, strings.ReplaceAll(f, "${VLM}", srcdir+strings.TrimSuffix(up, "/")))
 		case i >= 0:
@@ -282,7 +309,7 @@ func expand(cfg config, srcdir, up, srcRel, line string) (string, error) {
 				return "", fmt.Errorf("#cgo path %q leaves the module", f)
 			}
 			for _, p := range prefixes(cfg, srcdir, up) {
-				out = append(out, f[:i]+p+"/"+rel)
+				out = append(out, includeFlag(srcdir, f[:i], p+"/"+rel))
 			}
 		default:
 			out = append(out, f)
@@ -475,7 +502,7 @@ func genDir(cfg config, syms symbols, p pkg, dir string, srcs []string, lines ma
 				return err
 			}
 			body = append(body, own)
-			body = append(body, "// #cgo CPPFLAGS: -I"+strings.Join(prefixes(cfg, "", up), " -I"))
+			body = append(body, "// #cgo CPPFLAGS: "+includeFlags("", prefixes(cfg, "", up)))
 			for _, l := range p.extra {
 				e, err := expand(cfg, "", up, p.src, l)
 				if err != nil {

@@ -225,7 +225,7 @@ func genVariantPkg(cfg config, syms symbols, dir string, srcs []variantSource, w
 		}
 		add(l)
 	}
-	add("// #cgo CPPFLAGS: -I" + strings.Join(prefixes(cfg, "", up), " -I"))
+	add("// #cgo CPPFLAGS: " + includeFlags("", prefixes(cfg, "", up)))
 	for _, l := range common {
 		add("// #cgo " + l)
 	}

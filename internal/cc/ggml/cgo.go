@@ -6,14 +6,14 @@
 // with vlm's flags. Its files include the module's sources; see internal/ccgen.
 package ggml
 
-// #cgo CPPFLAGS: -I../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/src -I../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/src -I../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/src
-// #cgo CPPFLAGS: -I../../../../../../github.com/ollama/ollama@v0.17.4 -I../../../../../../github.com/ollama/ollama -I../../../third_party/ollama@v0.17.4
+// #cgo CPPFLAGS: -isystem ../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/src -isystem ../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/src -isystem ../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/src
+// #cgo CPPFLAGS: -isystem ../../../../../../github.com/ollama/ollama@v0.17.4 -isystem ../../../../../../github.com/ollama/ollama -isystem ../../../third_party/ollama@v0.17.4
 // #cgo CPPFLAGS: -DNDEBUG
 // #cgo CFLAGS: -w
 // #cgo CXXFLAGS: -w
 // #cgo CXXFLAGS: -std=c++17
 // #cgo CPPFLAGS: -DNDEBUG -DGGML_USE_CPU -DGGML_VERSION=0x0 -DGGML_COMMIT=0x0
-// #cgo CPPFLAGS: -I../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/include -I../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/include -I../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/include -I../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu -I../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/src/ggml-cpu -I../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu
+// #cgo CPPFLAGS: -isystem ../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/include -isystem ../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/include -isystem ../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/include -isystem ../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu -isystem ../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/src/ggml-cpu -isystem ../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu
 // #cgo windows CFLAGS: -Wno-dll-attribute-on-redeclaration
 // #cgo windows LDFLAGS: -lmsvcrt -static -static-libgcc -static-libstdc++
 import "C"

@@ -6,14 +6,14 @@
 // with vlm's flags. Its files include the module's sources; see internal/ccgen.
 package llama
 
-// #cgo CPPFLAGS: -I../../../../../../github.com/ollama/ollama@v0.17.4/llama/llama.cpp/src -I../../../../../../github.com/ollama/ollama/llama/llama.cpp/src -I../../../third_party/ollama@v0.17.4/llama/llama.cpp/src
-// #cgo CPPFLAGS: -I../../../../../../github.com/ollama/ollama@v0.17.4 -I../../../../../../github.com/ollama/ollama -I../../../third_party/ollama@v0.17.4
+// #cgo CPPFLAGS: -isystem ../../../../../../github.com/ollama/ollama@v0.17.4/llama/llama.cpp/src -isystem ../../../../../../github.com/ollama/ollama/llama/llama.cpp/src -isystem ../../../third_party/ollama@v0.17.4/llama/llama.cpp/src
+// #cgo CPPFLAGS: -isystem ../../../../../../github.com/ollama/ollama@v0.17.4 -isystem ../../../../../../github.com/ollama/ollama -isystem ../../../third_party/ollama@v0.17.4
 // #cgo CPPFLAGS: -DNDEBUG
 // #cgo CFLAGS: -w
 // #cgo CXXFLAGS: -w
 // #cgo CXXFLAGS: -std=c++17
-// #cgo CPPFLAGS: -I../../../../../../github.com/ollama/ollama@v0.17.4/llama/llama.cpp/include -I../../../../../../github.com/ollama/ollama/llama/llama.cpp/include -I../../../third_party/ollama@v0.17.4/llama/llama.cpp/include
-// #cgo CPPFLAGS: -I../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/include -I../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/include -I../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/include
+// #cgo CPPFLAGS: -isystem ../../../../../../github.com/ollama/ollama@v0.17.4/llama/llama.cpp/include -isystem ../../../../../../github.com/ollama/ollama/llama/llama.cpp/include -isystem ../../../third_party/ollama@v0.17.4/llama/llama.cpp/include
+// #cgo CPPFLAGS: -isystem ../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/include -isystem ../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/include -isystem ../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/include
 // #cgo windows CPPFLAGS: -D_WIN32_WINNT=0x0602
 import "C"
 

@@ -6,14 +6,14 @@
 // with vlm's flags. Its files include the module's sources; see internal/ccgen.
 package cpu
 
-// #cgo CPPFLAGS: -I../../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu -I../../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/src/ggml-cpu -I../../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu
-// #cgo CPPFLAGS: -I../../../../../../../github.com/ollama/ollama@v0.17.4 -I../../../../../../../github.com/ollama/ollama -I../../../../third_party/ollama@v0.17.4
+// #cgo CPPFLAGS: -isystem ../../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu -isystem ../../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/src/ggml-cpu -isystem ../../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu
+// #cgo CPPFLAGS: -isystem ../../../../../../../github.com/ollama/ollama@v0.17.4 -isystem ../../../../../../../github.com/ollama/ollama -isystem ../../../../third_party/ollama@v0.17.4
 // #cgo CPPFLAGS: -DNDEBUG
 // #cgo CFLAGS: -w
 // #cgo CXXFLAGS: -w
 // #cgo CFLAGS: -O3 -Wno-implicit-function-declaration
 // #cgo CXXFLAGS: -std=c++17
-// #cgo CPPFLAGS: -I../../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu/amx -I../../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/src/ggml-cpu/amx -I../../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu/amx -I../../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu/llamafile -I../../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/src/ggml-cpu/llamafile -I../../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu/llamafile -I../../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/src -I../../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/src -I../../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/src -I../../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/include -I../../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/include -I../../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/include
+// #cgo CPPFLAGS: -isystem ../../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu/amx -isystem ../../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/src/ggml-cpu/amx -isystem ../../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu/amx -isystem ../../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu/llamafile -isystem ../../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/src/ggml-cpu/llamafile -isystem ../../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu/llamafile -isystem ../../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/src -isystem ../../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/src -isystem ../../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/src -isystem ../../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/include -isystem ../../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/include -isystem ../../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/include
 // #cgo CPPFLAGS: -DNDEBUG -DGGML_USE_LLAMAFILE
 // #cgo linux CPPFLAGS: -D_GNU_SOURCE
 // #cgo darwin,arm64 CPPFLAGS: -DGGML_USE_ACCELERATE -DACCELERATE_NEW_LAPACK -DACCELERATE_LAPACK_ILP64

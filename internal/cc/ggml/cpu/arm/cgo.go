@@ -6,8 +6,8 @@
 // with vlm's flags. Its files include the module's sources; see internal/ccgen.
 package arm
 
-// #cgo CPPFLAGS: -I../../../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu/arch/arm -I../../../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/src/ggml-cpu/arch/arm -I../../../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu/arch/arm
-// #cgo CPPFLAGS: -I../../../../../../../../github.com/ollama/ollama@v0.17.4 -I../../../../../../../../github.com/ollama/ollama -I../../../../../third_party/ollama@v0.17.4
+// #cgo CPPFLAGS: -isystem ../../../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu/arch/arm -isystem ../../../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/src/ggml-cpu/arch/arm -isystem ../../../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/src/ggml-cpu/arch/arm
+// #cgo CPPFLAGS: -isystem ../../../../../../../../github.com/ollama/ollama@v0.17.4 -isystem ../../../../../../../../github.com/ollama/ollama -isystem ../../../../../third_party/ollama@v0.17.4
 // #cgo CPPFLAGS: -DNDEBUG
 // #cgo CFLAGS: -w
 // #cgo CXXFLAGS: -w

@@ -6,12 +6,12 @@
 // with vlm's flags. Its files include the module's sources; see internal/ccgen.
 package models3
 
-// #cgo CPPFLAGS: -I../../../../../../../../github.com/ollama/ollama@v0.17.4/llama/llama.cpp/src/models -I../../../../../../../../github.com/ollama/ollama/llama/llama.cpp/src/models -I../../../../../third_party/ollama@v0.17.4/llama/llama.cpp/src/models
-// #cgo CPPFLAGS: -I../../../../../../../../github.com/ollama/ollama@v0.17.4 -I../../../../../../../../github.com/ollama/ollama -I../../../../../third_party/ollama@v0.17.4
+// #cgo CPPFLAGS: -isystem ../../../../../../../../github.com/ollama/ollama@v0.17.4/llama/llama.cpp/src/models -isystem ../../../../../../../../github.com/ollama/ollama/llama/llama.cpp/src/models -isystem ../../../../../third_party/ollama@v0.17.4/llama/llama.cpp/src/models
+// #cgo CPPFLAGS: -isystem ../../../../../../../../github.com/ollama/ollama@v0.17.4 -isystem ../../../../../../../../github.com/ollama/ollama -isystem ../../../../../third_party/ollama@v0.17.4
 // #cgo CPPFLAGS: -DNDEBUG
 // #cgo CFLAGS: -w
 // #cgo CXXFLAGS: -w
 // #cgo CXXFLAGS: -std=c++17
-// #cgo CPPFLAGS: -I../../../../../../../../github.com/ollama/ollama@v0.17.4/llama/llama.cpp/include -I../../../../../../../../github.com/ollama/ollama/llama/llama.cpp/include -I../../../../../third_party/ollama@v0.17.4/llama/llama.cpp/include -I../../../../../../../../github.com/ollama/ollama@v0.17.4/llama/llama.cpp/vendor -I../../../../../../../../github.com/ollama/ollama/llama/llama.cpp/vendor -I../../../../../third_party/ollama@v0.17.4/llama/llama.cpp/vendor
-// #cgo CPPFLAGS: -I../../../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/include -I../../../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/include -I../../../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/include
+// #cgo CPPFLAGS: -isystem ../../../../../../../../github.com/ollama/ollama@v0.17.4/llama/llama.cpp/include -isystem ../../../../../../../../github.com/ollama/ollama/llama/llama.cpp/include -isystem ../../../../../third_party/ollama@v0.17.4/llama/llama.cpp/include -isystem ../../../../../../../../github.com/ollama/ollama@v0.17.4/llama/llama.cpp/vendor -isystem ../../../../../../../../github.com/ollama/ollama/llama/llama.cpp/vendor -isystem ../../../../../third_party/ollama@v0.17.4/llama/llama.cpp/vendor
+// #cgo CPPFLAGS: -isystem ../../../../../../../../github.com/ollama/ollama@v0.17.4/ml/backend/ggml/ggml/include -isystem ../../../../../../../../github.com/ollama/ollama/ml/backend/ggml/ggml/include -isystem ../../../../../third_party/ollama@v0.17.4/ml/backend/ggml/ggml/include
 import "C"
