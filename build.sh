@@ -78,6 +78,18 @@ go_args() {
   done
 }
 
+# test_tools installs what some tests use beyond Go and gcc, where it can do
+# so quietly (as root with apt-get: CI, a fresh Debian machine); elsewhere
+# those tests skip and say what to install.
+test_tools() {
+  command -v qemu-x86_64 >/dev/null 2>&1 && return 0
+  [ "$(uname -m)" = x86_64 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 || return 0
+  echo "build.sh: installing qemu-user (Debian) for the test that simulates a CPU without AVX2" >&2
+  apt-get install -y -q qemu-user >/dev/null 2>&1 ||
+    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q qemu-user >/dev/null 2>&1; } ||
+    echo "build.sh: could not install qemu-user; TestCPUCheck will skip" >&2
+}
+
 # note_compile says once, before a build that must compile llama.cpp, what
 # is happening and for how long (Go's build cache makes later builds quick).
 note_compile() {
@@ -104,6 +116,7 @@ case "$cmd" in
     ;;
   test)
     check_tools
+    test_tools
     compute_env
     note_compile
     # Packages named in the arguments replace ./...; flags go to go test.

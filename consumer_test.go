@@ -5,11 +5,16 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -50,22 +55,25 @@ const consumerVersion = "v0.0.0-consumertest"
 // does: from a Go module proxy (a file:// one holding this checkout as a
 // module zip, and the module cache's downloads for everything else: no
 // network), into a module cache, with no CGO_* or GOFLAGS variables. It
-// follows only the README's consumer steps and runs the result.
-//
-// Its module cache and consumer module sit at fixed places in the user's cache
-// directory, so that Go's build cache compiles llama.cpp for them once, not on
-// every run (the first run takes as long as a first build of llama.cpp).
+// follows the README's consumer steps: the go get line runs as written, and
+// `go run .` is proven without compiling llama.cpp a second time (Go's build
+// cache keys name a package's module version, so the consumer's copy of the
+// packages could not reuse this checkout's objects): see proveConsumerBuild.
+// With VLM_CONSUMER_RUN=1 it also builds and runs the consumer for real, in
+// both layouts (a few minutes more on a cold build cache).
 func TestConsumerModule(t *testing.T) {
 	if testing.Short() {
-		t.Skip("skipped in -short mode: builds a separate module and compiles llama.cpp into it")
+		t.Skip("skipped in -short mode: builds a separate module")
 	}
 	root, err := os.Getwd()
 	require.NoError(t, err)
 	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
 	require.NoError(t, err)
-	steps := readmeBlock(t, string(readme), "consumer-steps")
+	steps := strings.Split(strings.TrimSpace(readmeBlock(t, string(readme), "consumer-steps")), "\n")
 	mainGo := readmeBlock(t, string(readme), "consumer-main")
-	require.Contains(t, steps, "go get github.com/vlm-go/vlm@latest", "README consumer steps no longer start with go get")
+	require.Equal(t, []string{"go get github.com/vlm-go/vlm@latest", "go run ."}, steps,
+		"README consumer steps changed: teach the consumer test the new ones")
+	fullRun := os.Getenv("VLM_CONSUMER_RUN") == "1"
 
 	base, env := consumerEnv(t, root)
 	dir := filepath.Join(base, "mod")
@@ -74,22 +82,31 @@ func TestConsumerModule(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module example.com/vlmconsumer\n\ngo 1.26.0\n"), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte(mainGo), 0o644))
 
-	out := runConsumer(t, dir, env, steps)
-	require.Contains(t, out, "llama.cpp "+LlamaCppCommit)
-	require.Regexp(t, `(?m)^CPU \(CPU, .*\): .* free of `, out)
+	runConsumer(t, dir, env, steps[0])
 	// The README's `go get` fetched vlm from the proxy, not from this checkout.
 	gomod, err := os.ReadFile(filepath.Join(dir, "go.mod"))
 	require.NoError(t, err)
 	require.Contains(t, string(gomod), "github.com/vlm-go/vlm "+consumerVersion)
 	require.NotContains(t, string(gomod), "replace")
 
-	if k := CPUKernels(); k != "build target" {
-		// The consumer's binary chose the same kernels as this checkout's.
-		require.Contains(t, out, "with "+k+" CPU kernels")
-	}
+	want := cgoGraph(t, root, plainEnv(), "github.com/vlm-go/vlm")
+	got := proveConsumerBuild(t, dir, env)
+	require.Contains(t, got["github.com/vlm-go/vlm"].Dir, filepath.Join(base, "modcache"), "the consumer builds vlm from its module cache")
+	requireSameCgoGraph(t, want, got)
 
-	// go vet needs no settings either (gopls runs the same cgo step).
-	runConsumer(t, dir, env, "go vet ./...")
+	if fullRun {
+		out := runConsumer(t, dir, env, steps[1])
+		require.Contains(t, out, "llama.cpp "+LlamaCppCommit)
+		require.Regexp(t, `(?m)^CPU \(CPU, .*\): .* free of `, out)
+		if k := CPUKernels(); k != "build target" {
+			// The consumer's binary chose the same kernels as this checkout's.
+			require.Contains(t, out, "with "+k+" CPU kernels")
+		}
+		// go vet needs no settings either.
+		runConsumer(t, dir, env, "go vet ./...")
+	} else {
+		t.Logf("%s: proven by equivalence (VLM_CONSUMER_RUN=1 builds and runs it: llama.cpp compiled again)", steps[1])
+	}
 
 	t.Run("vendor", func(t *testing.T) {
 		vdir := filepath.Join(base, "vendored")
@@ -102,19 +119,133 @@ func TestConsumerModule(t *testing.T) {
 		// folder, so an earlier run's objects would hide the error. One small
 		// wrapper package keeps that compile short.)
 		fresh := append(slices.Clip(env), "GOCACHE="+t.TempDir())
-		msg := runConsumerFails(t, vdir, fresh, "go build github.com/vlm-go/vlm/internal/cc/mtmd/models")
+		msg := runConsumerFails(t, vdir, fresh, "go build "+smallWrapper)
 		require.Contains(t, msg, "vlm: github.com/ollama/ollama "+OllamaModuleVersion+" is not where vlm looks for it")
 		require.Contains(t, msg, "A vendor/ folder cannot hold it: see Using vlm from your module")
 		// The README's fix.
 		readmeFix := "go run -mod=mod github.com/vlm-go/vlm/cmd/vlm-env -vendor"
 		require.Contains(t, string(readme), "`"+readmeFix+"`")
 		runConsumer(t, vdir, env, readmeFix)
-		out := runConsumer(t, vdir, env, "go run .")
-		require.Contains(t, out, "llama.cpp "+LlamaCppCommit)
-		// It built from vendor/, which holds no module cache path.
-		out = runConsumer(t, vdir, env, "go list -f '{{.Dir}}' github.com/vlm-go/vlm/internal/cc/llama")
-		require.Contains(t, out, filepath.Join(vdir, "vendor", "github.com", "vlm-go", "vlm"))
+		got := proveConsumerBuild(t, vdir, env)
+		// It builds from vendor/, which holds no module cache path.
+		require.Equal(t, filepath.Join(vdir, "vendor", "github.com", "vlm-go", "vlm", "internal", "cc", "llama"),
+			got["github.com/vlm-go/vlm/internal/cc/llama"].Dir)
+		requireSameCgoGraph(t, want, got)
+		if fullRun {
+			out := runConsumer(t, vdir, env, steps[1])
+			require.Contains(t, out, "llama.cpp "+LlamaCppCommit)
+		}
 	})
+}
+
+// smallWrapper is the internal/cc package that the consumer tests compile for
+// real: one of the smallest (a few seconds).
+const smallWrapper = "github.com/vlm-go/vlm/internal/cc/mtmd/models"
+
+// cgoPackage is what go list says of a package with C or C++ files.
+type cgoPackage struct {
+	ImportPath                          string
+	Dir                                 string
+	CgoFiles, CFiles, CXXFiles          []string
+	CgoCPPFLAGS, CgoCFLAGS, CgoCXXFLAGS []string
+	Module                              *struct{ Path string }
+}
+
+// cgoGraph returns the packages with cgo in the build graph of pkg, as the go
+// command in dir with env sees them, by import path.
+func cgoGraph(t *testing.T, dir string, env []string, pkg string) map[string]cgoPackage {
+	t.Helper()
+	out := goOutput(t, dir, env, "list", "-deps", "-json="+strings.Join([]string{
+		"ImportPath", "Dir", "CgoFiles", "CFiles", "CXXFiles", "CgoCPPFLAGS", "CgoCFLAGS", "CgoCXXFLAGS", "Module"}, ","), pkg)
+	graph := map[string]cgoPackage{}
+	dec := json.NewDecoder(strings.NewReader(out))
+	for dec.More() {
+		var p cgoPackage
+		require.NoError(t, dec.Decode(&p))
+		if len(p.CgoFiles) > 0 && p.Module != nil && p.Module.Path == "github.com/vlm-go/vlm" {
+			graph[p.ImportPath] = p
+		}
+	}
+	require.Contains(t, graph, "github.com/vlm-go/vlm/internal/cc/llama", "go list %s: no llama.cpp package in the graph", pkg)
+	return graph
+}
+
+// requireSameCgoGraph checks that a consumer builds the C and C++ code this
+// checkout's tests build and run: the same packages, files and compiler flags
+// (the wrapper packages' include paths are relative to their folders, so they
+// are the same text in every layout; the root package's name its folder).
+func requireSameCgoGraph(t *testing.T, want, got map[string]cgoPackage) {
+	t.Helper()
+	require.ElementsMatch(t, slices.Collect(maps.Keys(want)), slices.Collect(maps.Keys(got)), "packages with cgo")
+	for path, w := range want {
+		g := got[path]
+		require.Equal(t, [][]string{w.CgoFiles, w.CFiles, w.CXXFiles}, [][]string{g.CgoFiles, g.CFiles, g.CXXFiles}, "%s: files", path)
+		if path != "github.com/vlm-go/vlm" {
+			require.Equal(t, [][]string{w.CgoCPPFLAGS, w.CgoCFLAGS, w.CgoCXXFLAGS}, [][]string{g.CgoCPPFLAGS, g.CgoCFLAGS, g.CgoCXXFLAGS}, "%s: flags", path)
+		}
+	}
+}
+
+// proveConsumerBuild proves, in the consumer module at dir, that `go run .`
+// builds what this checkout builds, without compiling llama.cpp again:
+//   - every C and C++ file of every cgo package is preprocessed with exactly
+//     the flags go list reports for it, from its folder, as go build compiles
+//     it: every #include resolves in this layout (the pinned module's sources
+//     and headers, vlm's compat headers; the root package's binding.h is what
+//     its cgo preamble includes) and no #error stops it;
+//   - one small wrapper package is compiled for real;
+//   - the caller compares the graph with this checkout's (requireSameCgoGraph):
+//     the same packages, files and flags, which the rest of the suite
+//     compiles, links and runs.
+func proveConsumerBuild(t *testing.T, dir string, env []string) map[string]cgoPackage {
+	t.Helper()
+	start := time.Now()
+	graph := cgoGraph(t, dir, env, ".")
+	cc := strings.Fields(strings.TrimSpace(goOutput(t, dir, env, "env", "CC")))
+	cxx := strings.Fields(strings.TrimSpace(goOutput(t, dir, env, "env", "CXX")))
+	type job struct {
+		dir  string
+		args []string
+	}
+	var jobs []job
+	for _, p := range graph {
+		for _, f := range p.CFiles {
+			jobs = append(jobs, job{p.Dir, slices.Concat(cc, p.CgoCPPFLAGS, p.CgoCFLAGS, []string{"-E", "-o", os.DevNull, f})})
+		}
+		for _, f := range p.CXXFiles {
+			jobs = append(jobs, job{p.Dir, slices.Concat(cxx, p.CgoCPPFLAGS, p.CgoCXXFLAGS, []string{"-E", "-o", os.DevNull, f})})
+		}
+	}
+	require.Greater(t, len(jobs), 100, "C/C++ files in the consumer's graph")
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []string
+	)
+	work := make(chan job)
+	for range runtime.NumCPU() {
+		wg.Go(func() {
+			for j := range work {
+				cmd := exec.Command(j.args[0], j.args[1:]...)
+				cmd.Dir = j.dir
+				cmd.Env = env
+				if out, err := cmd.CombinedOutput(); err != nil {
+					mu.Lock()
+					errs = append(errs, fmt.Sprintf("%s: %s: %v\n%s", j.dir, strings.Join(j.args, " "), err, out))
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for _, j := range jobs {
+		work <- j
+	}
+	close(work)
+	wg.Wait()
+	require.Empty(t, errs, "C/C++ files that do not preprocess in the consumer's layout")
+	runConsumer(t, dir, env, "go build "+smallWrapper)
+	t.Logf("%s: %d C/C++ files preprocessed, %d cgo packages, in %v", dir, len(jobs), len(graph), time.Since(start).Round(time.Second))
+	return graph
 }
 
 // runConsumerFails runs script in dir, which must fail, and returns its output.
@@ -139,17 +270,14 @@ func consumerEnv(t *testing.T, root string) (string, []string) {
 	proxy := filepath.Join(base, "proxy")
 	realCache := strings.TrimSpace(goOutput(t, root, nil, "env", "GOMODCACHE"))
 
-	env := []string{}
-	for _, kv := range os.Environ() {
+	env := slices.DeleteFunc(plainEnv(), func(kv string) bool {
 		name, _, _ := strings.Cut(kv, "=")
-		switch {
-		case strings.HasPrefix(name, "CGO_"), name == "GOFLAGS", name == "GODEBUG", name == "GOPROXY", name == "GOMODCACHE",
-			name == "GOSUMDB", name == "GONOSUMDB", name == "GOPRIVATE", name == "GONOPROXY", name == "GOWORK",
-			name == "GOTOOLCHAIN", name == "VLM_MARCH", name == "VLM_PORTABLE":
-			continue
+		switch name {
+		case "GODEBUG", "GOPROXY", "GOMODCACHE", "GOSUMDB", "GONOSUMDB", "GOPRIVATE", "GONOPROXY", "GOWORK", "GOTOOLCHAIN":
+			return true
 		}
-		env = append(env, kv)
-	}
+		return false
+	})
 	env = append(env,
 		"GOMODCACHE="+modcache,
 		// This checkout first, then what the module cache has downloaded.
@@ -170,6 +298,15 @@ func consumerEnv(t *testing.T, root string) (string, []string) {
 	require.NoError(t, os.RemoveAll(proxy))
 	writeModuleZip(t, root, filepath.Join(proxy, "github.com", "vlm-go", "vlm", "@v"), consumerVersion)
 	return base, env
+}
+
+// plainEnv is this process's environment less what a user who follows the
+// README does not set: cgo flags, GOFLAGS, vlm's build variables.
+func plainEnv() []string {
+	return slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		name, _, _ := strings.Cut(kv, "=")
+		return strings.HasPrefix(name, "CGO_") || name == "GOFLAGS" || name == "VLM_MARCH" || name == "VLM_PORTABLE"
+	})
 }
 
 func goOutput(t *testing.T, dir string, env []string, args ...string) string {
