@@ -132,8 +132,13 @@ case "$cmd" in
       pkgs=(./...)
       # The chat-template corpus first, from inside its package so that go
       # test shows the case counts it prints.
-      (cd template && go test -run '^(TestCorpus|TestDifferential)$' | grep '^template:')
+      (cd template && go test -timeout=3m -run '^(TestCorpus|TestDifferential)$' | grep '^template:')
     fi
+    # Every test binary gets an explicit limit: on a cold 2-core machine
+    # the slowest package (the root: the consumer test) runs 82 s alone and
+    # about twice that beside another compile, under half of 8 minutes. A
+    # -timeout in the arguments wins.
+    case " ${flags[*]-} " in *" -timeout"*|*" --timeout"*|*" -test.timeout"*) ;; *) flags=(-timeout=8m ${flags[@]+"${flags[@]}"}) ;; esac
     go_args ${flags[@]+"${flags[@]}"}
     go test ${args[@]+"${args[@]}"} "${pkgs[@]}"
     ;;
