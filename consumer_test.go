@@ -273,17 +273,6 @@ func preprocess(t *testing.T, dir string, env []string, graph map[string]cgoPack
 	return len(jobs), errs
 }
 
-// runConsumerFails runs script in dir, which must fail, and returns its output.
-func runConsumerFails(t *testing.T, dir string, env []string, script string) string {
-	t.Helper()
-	cmd := exec.Command("bash", "-euo", "pipefail", "-c", script)
-	cmd.Dir = dir
-	cmd.Env = env
-	out, err := cmd.CombinedOutput()
-	require.Error(t, err, "%s succeeded:\n%s", script, out)
-	return string(out)
-}
-
 // consumerEnv publishes the checkout in a file:// module proxy and returns the
 // directory for consumer modules and the environment to build them in.
 func consumerEnv(t *testing.T, root string) (string, []string) {

@@ -65,7 +65,7 @@ func (o ContextOptions) withDefaults(nCtxTrain int) (ContextOptions, error) {
 		o.Sequences = 1
 	}
 	if o.Sequences > 256 {
-		return o, fmt.Errorf("Sequences %d > 256: %w", o.Sequences, ErrInvalidArgument)
+		return o, fmt.Errorf("option Sequences %d > 256: %w", o.Sequences, ErrInvalidArgument)
 	}
 	if o.Threads == 0 {
 		o.Threads = vlm.DefaultThreads()

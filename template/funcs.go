@@ -209,6 +209,7 @@ func safeRange(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error
 		count = (start-stop-1)/(-step) + 1
 	}
 	if count > maxRange {
+		//lint:ignore ST1005 jinja2's own message, matched byte for byte
 		return jinja.Undefined(), fmt.Errorf("Range too big. The sandbox blocks ranges larger than MAX_RANGE (%d).", maxRange)
 	}
 	items := make([]jinja.Value, count)
