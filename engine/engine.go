@@ -227,11 +227,18 @@ type Stats struct {
 	CopiedPrefixes int64 // requests that started from another sequence's prefix
 	Waiting        int   // requests waiting for a sequence now
 	Active         int   // requests being answered now
+	// KV cache cells (one per prompt entry or answer token), as the
+	// scheduler last counted them: the context's cells (Options.KVSize),
+	// those reserved by running requests (each its prompt and room for its
+	// answer, the admission rule), and those that free sequences keep for
+	// prefix reuse (evicted when a request needs the room).
+	KVCells, KVCellsReserved, KVCellsCached int
 }
 
 type counters struct {
 	submitted, overloaded, completed, failed, steps, decoded, reused, copied atomic.Int64
 	waiting, active                                                          atomic.Int32
+	kvReserved, kvCached                                                     atomic.Int64
 }
 
 // Stats returns the engine's counters.
@@ -241,6 +248,7 @@ func (e *Engine) Stats() Stats {
 		Submitted: c.submitted.Load(), Overloaded: c.overloaded.Load(), Completed: c.completed.Load(), Failed: c.failed.Load(),
 		Steps: c.steps.Load(), TokensDecoded: c.decoded.Load(), ReusedTokens: c.reused.Load(), CopiedPrefixes: c.copied.Load(),
 		Waiting: int(c.waiting.Load()), Active: int(c.active.Load()),
+		KVCells: e.opts.KVSize, KVCellsReserved: int(c.kvReserved.Load()), KVCellsCached: int(c.kvCached.Load()),
 	}
 }
 

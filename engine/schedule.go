@@ -29,11 +29,28 @@ func (e *Engine) schedule() {
 		e.admit()
 		e.counters.waiting.Store(int32(len(e.queue)))
 		e.counters.active.Store(int32(len(e.active)))
+		e.countCells()
 		if !e.step() {
 			<-e.wake
 		}
 		e.compact()
 	}
+}
+
+// countCells publishes the KV cells reserved by running requests and kept
+// by free sequences (Stats).
+func (e *Engine) countCells() {
+	reserved, cached := 0, 0
+	for _, r := range e.active {
+		reserved += r.reserve
+	}
+	for _, s := range e.slots {
+		if s.req == nil {
+			cached += cells(s.units)
+		}
+	}
+	e.counters.kvReserved.Store(int64(reserved))
+	e.counters.kvCached.Store(int64(cached))
 }
 
 // compact removes ended requests from the active list.

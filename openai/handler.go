@@ -90,6 +90,7 @@ func (o Options) withDefaults(p *pipeline.Pipeline) Options {
 // Handler serves the OpenAI chat API over a pipeline:
 //
 //	POST /v1/chat/completions   chat with images (data: URLs), streaming (SSE), JSON output
+//	POST /v1/completions        raw text completion (no chat template), streaming
 //	GET  /v1/models             the model
 //	GET  /healthz               alive
 //	GET  /readyz                accepting requests (503 once Drain is called)
@@ -114,7 +115,9 @@ func NewHandler(p *pipeline.Pipeline, opts Options) *Handler {
 	h := &Handler{p: p, opts: opts.withDefaults(p), mux: http.NewServeMux(), created: time.Now().Unix()}
 	h.reg = prometheus.NewRegistry()
 	h.m = newMetrics(h.reg, p)
+	registerGatewayMetrics(h.reg, p, h.opts.ModelName)
 	h.mux.HandleFunc("POST /v1/chat/completions", h.auth(h.chat))
+	h.mux.HandleFunc("POST /v1/completions", h.auth(h.completions))
 	h.mux.HandleFunc("GET /v1/models", h.auth(h.models))
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
 	h.mux.HandleFunc("GET /readyz", h.ready)

@@ -64,10 +64,26 @@ type Input struct {
 	// Messages is a whole chat (system, user and assistant turns) with
 	// image parts; the answer continues it.
 	Messages []template.Message
+	// Prompt is raw text given to the model as it is, without the chat
+	// template (what OpenAI's /v1/completions takes): the answer continues
+	// it. The model's BOS token is added when the model asks for one and
+	// the prompt does not start with it. It excludes Text, Messages and
+	// Images.
+	Prompt string
 }
+
+// rawRole marks the one message that holds Input.Prompt: render passes
+// its text through untouched.
+const rawRole = "\x00raw"
 
 // messages returns the chat the input stands for.
 func (in Input) messages() ([]template.Message, error) {
+	if in.Prompt != "" {
+		if in.Text != "" || len(in.Messages) > 0 || len(in.Images) > 0 {
+			return nil, fmt.Errorf("pipeline: Input.Prompt excludes Text, Messages and Images: %w", ErrInvalidInput)
+		}
+		return []template.Message{{Role: rawRole, Text: in.Prompt}}, nil
+	}
 	if len(in.Messages) > 0 {
 		if in.Text != "" {
 			return nil, fmt.Errorf("pipeline: Input has both Text and Messages: %w", ErrInvalidInput)

@@ -297,6 +297,9 @@ func (p *Pipeline) isClosed() bool {
 // render lays out msgs with the chat template: the exact text transformers
 // would render (full) and the prompt for mtmd with one marker per image.
 func (p *Pipeline) render(ctx context.Context, msgs []template.Message) (full, prompt string, err error) {
+	if len(msgs) == 1 && msgs[0].Role == rawRole {
+		return msgs[0].Text, msgs[0].Text, nil // Input.Prompt
+	}
 	if p.builtin != "" {
 		cm := make([]vlm.ChatMessage, len(msgs))
 		for i, m := range msgs {

@@ -1,0 +1,252 @@
+package openai
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vlm-go/vlm/pipeline"
+)
+
+// completionRequest is the body of POST /v1/completions (OpenAI's legacy
+// text completions, which the Gateway API Inference Extension requires of
+// a model server). The prompt is raw text: no chat template is applied.
+type completionRequest struct {
+	Model         string          `json:"model"`
+	Prompt        json.RawMessage `json:"prompt"`
+	MaxTokens     *int            `json:"max_tokens"`
+	Temperature   *float64        `json:"temperature"`
+	TopP          *float64        `json:"top_p"`
+	Seed          *int64          `json:"seed"`
+	Stop          json.RawMessage `json:"stop"`
+	Stream        bool            `json:"stream"`
+	StreamOptions *struct {
+		IncludeUsage bool `json:"include_usage"`
+	} `json:"stream_options"`
+	FrequencyPenalty *float64 `json:"frequency_penalty"`
+	PresencePenalty  *float64 `json:"presence_penalty"`
+
+	// Refused when they ask for what is not implemented.
+	N         *int            `json:"n"`
+	BestOf    *int            `json:"best_of"`
+	Echo      *bool           `json:"echo"`
+	Suffix    *string         `json:"suffix"`
+	Logprobs  *int            `json:"logprobs"`
+	LogitBias json.RawMessage `json:"logit_bias"`
+}
+
+const (
+	// defaultCompletionTokens is OpenAI's max_tokens default for completions.
+	defaultCompletionTokens = 16
+	// maxCompletionPrompts bounds the prompts of one completions request
+	// (each is a choice, answered concurrently).
+	maxCompletionPrompts = 16
+)
+
+// parseCompletion reads and checks a completions body; prompts holds one
+// prompt per choice.
+func (h *Handler) parseCompletion(r *http.Request) (*completionRequest, []string, *apiError) {
+	data, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, nil, &apiError{status: 413, Type: "invalid_request_error", Code: "request_too_large",
+				Message: fmt.Sprintf("the request body is larger than %d bytes", mbe.Limit)}
+		}
+		return nil, nil, badRequest("", "reading the request body: %v", err)
+	}
+	var req completionRequest
+	d := json.NewDecoder(bytes.NewReader(data))
+	if err := d.Decode(&req); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return nil, nil, badRequest(te.Field, "%s must be a JSON %s, not %s", te.Field, te.Type, te.Value)
+		}
+		return nil, nil, badRequest("", "the body is not valid JSON: %v", err)
+	}
+	if d.More() {
+		return nil, nil, badRequest("", "the body holds more than one JSON value")
+	}
+	switch {
+	case req.N != nil && *req.N != 1:
+		return nil, nil, badRequest("n", "n = %d: only one choice per prompt is supported", *req.N)
+	case req.BestOf != nil && *req.BestOf != 1:
+		return nil, nil, badRequest("best_of", "best_of = %d: not supported", *req.BestOf)
+	case req.Echo != nil && *req.Echo:
+		return nil, nil, badRequest("echo", "echo is not supported")
+	case req.Suffix != nil && *req.Suffix != "":
+		return nil, nil, badRequest("suffix", "suffix (insertion) is not supported")
+	case req.Logprobs != nil && *req.Logprobs != 0:
+		return nil, nil, badRequest("logprobs", "logprobs are not supported")
+	case !isNull(req.LogitBias) && string(bytes.TrimSpace(req.LogitBias)) != "{}":
+		return nil, nil, badRequest("logit_bias", "logit_bias is not supported")
+	}
+	if isNull(req.Prompt) {
+		return nil, nil, badRequest("prompt", "prompt is required")
+	}
+	var one string
+	var many []string
+	if err := json.Unmarshal(req.Prompt, &one); err == nil {
+		many = []string{one}
+	} else if err := json.Unmarshal(req.Prompt, &many); err != nil {
+		return nil, nil, badRequest("prompt", "prompt must be a string or an array of strings (token ids are not supported)")
+	}
+	if len(many) == 0 {
+		return nil, nil, badRequest("prompt", "prompt is an empty array")
+	}
+	if len(many) > maxCompletionPrompts {
+		return nil, nil, badRequest("prompt", "at most %d prompts per request, got %d", maxCompletionPrompts, len(many))
+	}
+	for i, p := range many {
+		if p == "" {
+			return nil, nil, badRequest("prompt", "prompt %d is empty", i)
+		}
+	}
+	if req.Stream && len(many) > 1 {
+		return nil, nil, badRequest("prompt", "a streamed completion takes one prompt, got %d", len(many))
+	}
+	return &req, many, nil
+}
+
+// completions serves POST /v1/completions.
+func (h *Handler) completions(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	if h.draining.Load() {
+		writeError(w, &apiError{status: 503, Type: "server_error", Code: "shutting_down", Message: "the server is shutting down; retry on another replica"})
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes)
+	req, prompts, aerr := h.parseCompletion(r)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	// The sampling fields mean what they mean for chat: one parser.
+	maxTokens := req.MaxTokens
+	if maxTokens == nil {
+		n := min(defaultCompletionTokens, h.opts.MaxTokens)
+		maxTokens = &n
+	}
+	chat := &chatRequest{
+		Model: req.Model, Messages: []chatMessage{{Role: "user", Content: json.RawMessage(`"x"`)}},
+		MaxTokens: maxTokens, Temperature: req.Temperature, TopP: req.TopP, Seed: req.Seed, Stop: req.Stop,
+		FrequencyPenalty: req.FrequencyPenalty, PresencePenalty: req.PresencePenalty,
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
+	defer cancel()
+	_, gen, aerr := h.prepare(ctx, chat)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	id := "cmpl-" + strings.TrimPrefix(newID(), "chatcmpl-")
+	if req.Stream {
+		h.streamCompletion(w, r, ctx, id, req, prompts[0], gen, start)
+		return
+	}
+	type result struct {
+		resp *pipeline.Response
+		err  error
+	}
+	results := make([]result, len(prompts))
+	var wg sync.WaitGroup
+	for i, p := range prompts {
+		wg.Go(func() {
+			resp, err := h.p.Run(ctx, pipeline.Input{Prompt: p}, gen)
+			results[i] = result{resp, err}
+		})
+	}
+	wg.Wait()
+	choices := make([]map[string]any, len(prompts))
+	total := map[string]int{"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+	for i, res := range results {
+		if res.err != nil {
+			if r.Context().Err() != nil {
+				markGone(w)
+				return
+			}
+			writeError(w, mapError(res.err))
+			return
+		}
+		h.observe(res.resp, start)
+		choices[i] = map[string]any{"index": i, "text": res.resp.Text, "logprobs": nil, "finish_reason": finishReason(res.resp.StopReason)}
+		for k, v := range usage(res.resp) {
+			total[k] += v
+		}
+	}
+	writeJSON(w, 200, map[string]any{
+		"id": id, "object": "text_completion", "created": time.Now().Unix(), "model": h.opts.ModelName,
+		"choices": choices, "usage": total,
+	})
+}
+
+// streamCompletion writes one prompt's completion as server-sent events.
+func (h *Handler) streamCompletion(w http.ResponseWriter, r *http.Request, ctx context.Context, id string, req *completionRequest,
+	prompt string, gen pipeline.GenerateOptions, start time.Time) {
+	st := h.p.Stream(ctx, pipeline.Input{Prompt: prompt}, gen)
+	next, stop := iter.Pull2(st.Tokens())
+	defer stop()
+	tok, err, ok := next()
+	if ok && err != nil {
+		if r.Context().Err() != nil {
+			markGone(w)
+			return
+		}
+		writeError(w, mapError(err))
+		return
+	}
+	fl, _ := w.(http.Flusher)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(200)
+	created := time.Now().Unix()
+	chunk := func(text string, finish any) map[string]any {
+		return map[string]any{"id": id, "object": "text_completion", "created": created, "model": h.opts.ModelName,
+			"choices": []map[string]any{{"index": 0, "text": text, "logprobs": nil, "finish_reason": finish}}}
+	}
+	send := func(v any) bool {
+		data, _ := json.Marshal(v)
+		if _, err := fmt.Fprintf(w, "data: %s\n\n", data); err != nil {
+			return false
+		}
+		if fl != nil {
+			fl.Flush()
+		}
+		return true
+	}
+	for ok {
+		if err != nil {
+			if r.Context().Err() != nil {
+				markGone(w)
+				return
+			}
+			send(map[string]any{"error": mapError(err)})
+			return
+		}
+		if tok.Text != "" && !send(chunk(tok.Text, nil)) {
+			markGone(w)
+			return
+		}
+		tok, err, ok = next()
+	}
+	resp := st.Response()
+	h.observe(resp, start)
+	send(chunk("", finishReason(resp.StopReason)))
+	if req.StreamOptions != nil && req.StreamOptions.IncludeUsage {
+		send(map[string]any{"id": id, "object": "text_completion", "created": created, "model": h.opts.ModelName,
+			"choices": []any{}, "usage": usage(resp)})
+	}
+	fmt.Fprint(w, "data: [DONE]\n\n")
+	if fl != nil {
+		fl.Flush()
+	}
+}
