@@ -122,7 +122,11 @@ func TestTricklingBodyCutOff(t *testing.T) {
 			before := scrape(t, s)[`vlm_http_body_errors_total{reason="timeout"}`]
 			conn := rawConn(t, s)
 			start := time.Now()
-			_, err := io.WriteString(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"+c.header+"\r\n{")
+			first := "{"
+			if c.chunked {
+				first = "1\r\n{\r\n"
+			}
+			_, err := io.WriteString(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"+c.header+"\r\n"+first)
 			require.NoError(t, err)
 			stop := make(chan struct{})
 			defer close(stop)

@@ -14,7 +14,7 @@ import (
 // "other", any other status "other".
 var (
 	metricPaths    = []string{"/v1/chat/completions", "/v1/models", "other"}
-	metricStatuses = []int{200, 400, 401, 404, 405, 408, 413, 429, 431, 499, 500, 501, 503}
+	metricStatuses = []int{200, 400, 401, 404, 405, 408, 413, 429, 499, 500, 503}
 	// bodyErrorReasons label vlm_http_body_errors_total.
 	bodyErrorReasons = []string{bodyTimeout, bodyTooLarge, bodyBroken}
 )
