@@ -343,3 +343,28 @@ func pngBytes(t testing.TB) []byte {
 	u := pngDataURL(t, 32, 32, 5)
 	return must(base64.StdEncoding.DecodeString(strings.TrimPrefix(u, "data:image/png;base64,")))
 }
+
+// TestDeadlinesPerRequest: the deadlines the handler sets belong to one
+// request: a keep-alive connection idle for longer than BodyTimeout and
+// WriteTimeout still serves its next request.
+func TestDeadlinesPerRequest(t *testing.T) {
+	s := newServer(t, pipeline.Options{}, openai.Options{BodyTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond, RequestTimeout: 200 * time.Millisecond})
+	conn := rawConn(t, s)
+	br := bufio.NewReader(conn)
+	body := `{"messages":[{"role":"user","content":"a"}],"max_tokens":2}`
+	for i := range 3 {
+		fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s", testKey, len(body), body)
+		resp, err := http.ReadResponse(br, nil)
+		require.NoError(t, err, "request %d", i)
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, 200, resp.StatusCode, "request %d", i)
+		fmt.Fprintf(conn, "GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", testKey)
+		resp, err = http.ReadResponse(br, nil)
+		require.NoError(t, err, "request %d", i)
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, 200, resp.StatusCode, "request %d", i)
+		time.Sleep(600 * time.Millisecond)
+	}
+}
