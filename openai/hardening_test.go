@@ -102,8 +102,9 @@ func trickle(c net.Conn, interval time.Duration, chunked bool, stop <-chan struc
 
 // TestTricklingBodyCutOff: a client that declares a large body (or sends
 // it chunked) and then sends a byte every 200 ms gets a 408 and its
-// connection closed within BodyTimeout, with or without the API key; the
-// metric counts the bodies cut off.
+// connection closed within BodyTimeout; the metric counts the bodies cut
+// off. Without the API key it gets its 401 and the connection is closed
+// without waiting for the body.
 func TestTricklingBodyCutOff(t *testing.T) {
 	const timeout = time.Second
 	s := newServer(t, pipeline.Options{}, openai.Options{BodyTimeout: timeout})
@@ -150,9 +151,9 @@ func TestTricklingBodyCutOff(t *testing.T) {
 	}
 }
 
-// holdSequence submits a request straight to the pipeline, reads its first
-// token and leaves the rest unread: its sequence stays taken (a grammar
-// keeps the model from ending early) until release is called.
+// holdSequence makes a request straight to the pipeline: once next has
+// returned its first token, its sequence stays taken (the rest is not
+// read, and a grammar keeps the model from ending early) until release.
 func holdSequence(t testing.TB, p *pipeline.Pipeline) (next func() (llama.GeneratedToken, error, bool), release func()) {
 	t.Helper()
 	st := p.Stream(context.Background(), pipeline.Input{Text: "hold"}, pipeline.GenerateOptions{
