@@ -371,6 +371,9 @@ func (h *Handler) overloaded() *apiError {
 func leaveBody(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength != 0 {
 		w.Header().Set("Connection", "close")
+		// The server reads what is left of a body after the handler (to
+		// reuse the connection); an expired deadline ends that at once.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 	}
 }
 

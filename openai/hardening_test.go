@@ -144,6 +144,9 @@ func TestTricklingBodyCutOff(t *testing.T) {
 			assert.NotErrorIs(t, err, os.ErrDeadlineExceeded, "closed by the server, not by the test's deadline")
 			assert.Less(t, elapsed, timeout+timeout/2, "cut off within the body deadline")
 			t.Logf("%s: %s, closed after %v", c.name, resp.Status, elapsed.Round(time.Millisecond))
+			if c.status == "401" {
+				assert.Less(t, elapsed, 900*time.Millisecond, "refused without waiting for the body")
+			}
 			if c.counted {
 				assert.Equal(t, before+1, scrape(t, s)[`vlm_http_body_errors_total{reason="timeout"}`])
 			}
