@@ -391,9 +391,9 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *api
 	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
 	if err == nil {
 		if h.opts.BodyTimeout > 0 && r.ContentLength != 0 {
-			// Past the body the server waits for the client's next request
-			// or hang-up, which must not time out while the answer is
-			// generated (a timeout there cancels the request).
+			// The deadline was for the body alone. (HTTP/1's server clears
+			// it itself when it starts watching for the client's hang-up;
+			// an HTTP/2 stream keeps it.)
 			_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 		}
 		return buf.Bytes(), nil

@@ -268,8 +268,9 @@ func TestInFlightBound(t *testing.T) {
 
 // TestBodyDeadlineClearedForTheAnswer: the body deadline ends with the
 // body: a request waiting longer than BodyTimeout for a sequence is
-// answered (the server's wait for the client's next bytes must not time
-// out and cancel it).
+// answered (a read deadline left on the connection would end the
+// server's watch for the client's hang-up and cancel the request). A
+// guard: net/http's HTTP/1 server clears the deadline itself too.
 func TestBodyDeadlineClearedForTheAnswer(t *testing.T) {
 	s := newServer(t, pipeline.Options{Parallel: 1}, openai.Options{BodyTimeout: 300 * time.Millisecond})
 	next, release := holdSequence(t, s.p)
