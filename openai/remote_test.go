@@ -115,6 +115,15 @@ func TestRemoteImageRedirects(t *testing.T) {
 	code, body = ask("/loop")
 	assert.Equal(t, 400, code, body)
 	assert.Contains(t, body, "redirects")
+
+	// A client of the caller's own gets the same redirect checks.
+	s = newServer(t, pipeline.Options{}, openai.Options{RemoteImages: true, AllowedHosts: []string{"127.0.0.1"}, HTTPClient: &http.Client{}})
+	code, body = ask("/in")
+	assert.Equal(t, 200, code, body)
+	code, body = ask("/out")
+	assert.Equal(t, 400, code, body)
+	assert.Contains(t, body, `host \"localhost\" are not allowed`)
+	assert.Zero(t, outside.Load(), "the other host was not asked")
 }
 
 func must[T any](v T, err error) T {
