@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"iter"
 	"net/http"
 	"strings"
@@ -53,16 +52,7 @@ const (
 
 // parseCompletion reads and checks a completions body; prompts holds one
 // prompt per choice.
-func (h *Handler) parseCompletion(r *http.Request) (*completionRequest, []string, *apiError) {
-	data, err := io.ReadAll(r.Body)
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, nil, &apiError{status: 413, Type: "invalid_request_error", Code: "request_too_large",
-				Message: fmt.Sprintf("the request body is larger than %d bytes", mbe.Limit)}
-		}
-		return nil, nil, badRequest("", "reading the request body: %v", err)
-	}
+func (h *Handler) parseCompletion(data []byte) (*completionRequest, []string, *apiError) {
 	var req completionRequest
 	d := json.NewDecoder(bytes.NewReader(data))
 	if err := d.Decode(&req); err != nil {
@@ -120,15 +110,37 @@ func (h *Handler) parseCompletion(r *http.Request) (*completionRequest, []string
 func (h *Handler) completions(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	if h.draining.Load() {
+		leaveBody(w, r)
 		writeError(w, &apiError{status: 503, Type: "server_error", Code: "shutting_down", Message: "the server is shutting down; retry on another replica"})
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes)
-	req, prompts, aerr := h.parseCompletion(r)
+	// The cheap checks first, as for chat.
+	if r.ContentLength > h.opts.MaxBodyBytes {
+		h.m.bodyErrors.WithLabelValues(bodyTooLarge).Inc()
+		leaveBody(w, r)
+		writeError(w, tooLarge(h.opts.MaxBodyBytes))
+		return
+	}
+	if h.full() {
+		leaveBody(w, r)
+		writeError(w, h.overloaded())
+		return
+	}
+	data, aerr := h.readBody(w, r)
 	if aerr != nil {
 		writeError(w, aerr)
 		return
 	}
+	req, prompts, aerr := h.parseCompletion(data)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	if !h.admit() {
+		writeError(w, h.overloaded())
+		return
+	}
+	defer h.inFlight.Add(-1)
 	// The sampling fields mean what they mean for chat: one parser.
 	maxTokens := req.MaxTokens
 	if maxTokens == nil {

@@ -20,7 +20,18 @@
 // sequence at once (499 in the metrics).
 //
 // GET /v1/models, /healthz, /readyz and /metrics (Prometheus: requests by
-// status, queue depth, active sequences, tokens in and out, time to first
-// token and per-token latency, image cache hits) complete it for a load
-// balancer and an operator.
+// path and status, queue depth, active sequences, tokens in and out, time
+// to first token and per-token latency, image cache hits, bodies cut off)
+// complete it for a load balancer and an operator.
+//
+// The handler trusts no client. Cheap checks come before expensive work:
+// the API key, draining, the declared body size and the admission check
+// (Options.MaxInFlight, the engine's queue: 429) before the body is read;
+// the body within Options.BodyTimeout (408 and counted when slower); its
+// JSON; only then remote images, grammars, decoding and tokens. Metric
+// labels come from fixed sets (unknown paths are "other"), so probes
+// create no series. Remote images are fetched from allowed hosts only,
+// every redirect hop included, from public addresses only unless
+// Options.AllowPrivateAddresses, connecting to the address that was
+// checked. Messages, content parts and stop strings are bounded.
 package openai

@@ -1,15 +1,18 @@
 package openai
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"iter"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -49,9 +52,38 @@ type Options struct {
 	RemoteImageBytes int64
 	// RemoteImageTimeout bounds fetching a remote image; 0 means 10 s.
 	RemoteImageTimeout time.Duration
-	// HTTPClient fetches remote images; nil means a client with
-	// RemoteImageTimeout.
+	// AllowPrivateAddresses lets remote images come from loopback, private,
+	// link-local and other non-public addresses (a test server, an image
+	// store inside the cluster). Off by default: an allowed host name that
+	// resolves to such an address is refused, so that the server cannot be
+	// made to reach its own network (SSRF).
+	AllowPrivateAddresses bool
+	// HTTPClient fetches remote images; nil means vlm's client: it
+	// resolves each host once, refuses non-public addresses (unless
+	// AllowPrivateAddresses), connects to the address it checked, uses no
+	// proxy and gives up after RemoteImageTimeout. Every redirect must lead
+	// to an allowed host, whichever client fetches; a client of your own
+	// keeps its transport, and guarding its addresses is then yours.
 	HTTPClient *http.Client
+	// BodyTimeout bounds reading a request body, from the moment the
+	// handler starts: a body slower than that (a client trickling bytes)
+	// is cut off with a 408 and counted in vlm_http_body_errors_total.
+	// 0 means 30 s; -1 means no deadline.
+	BodyTimeout time.Duration
+	// WriteTimeout bounds writing a response: a client that stops reading
+	// its answer is cut off RequestTimeout + WriteTimeout after its chat
+	// request came (WriteTimeout alone for the other endpoints). The
+	// handler sets the connection's write deadline at each request. 0
+	// means 30 s; -1 leaves write deadlines to the http.Server.
+	WriteTimeout time.Duration
+	// MaxInFlight bounds the chat requests being prepared (images, grammar,
+	// tokens), waiting and answered at once; beyond it a request gets 429
+	// before any preparation. 0 means the pipeline's Capacity (Parallel +
+	// MaxWaiting); -1 means no bound (the engine's queue still is one).
+	MaxInFlight int
+	// MaxMessages bounds the messages of one request, and the content
+	// parts of one message; 0 means 1024.
+	MaxMessages int
 	// Logger logs each request's outcome; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -78,9 +110,23 @@ func (o Options) withDefaults(p *pipeline.Pipeline) Options {
 	if o.RemoteImageTimeout <= 0 {
 		o.RemoteImageTimeout = 10 * time.Second
 	}
-	if o.HTTPClient == nil {
-		o.HTTPClient = &http.Client{Timeout: o.RemoteImageTimeout}
+	if o.BodyTimeout == 0 {
+		o.BodyTimeout = 30 * time.Second
 	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = 30 * time.Second
+	}
+	if o.MaxInFlight == 0 {
+		o.MaxInFlight = p.Capacity()
+	}
+	if o.MaxMessages <= 0 {
+		o.MaxMessages = 1024
+	}
+	hosts := make([]string, len(o.AllowedHosts))
+	for i, host := range o.AllowedHosts {
+		hosts[i] = strings.ToLower(host)
+	}
+	o.AllowedHosts = hosts
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -104,9 +150,11 @@ type Handler struct {
 	opts     Options
 	mux      *http.ServeMux
 	draining atomic.Bool
+	inFlight atomic.Int64 // chat requests past the admission check
 	created  int64
 	reg      *prometheus.Registry
-	m        metrics
+	m        *metrics
+	client   *http.Client // fetches remote images
 }
 
 // NewHandler returns the OpenAI-compatible handler for p. The caller keeps
@@ -116,6 +164,7 @@ func NewHandler(p *pipeline.Pipeline, opts Options) *Handler {
 	h.reg = prometheus.NewRegistry()
 	h.m = newMetrics(h.reg, p)
 	registerGatewayMetrics(h.reg, p, h.opts.ModelName)
+	h.client = h.remoteClient()
 	h.mux.HandleFunc("POST /v1/chat/completions", h.auth(h.chat))
 	h.mux.HandleFunc("POST /v1/completions", h.auth(h.completions))
 	h.mux.HandleFunc("GET /v1/models", h.auth(h.models))
@@ -125,20 +174,39 @@ func NewHandler(p *pipeline.Pipeline, opts Options) *Handler {
 	return h
 }
 
-// ServeHTTP implements http.Handler.
+// ServeHTTP implements http.Handler. It sets the connection's deadlines
+// for the request (Options.BodyTimeout, WriteTimeout) and counts it in
+// the metrics, whose labels come from fixed sets.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	now := time.Now()
+	path := pathLabel(r.URL.Path)
+	rc := http.NewResponseController(w)
+	if h.opts.BodyTimeout > 0 && r.ContentLength != 0 {
+		// Also bounds the server's draining of a body the handler left
+		// unread; chat clears it once it has read the body.
+		_ = rc.SetReadDeadline(now.Add(h.opts.BodyTimeout))
+	}
+	if h.opts.WriteTimeout > 0 {
+		d := h.opts.WriteTimeout
+		if path == "/v1/chat/completions" || path == "/v1/completions" {
+			d += h.opts.RequestTimeout
+		}
+		_ = rc.SetWriteDeadline(now.Add(d))
+	}
 	sw := &statusWriter{ResponseWriter: w}
 	h.mux.ServeHTTP(sw, r)
-	if strings.HasPrefix(r.URL.Path, "/v1/") {
-		status := sw.status
-		if status == 0 {
-			status = 200
-		}
-		if sw.clientGone {
-			status = 499
-		}
-		h.m.requests.WithLabelValues(r.URL.Path, fmt.Sprint(status)).Inc()
+	switch r.URL.Path {
+	case "/healthz", "/readyz", "/metrics":
+		return
 	}
+	status := sw.status
+	if status == 0 {
+		status = 200
+	}
+	if sw.clientGone {
+		status = 499
+	}
+	h.m.requests.WithLabelValues(path, statusLabel(status)).Inc()
 }
 
 // Drain makes /readyz answer 503 (a load balancer stops sending requests)
@@ -162,6 +230,7 @@ func (h *Handler) auth(next http.HandlerFunc) http.HandlerFunc {
 		if h.opts.APIKey != "" {
 			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(h.opts.APIKey)) != 1 {
+				leaveBody(w, r)
 				writeError(w, &apiError{status: 401, Type: "invalid_request_error", Code: "invalid_api_key",
 					Message: "missing or wrong API key: send it as \"Authorization: Bearer KEY\""})
 				return
@@ -183,19 +252,45 @@ func newID() string {
 	return "chatcmpl-" + hex.EncodeToString(b[:])
 }
 
-// chat serves POST /v1/chat/completions.
+// chat serves POST /v1/chat/completions. The cheap checks come first, so
+// that a flood costs little: the API key (auth), draining, the declared
+// body size and the admission check before the body is read; then the
+// body (within BodyTimeout), its JSON, the admission slot; only then the
+// expensive preparation (remote images, grammar) and the pipeline's
+// (image decoding, tokens).
 func (h *Handler) chat(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	if h.draining.Load() {
+		leaveBody(w, r)
 		writeError(w, &apiError{status: 503, Type: "server_error", Code: "shutting_down", Message: "the server is shutting down; retry on another replica"})
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes)
-	req, aerr := h.parse(r)
+	if r.ContentLength > h.opts.MaxBodyBytes {
+		h.m.bodyErrors.WithLabelValues(bodyTooLarge).Inc()
+		leaveBody(w, r)
+		writeError(w, tooLarge(h.opts.MaxBodyBytes))
+		return
+	}
+	if h.full() {
+		leaveBody(w, r)
+		writeError(w, h.overloaded())
+		return
+	}
+	data, aerr := h.readBody(w, r)
 	if aerr != nil {
 		writeError(w, aerr)
 		return
 	}
+	req, aerr := h.parse(data)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	if !h.admit() {
+		writeError(w, h.overloaded())
+		return
+	}
+	defer h.inFlight.Add(-1)
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
 	defer cancel()
 	in, gen, aerr := h.prepare(ctx, req)
@@ -245,6 +340,81 @@ func (h *Handler) chat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.streamSSE(w, r, id, req, st, tok, err, ok, next, start)
+}
+
+// full reports whether a chat request would be refused now: MaxInFlight
+// requests are in flight, or the engine's queue is full.
+func (h *Handler) full() bool {
+	return (h.opts.MaxInFlight >= 0 && h.inFlight.Load() >= int64(h.opts.MaxInFlight)) || h.p.Overloaded()
+}
+
+// admit takes an in-flight slot, or reports false when none is left; the
+// caller gives a slot back with h.inFlight.Add(-1).
+func (h *Handler) admit() bool {
+	if h.p.Overloaded() {
+		return false
+	}
+	if n := h.inFlight.Add(1); h.opts.MaxInFlight >= 0 && n > int64(h.opts.MaxInFlight) {
+		h.inFlight.Add(-1)
+		return false
+	}
+	return true
+}
+
+// overloaded counts a refusal of the admission check and returns its 429.
+func (h *Handler) overloaded() *apiError {
+	h.m.refused.Add(1)
+	return &apiError{status: http.StatusTooManyRequests, Type: "rate_limit_error", Code: "overloaded",
+		Message: "the server is busy (every sequence and queue place is taken); retry shortly"}
+}
+
+// leaveBody is called by a refusal that does not read the request's
+// body: the connection closes after the answer instead of the server
+// reading (and waiting for) a body nobody needs.
+func leaveBody(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength != 0 {
+		w.Header().Set("Connection", "close")
+		// The server reads what is left of a body after the handler (to
+		// reuse the connection); an expired deadline ends that at once.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+	}
+}
+
+func tooLarge(limit int64) *apiError {
+	return &apiError{status: http.StatusRequestEntityTooLarge, Type: "invalid_request_error", Code: "request_too_large",
+		Message: fmt.Sprintf("the request body is larger than %d bytes", limit)}
+}
+
+// readBody reads the request body within MaxBodyBytes and the read
+// deadline ServeHTTP set (BodyTimeout); a body cut off is counted by
+// reason, and its connection is closed after the answer.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
+	// Memory grows with what arrives, not with what the client declares.
+	buf := bytes.NewBuffer(make([]byte, 0, min(max(r.ContentLength, 0)+1, 64<<10)))
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
+	if err == nil {
+		if h.opts.BodyTimeout > 0 && r.ContentLength != 0 {
+			// The deadline was for the body alone. (HTTP/1's server clears
+			// it itself when it starts watching for the client's hang-up;
+			// an HTTP/2 stream keeps it.)
+			_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
+		}
+		return buf.Bytes(), nil
+	}
+	// The deadline stays: the server does not wait for the rest.
+	w.Header().Set("Connection", "close")
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		h.m.bodyErrors.WithLabelValues(bodyTooLarge).Inc()
+		return nil, tooLarge(mbe.Limit)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		h.m.bodyErrors.WithLabelValues(bodyTimeout).Inc()
+		return nil, &apiError{status: http.StatusRequestTimeout, Type: "invalid_request_error", Code: "request_timeout",
+			Message: fmt.Sprintf("the request body did not arrive within %v", h.opts.BodyTimeout)}
+	}
+	h.m.bodyErrors.WithLabelValues(bodyBroken).Inc()
+	return nil, badRequest("", "reading the request body: %v", err)
 }
 
 // streamSSE writes the answer as server-sent events.

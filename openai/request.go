@@ -85,19 +85,12 @@ func isNull(raw json.RawMessage) bool {
 	return len(t) == 0 || string(t) == "null"
 }
 
-// parse reads and checks the request body.
-func (h *Handler) parse(r *http.Request) (*chatRequest, *apiError) {
-	// The body is read as JSON whatever its Content-Type says (curl -d
-	// sends form encoding), as llama-server does.
-	data, err := io.ReadAll(r.Body)
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, &apiError{status: 413, Type: "invalid_request_error", Code: "request_too_large",
-				Message: fmt.Sprintf("the request body is larger than %d bytes", mbe.Limit)}
-		}
-		return nil, badRequest("", "reading the request body: %v", err)
-	}
+// maxStopBytes bounds one stop string.
+const maxStopBytes = 512
+
+// parse checks the request body. It is read as JSON whatever its
+// Content-Type says (curl -d sends form encoding), as llama-server does.
+func (h *Handler) parse(data []byte) (*chatRequest, *apiError) {
 	var req chatRequest
 	d := json.NewDecoder(bytes.NewReader(data))
 	if err := d.Decode(&req); err != nil {
@@ -131,6 +124,8 @@ func (h *Handler) parse(r *http.Request) (*chatRequest, *apiError) {
 		return nil, badRequest("prediction", "predicted outputs are not supported")
 	case len(req.Messages) == 0:
 		return nil, badRequest("messages", "messages must hold at least one message")
+	case len(req.Messages) > h.opts.MaxMessages:
+		return nil, badRequest("messages", "%d messages: at most %d in one request", len(req.Messages), h.opts.MaxMessages)
 	}
 	return &req, nil
 }
@@ -175,6 +170,9 @@ func (h *Handler) prepare(ctx context.Context, req *chatRequest) (pipeline.Input
 			}
 			if len(parts) == 0 {
 				return in, gen, badRequest(param+".content", "%s.content is an empty array", param)
+			}
+			if len(parts) > h.opts.MaxMessages {
+				return in, gen, badRequest(param+".content", "%s.content has %d parts: at most %d", param, len(parts), h.opts.MaxMessages)
 			}
 			for j, part := range parts {
 				pp := fmt.Sprintf("%s.content[%d]", param, j)
@@ -269,6 +267,11 @@ func (h *Handler) prepare(ctx context.Context, req *chatRequest) (pipeline.Input
 		if len(many) > 4 {
 			return in, gen, badRequest("stop", "at most 4 stop sequences, got %d", len(many))
 		}
+		for _, s := range many {
+			if len(s) > maxStopBytes {
+				return in, gen, badRequest("stop", "a stop sequence of %d bytes: at most %d", len(s), maxStopBytes)
+			}
+		}
 		gen.Stop = many
 	}
 	if rf := req.ResponseFormat; rf != nil {
@@ -325,8 +328,8 @@ func (h *Handler) imageBytes(ctx context.Context, raw, param string) ([]byte, *a
 	if !h.opts.RemoteImages {
 		return nil, badRequest(param, "remote images are off on this server: send the image as a data: URL")
 	}
-	if !slices.Contains(h.opts.AllowedHosts, u.Hostname()) {
-		return nil, badRequest(param, "images from host %q are not allowed on this server", u.Hostname())
+	if err := h.allowedURL(u); err != nil {
+		return nil, badRequest(param, "%v", err)
 	}
 	rctx, cancel := context.WithTimeout(ctx, h.opts.RemoteImageTimeout)
 	defer cancel()
@@ -334,13 +337,16 @@ func (h *Handler) imageBytes(ctx context.Context, raw, param string) ([]byte, *a
 	if err != nil {
 		return nil, badRequest(param, "image URL: %v", err)
 	}
-	resp, err := h.opts.HTTPClient.Do(hr)
+	resp, err := h.client.Do(hr)
 	if err != nil {
 		return nil, badRequest(param, "fetching the image: %v", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 {
 		return nil, badRequest(param, "fetching the image: %s", resp.Status)
+	}
+	if resp.ContentLength > h.opts.RemoteImageBytes {
+		return nil, badRequest(param, "the image is larger than %d bytes", h.opts.RemoteImageBytes)
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, h.opts.RemoteImageBytes+1))
 	if err != nil {

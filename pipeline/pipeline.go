@@ -288,6 +288,26 @@ func (p *Pipeline) Projector() *mtmd.Projector { return p.proj }
 // reused from the KV cache.
 func (p *Pipeline) EngineStats() engine.Stats { return p.eng.Stats() }
 
+// Overloaded reports whether Options.MaxWaiting requests are waiting for
+// a sequence now, so that one more would fail with ErrOverloaded. It is a
+// cheap read for a server that refuses work before preparing it (images,
+// grammar, tokens); the engine still decides when a request is submitted.
+func (p *Pipeline) Overloaded() bool {
+	o := p.eng.Options()
+	return o.MaxWaiting >= 0 && p.eng.Stats().Waiting >= o.MaxWaiting
+}
+
+// Capacity returns how many requests the pipeline holds at once: Parallel
+// being answered plus MaxWaiting waiting (its default resolved); -1 when
+// MaxWaiting is -1 (no bound).
+func (p *Pipeline) Capacity() int {
+	o := p.eng.Options()
+	if o.MaxWaiting < 0 {
+		return -1
+	}
+	return o.Sequences + o.MaxWaiting
+}
+
 func (p *Pipeline) isClosed() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -11,6 +11,12 @@
 // VLM_API_KEY). SIGTERM or SIGINT stops it gracefully: readiness turns 503,
 // no new connections are taken, streams in flight get -shutdown-timeout to
 // finish, then it exits 0.
+//
+// It trusts no client: headers must arrive within -read-header-timeout and
+// fit -max-header-bytes, a body within -body-timeout (a trickling body is
+// cut off and counted in vlm_http_body_errors_total), an idle keep-alive
+// connection is closed after -idle-timeout, and beyond -max-connections a
+// new connection gets 503 and is closed.
 package main
 
 import (
@@ -56,6 +62,11 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	maxImages := fs.Int("max-images", 8, "most images per request")
 	maxWaiting := fs.Int("max-waiting", 0, "requests waiting for a sequence before 429 (0: 16 per sequence, at least 64)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "most time per request")
+	headerTimeout := fs.Duration("read-header-timeout", 10*time.Second, "most time for a request's headers to arrive")
+	bodyTimeout := fs.Duration("body-timeout", 30*time.Second, "most time for a request's body to arrive (a slower one is cut off with 408)")
+	idleTimeout := fs.Duration("idle-timeout", 120*time.Second, "keep-alive connections idle this long are closed")
+	maxHeader := fs.Int("max-header-bytes", 64<<10, "most bytes of a request's headers (431 beyond)")
+	maxConns := fs.Int("max-connections", 1024, "most open connections; beyond, a new one gets 503 and is closed (0: no bound)")
 	shutdown := fs.Duration("shutdown-timeout", 30*time.Second, "time streams in flight get to finish on SIGTERM")
 	debug := fs.Bool("debug", false, "log every request")
 	isolated := fs.Bool("isolated", false, "try the model and projector in a child process first: a file that would crash llama.cpp is refused instead")
@@ -63,6 +74,10 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
+		return 2
+	}
+	if *headerTimeout <= 0 || *bodyTimeout <= 0 || *idleTimeout <= 0 || *maxHeader <= 0 || *maxConns < 0 {
+		fmt.Fprintln(stderr, "vlm-server: -read-header-timeout, -body-timeout, -idle-timeout and -max-header-bytes must be positive, -max-connections 0 or more")
 		return 2
 	}
 	if fs.NArg() > 0 {
@@ -98,13 +113,23 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	defer p.Close()
 	h := openai.NewHandler(p, openai.Options{
 		APIKey: os.Getenv(*keyEnv), MaxTokens: *maxTokens, MaxBodyBytes: *maxBody, MaxImages: *maxImages, RequestTimeout: *timeout, Logger: log,
+		BodyTimeout: *bodyTimeout,
 	})
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		log.Error("listening", "addr", *addr, "err", err)
 		return 1
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	if *maxConns > 0 {
+		ln = limitListener(ln, *maxConns, h.Registry())
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: *headerTimeout,
+		IdleTimeout:       *idleTimeout,
+		MaxHeaderBytes:    *maxHeader,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)

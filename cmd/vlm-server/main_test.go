@@ -87,6 +87,9 @@ func TestFlagErrors(t *testing.T) {
 	assert.Equal(t, 2, run(context.Background(), []string{"-model", "x.gguf"}, &logs, nil))
 	assert.Contains(t, logs.String(), "both -model and -mmproj")
 	assert.Equal(t, 2, run(context.Background(), []string{"stray"}, &logs, nil))
+	assert.Equal(t, 2, run(context.Background(), []string{"-body-timeout", "0s"}, &logs, nil))
+	assert.Equal(t, 2, run(context.Background(), []string{"-max-connections", "-1"}, &logs, nil))
+	assert.Contains(t, logs.String(), "-body-timeout")
 	assert.Equal(t, 1, run(context.Background(), []string{"-model", "/nonexistent.gguf", "-mmproj", "/nonexistent-mmproj.gguf"}, &logs, nil))
 	assert.Contains(t, logs.String(), "loading the model")
 }
