@@ -121,6 +121,7 @@ func run() int {
 	if *abuse {
 		s.bigImages(ctx)
 	}
+	http.DefaultClient.CloseIdleConnections() // their server goroutines are not the server's leak
 	time.Sleep(2 * time.Second)
 	first := s.sample()
 	fmt.Printf("start: %s\n", first)
@@ -168,6 +169,7 @@ loop:
 		}
 	}
 	wg.Wait()
+	http.DefaultClient.CloseIdleConnections()
 	time.Sleep(5 * time.Second) // connections close, sequences free
 	last := s.sample()
 	fmt.Printf("end: %s\n", last)
