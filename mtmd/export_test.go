@@ -79,3 +79,10 @@ func freeBitmaps(list []*vlm.Bitmap) {
 		b.Free()
 	}
 }
+
+// HoldNative takes the lock an encode holds for a whole image, as a long
+// encode would, until release is called.
+func (p *Projector) HoldNative() (release func()) {
+	p.mu.Lock()
+	return p.mu.Unlock
+}

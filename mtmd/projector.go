@@ -43,10 +43,11 @@ type Projector struct {
 	info    *gguf.Projector
 	path    string
 	marker  string
-	nEmbd   int        // the model's input embedding width
-	threads int        // the encoder's threads
-	id      uint64     // distinct for every loaded projector (ImageCache keys)
-	mu      sync.Mutex // serialises native calls and Close
+	nEmbd   int         // the model's input embedding width
+	threads int         // the encoder's threads
+	id      uint64      // distinct for every loaded projector (ImageCache keys)
+	mu      sync.Mutex  // serialises native calls and Close
+	closed  atomic.Bool // set by Close before it frees: checked without mu
 	c       *vlm.MtmdContext
 	cleanup runtime.Cleanup
 }
@@ -221,6 +222,7 @@ func (p *Projector) Close() error {
 	if p.c == nil {
 		return nil
 	}
+	p.closed.Store(true)
 	p.cleanup.Stop()
 	p.c.Free()
 	p.c = nil
@@ -240,8 +242,16 @@ func (p *Projector) use(f func(c *vlm.MtmdContext) error) error {
 	return f(p.c)
 }
 
-// open returns ErrClosed once the projector is closed.
-func (p *Projector) open() error { return p.use(func(*vlm.MtmdContext) error { return nil }) }
+// open returns ErrClosed once the projector is closed. It does not wait for
+// mu: an encode holds mu for a whole image (seconds on a CPU), and text
+// needs no native call of the projector (Tokenize of a prompt whose images
+// are all cached uses the model's vocabulary only).
+func (p *Projector) open() error {
+	if p == nil || p.closed.Load() {
+		return ErrClosed
+	}
+	return nil
+}
 
 // warnedTypes holds the projector types Load has warned about.
 var warnedTypes sync.Map
