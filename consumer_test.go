@@ -74,6 +74,9 @@ func TestConsumerModule(t *testing.T) {
 	require.Equal(t, []string{"go get github.com/vlm-go/vlm@latest", "go run ."}, steps,
 		"README consumer steps changed: teach the consumer test the new ones")
 	fullRun := os.Getenv("VLM_CONSUMER_RUN") == "1"
+	if d, ok := t.Deadline(); fullRun && ok && time.Until(d) < 30*time.Minute {
+		t.Fatalf("VLM_CONSUMER_RUN=1 compiles llama.cpp twice more (up to 8 minutes each on 2 busy cores): give go test -timeout 40m (it has %v)", time.Until(d).Round(time.Minute))
+	}
 
 	base, env := consumerEnv(t, root)
 	dir := filepath.Join(base, "mod")
