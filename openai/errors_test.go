@@ -25,10 +25,10 @@ func TestImageMemoryErrorsMap(t *testing.T) {
 		pipeline.ErrImageMemoryBusy, context.DeadlineExceeded)
 	pixels := fmt.Errorf("png image: 20000×20000 pixels, limit 50000000 pixels: %w", mtmd.ErrImageTooLarge)
 	cases := []struct {
-		err          error
-		status       int
-		code         string
-		retryAfter   string
+		err           error
+		status        int
+		code          string
+		retryAfter    string
 		wantInMessage string
 	}{
 		{tooLarge, 413, "image_too_large", "", "over the request limit of 67108864 bytes"},
