@@ -40,11 +40,10 @@ func (i ImageInfo) Pixels() int64 { return int64(i.Width) * int64(i.Height) }
 // ImageMemoryError is an image, or a request's images, needing more memory
 // than a limit allows. It matches ErrImageTooLarge with errors.Is.
 type ImageMemoryError struct {
-	// Scope names the limit: "image" (a limit of one image), "request"
-	// (a request's images together) or "budget" (more than the whole
-	// MemoryBudget).
+	// Scope names the limit: "request" (a request's images together) or
+	// "budget" (one image needing more than the whole MemoryBudget).
 	Scope string
-	// Images is the number of images counted (1 for Scope "image").
+	// Images is the number of images counted.
 	Images int
 	// Largest is the image whose decoding costs most.
 	Largest ImageInfo
@@ -182,7 +181,14 @@ func jpegBytes(data []byte) (int64, bool) {
 			i++
 			continue
 		}
+		if marker == 0x01 || (marker >= 0xd0 && marker <= 0xd8) { // no length
+			i += 2
+			continue
+		}
 		n := int(binary.BigEndian.Uint16(data[i+2:]))
+		if n < 2 {
+			return 0, false
+		}
 		seg := data[i+4 : min(len(data), i+2+n)]
 		switch {
 		case marker == 0xe0 && bytes.HasPrefix(seg, []byte("JFIF")):
@@ -230,16 +236,16 @@ func jpegBytes(data []byte) (int64, bool) {
 }
 
 // reducedSize is the size an image of w × h pixels is scaled down to so
-// that it has at most max pixels, keeping its aspect ratio; ok is false
-// when it has no more than that (or max ≤ 0).
-func reducedSize(w, h, max int) (tw, th int, ok bool) {
-	if max <= 0 || int64(w)*int64(h) <= int64(max) {
+// that it has at most limit pixels, keeping its aspect ratio; ok is false
+// when it has no more than that (or limit ≤ 0).
+func reducedSize(w, h, limit int) (tw, th int, ok bool) {
+	if limit <= 0 || int64(w)*int64(h) <= int64(limit) {
 		return w, h, false
 	}
-	s := math.Sqrt(float64(max) / (float64(w) * float64(h)))
+	s := math.Sqrt(float64(limit) / (float64(w) * float64(h)))
 	tw, th = int(float64(w)*s+1e-6), int(float64(h)*s+1e-6)
 	tw, th = min(w, max(1, tw)), min(h, max(1, th))
-	for int64(tw)*int64(th) > int64(max) { // rounding
+	for int64(tw)*int64(th) > int64(limit) { // rounding
 		if tw >= th {
 			tw--
 		} else {
