@@ -7,7 +7,6 @@ import (
 	"image"
 	"image/color"
 	"image/jpeg"
-	"image/png"
 	"runtime"
 	"testing"
 	"time"
@@ -18,12 +17,6 @@ import (
 	"github.com/vlm-go/vlm/internal/imagetest"
 	"github.com/vlm-go/vlm/mtmd"
 )
-
-func encodePNG(t *testing.T, img image.Image) []byte {
-	var buf bytes.Buffer
-	require.NoError(t, (&png.Encoder{CompressionLevel: png.BestSpeed}).Encode(&buf, img))
-	return buf.Bytes()
-}
 
 func encodeJPEG(t *testing.T, img image.Image) []byte {
 	var buf bytes.Buffer
