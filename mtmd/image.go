@@ -121,6 +121,15 @@ func imageFromGo(img image.Image, limits Limits) (*Image, error) {
 	if err := checkSize(w, h, limits); err != nil {
 		return nil, err
 	}
+	switch img.(type) {
+	case *image.Gray, *image.NRGBA, *image.RGBA:
+	default:
+		// Everything else (YCbCr, paletted, 16-bit, CMYK) goes through an
+		// NRGBA copy.
+		n := image.NewNRGBA(image.Rect(0, 0, w, h))
+		draw.Draw(n, n.Bounds(), img, b.Min, draw.Src)
+		return imageFromGo(n, limits)
+	}
 	rgb := make([]byte, w*h*3)
 	switch src := img.(type) {
 	case *image.Gray:
@@ -153,12 +162,6 @@ func imageFromGo(img image.Image, limits Limits) (*Image, error) {
 				dst[x*3], dst[x*3+1], dst[x*3+2] = r, g, bl
 			}
 		}
-	default:
-		// Everything else (YCbCr, paletted, gray, 16-bit, CMYK) goes
-		// through an NRGBA copy.
-		n := image.NewNRGBA(image.Rect(0, 0, w, h))
-		draw.Draw(n, n.Bounds(), img, b.Min, draw.Src)
-		return imageFromGo(n, limits)
 	}
 	return newImage(w, h, rgb), nil
 }

@@ -346,7 +346,16 @@ func rowRGB(src image.Image, y int, dst []byte) {
 			c := lut[row[x]]
 			dst[3*x], dst[3*x+1], dst[3*x+2] = c[0], c[1], c[2]
 		}
-	default: // 16-bit, CMYK, NYCbCrA, …: through color.NRGBA
+	case image.RGBA64Image: // 16-bit, CMYK, NYCbCrA, …: un-premultiplied as color.NRGBAModel does, without an allocation a pixel
+		for x := range w {
+			c := s.RGBA64At(b.Min.X+x, y)
+			r, g, bl, a := uint32(c.R), uint32(c.G), uint32(c.B), uint32(c.A)
+			if a != 0xffff && a != 0 {
+				r, g, bl = r*0xffff/a, g*0xffff/a, bl*0xffff/a
+			}
+			dst[3*x], dst[3*x+1], dst[3*x+2] = uint8(r>>8), uint8(g>>8), uint8(bl>>8)
+		}
+	default:
 		for x := range w {
 			n := color.NRGBAModel.Convert(src.At(b.Min.X+x, y)).(color.NRGBA)
 			dst[3*x], dst[3*x+1], dst[3*x+2] = n.R, n.G, n.B
