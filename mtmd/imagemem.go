@@ -289,12 +289,29 @@ func reduce(src image.Image, tw, th int) []byte {
 			flush()
 			dy = d
 		}
-		rowRGB(src, b.Min.Y+y, row)
-		for x := range w {
-			s := sums[3*xmap[x]:]
-			s[0] += uint64(row[3*x])
-			s[1] += uint64(row[3*x+1])
-			s[2] += uint64(row[3*x+2])
+		switch s := src.(type) {
+		case *image.RGBA: // what PNG decodes to without alpha: no row copy
+			pix := s.Pix[s.PixOffset(b.Min.X, b.Min.Y+y):][:4*w]
+			for x, dx := range xmap {
+				p, d := pix[4*x:4*x+4:4*x+4], sums[3*dx:3*dx+3:3*dx+3]
+				r, g, bl, a := p[0], p[1], p[2], p[3]
+				if a != 0xff && a != 0 {
+					r = uint8(uint32(r) * 0xff / uint32(a))
+					g = uint8(uint32(g) * 0xff / uint32(a))
+					bl = uint8(uint32(bl) * 0xff / uint32(a))
+				}
+				d[0] += uint64(r)
+				d[1] += uint64(g)
+				d[2] += uint64(bl)
+			}
+		default:
+			rowRGB(src, b.Min.Y+y, row)
+			for x, dx := range xmap {
+				p, d := row[3*x:3*x+3:3*x+3], sums[3*dx:3*dx+3:3*dx+3]
+				d[0] += uint64(p[0])
+				d[1] += uint64(p[1])
+				d[2] += uint64(p[2])
+			}
 		}
 		rows++
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"image"
 	"image/color"
 	"image/jpeg"
@@ -66,7 +67,7 @@ func TestProbeImageBoundsTheDecoder(t *testing.T) {
 	}
 	for _, tc := range cases {
 		for _, reducePx := range []int{0, 100 * 75} {
-			t.Run(tc.name, func(t *testing.T) {
+			t.Run(fmt.Sprintf("%s/reduce=%d", tc.name, reducePx), func(t *testing.T) {
 				limits := mtmd.Limits{ReducePixels: reducePx}
 				info, err := mtmd.ProbeImage(tc.data, limits)
 				require.NoError(t, err)
