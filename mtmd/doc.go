@@ -1,7 +1,10 @@
 // Package mtmd is the Go-idiomatic side of llama.cpp's multimodal library:
 // load a vision projector (mmproj) for a llama.Model, decode images in Go
 // (PNG, JPEG, GIF, WebP, BMP, TIFF — memory-safe, with a pixel limit checked
-// from the header before any pixel is decoded), split a prompt with media
+// from the header before any pixel is decoded; ProbeImage tells what
+// decoding will allocate, a MemoryBudget bounds the decodes running at once,
+// and Limits.ReducePixels scales a picture down to what the projector uses
+// as it is decoded), split a prompt with media
 // markers into text and image chunks, encode images into embeddings, and
 // evaluate the chunks into a llama.Context. An ImageCache keeps prepared
 // images (their chunks and embeddings) so that a known image is neither

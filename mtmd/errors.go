@@ -20,6 +20,9 @@ var (
 	ErrProjectorMismatch = gguf.ErrProjectorMismatch
 	// ErrImageTooLarge: the image has more pixels (or bytes) than allowed.
 	ErrImageTooLarge = errors.New("mtmd: image too large")
+	// ErrBudgetBusy: an image waited for its bytes of a MemoryBudget until
+	// its context's deadline (other decodes held them); retry later.
+	ErrBudgetBusy = errors.New("mtmd: image memory budget busy")
 	// ErrInvalidImage: the image is empty, truncated or corrupt.
 	ErrInvalidImage = errors.New("mtmd: invalid image")
 	// ErrUnsupportedFormat: the bytes are not an image format vlm decodes.

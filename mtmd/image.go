@@ -1,11 +1,9 @@
 package mtmd
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"image"
 	"image/color"
@@ -36,6 +34,12 @@ type Limits struct {
 	MaxPixels int
 	// MaxBytes is the most encoded bytes read; default DefaultMaxBytes.
 	MaxBytes int64
+	// ReducePixels, if > 0, scales an image with more pixels down to at
+	// most that many as it is decoded (aspect ratio kept, each pixel the
+	// average of its box of source pixels): the full-size picture is never
+	// converted or kept, only read row by row. A projector's ImagePixels
+	// is what it uses of an image; package pipeline reduces to it.
+	ReducePixels int
 }
 
 // Defaults of Limits.
@@ -72,27 +76,11 @@ func DecodeImage(r io.Reader, limits Limits) (*Image, error) {
 // DecodeImageBytes is DecodeImage for bytes in memory.
 func DecodeImageBytes(data []byte, limits Limits) (*Image, error) {
 	limits = limits.withDefaults()
-	if int64(len(data)) > limits.MaxBytes {
-		return nil, fmt.Errorf("image data of %d bytes, limit %d: %w", len(data), limits.MaxBytes, ErrImageTooLarge)
-	}
-	if isAudio(data) {
-		return nil, ErrAudioUnsupported
-	}
-	cfg, format, err := image.DecodeConfig(bytes.NewReader(data))
+	info, err := ProbeImage(data, limits)
 	if err != nil {
-		if errors.Is(err, image.ErrFormat) {
-			return nil, fmt.Errorf("%w (want PNG, JPEG, GIF, WebP, BMP or TIFF)", ErrUnsupportedFormat)
-		}
-		return nil, fmt.Errorf("%w: header: %v", ErrInvalidImage, err)
+		return nil, err
 	}
-	if err := checkSize(cfg.Width, cfg.Height, limits); err != nil {
-		return nil, fmt.Errorf("%s image: %w", format, err)
-	}
-	img, _, err := image.Decode(bytes.NewReader(data))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrInvalidImage, format, err)
-	}
-	return imageFromGo(img, limits) // the caller's limits, not the defaults again
+	return decodeReduced(data, info, limits) // the caller's limits, not the defaults again
 }
 
 // LoadImage reads and decodes the image file at path (see DecodeImage).
@@ -133,6 +121,15 @@ func imageFromGo(img image.Image, limits Limits) (*Image, error) {
 	if err := checkSize(w, h, limits); err != nil {
 		return nil, err
 	}
+	switch img.(type) {
+	case *image.Gray, *image.NRGBA, *image.RGBA:
+	default:
+		// Everything else (YCbCr, paletted, 16-bit, CMYK) goes through an
+		// NRGBA copy.
+		n := image.NewNRGBA(image.Rect(0, 0, w, h))
+		draw.Draw(n, n.Bounds(), img, b.Min, draw.Src)
+		return imageFromGo(n, limits)
+	}
 	rgb := make([]byte, w*h*3)
 	switch src := img.(type) {
 	case *image.Gray:
@@ -165,12 +162,6 @@ func imageFromGo(img image.Image, limits Limits) (*Image, error) {
 				dst[x*3], dst[x*3+1], dst[x*3+2] = r, g, bl
 			}
 		}
-	default:
-		// Everything else (YCbCr, paletted, gray, 16-bit, CMYK) goes
-		// through an NRGBA copy.
-		n := image.NewNRGBA(image.Rect(0, 0, w, h))
-		draw.Draw(n, n.Bounds(), img, b.Min, draw.Src)
-		return imageFromGo(n, limits)
 	}
 	return newImage(w, h, rgb), nil
 }

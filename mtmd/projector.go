@@ -45,6 +45,7 @@ type Projector struct {
 	marker  string
 	nEmbd   int         // the model's input embedding width
 	threads int         // the encoder's threads
+	maxTok  int         // Options.ImageMaxTokens
 	id      uint64      // distinct for every loaded projector (ImageCache keys)
 	mu      sync.Mutex  // serialises native calls and Close
 	closed  atomic.Bool // set by Close before it frees: checked without mu
@@ -119,7 +120,7 @@ func Load(ctx context.Context, path string, model *llama.Model, opts Options) (*
 		}
 		return nil, err
 	}
-	p := &Projector{model: model, info: info, path: path, marker: marker, c: c, nEmbd: minfo.NEmbdInput, id: projectorIDs.Add(1), threads: opts.Threads}
+	p := &Projector{model: model, info: info, path: path, marker: marker, c: c, nEmbd: minfo.NEmbdInput, id: projectorIDs.Add(1), threads: opts.Threads, maxTok: opts.ImageMaxTokens}
 	p.cleanup = runtime.AddCleanup(p, func(c *vlm.MtmdContext) { c.Free(); llamaaccess.Release(model) }, c)
 	return p, nil
 }

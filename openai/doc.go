@@ -15,8 +15,10 @@
 // audio) get a 400 that names them. Errors come in OpenAI's shape
 // {"error": {"message", "type", "param", "code"}}: 400 for a bad request,
 // image or a prompt too long (code context_length_exceeded), 401 for a
-// missing or wrong key, 413 for a body too large, 429 when the engine's
-// queue is full, 503 while draining; a client that disconnects frees its
+// missing or wrong key, 413 for a body too large or images that need more
+// memory to decode than a request may take (code image_too_large, naming
+// the figures), 429 when the engine's queue is full or images waited for the
+// process's image memory until the request's deadline, 503 while draining; a client that disconnects frees its
 // sequence at once (499 in the metrics).
 //
 // GET /v1/models, /healthz, /readyz and /metrics (Prometheus: requests by

@@ -48,12 +48,15 @@ func mapError(err error) *apiError {
 	case errors.Is(err, pipeline.ErrOverloaded):
 		e.status, e.Type, e.Code = 429, "rate_limit_error", "overloaded"
 		e.Message = "the server is busy (" + err.Error() + "); retry shortly"
+	case errors.Is(err, pipeline.ErrImageMemoryBusy):
+		e.status, e.Type, e.Code = 429, "rate_limit_error", "overloaded"
+		e.Message = "the server is busy decoding other images (" + err.Error() + "); retry shortly"
 	case errors.Is(err, pipeline.ErrClosed):
 		e.status, e.Code = 503, "shutting_down"
 	case errors.Is(err, llama.ErrPromptTooLong):
 		e.status, e.Type, e.Code, e.Param = 400, "invalid_request_error", "context_length_exceeded", "messages"
-	case errors.Is(err, mtmd.ErrImageTooLarge):
-		e.status, e.Type, e.Code, e.Param = 400, "invalid_request_error", "image_too_large", "messages"
+	case errors.Is(err, pipeline.ErrImageTooLarge):
+		e.status, e.Type, e.Code, e.Param = 413, "invalid_request_error", "image_too_large", "messages"
 	case errors.Is(err, mtmd.ErrInvalidImage), errors.Is(err, mtmd.ErrUnsupportedFormat), errors.Is(err, mtmd.ErrAudioUnsupported):
 		e.status, e.Type, e.Code, e.Param = 400, "invalid_request_error", "invalid_image", "messages"
 	case errors.Is(err, pipeline.ErrInvalidInput), errors.Is(err, pipeline.ErrInvalidOptions),

@@ -294,7 +294,7 @@ func TestMalformedRequests(t *testing.T) {
 		{"data url without comma", img(`data:image/png;base64`), testKey, 400, "comma"},
 		{"non-image bytes", img(`data:image/png;base64,` + base64.StdEncoding.EncodeToString([]byte("hello, not a picture at all"))), testKey, 400, "image"},
 		{"truncated PNG", img(truncatedPNG(t)), testKey, 400, "image"},
-		{"20000x20000 header", img(hugeHeaderPNG()), testKey, 400, "too large"},
+		{"20000x20000 header", img(hugeHeaderPNG()), testKey, 413, "too large"},
 		{"remote image off", img(`https://example.com/cat.png`), testKey, 400, "remote images are off"},
 		{"ftp url", img(`ftp://example.com/cat.png`), testKey, 400, "data: URL"},
 		{"too many images", msg(`[` + strings.Repeat(`{"type":"image_url","image_url":{"url":"`+pngDataURL(t, 8, 8, 1)+`"}},`, 4) + `{"type":"text","text":"x"}]`), testKey, 400, "more than 3 images"},

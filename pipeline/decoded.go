@@ -25,30 +25,27 @@ func newDecodedCache(max int64) *decodedCache {
 	return &decodedCache{images: lru.New[[sha256.Size]byte, *mtmd.Image](max)}
 }
 
-// decode returns the image data decodes to, from the cache when the same
-// bytes were decoded before. limits are the pipeline's (fixed), so bytes
-// accepted once are accepted again.
-func (c *decodedCache) decode(data []byte, limits mtmd.Limits) (*mtmd.Image, error) {
+// get returns the image the bytes with hash key decoded to, if cached.
+func (c *decodedCache) get(key [sha256.Size]byte) (*mtmd.Image, bool) {
 	if c == nil {
-		return mtmd.DecodeImageBytes(data, limits)
+		return nil, false
 	}
-	key := sha256.Sum256(data)
 	c.mu.Lock()
-	img, ok := c.images.Get(key)
-	c.mu.Unlock()
-	if ok {
-		return img, nil
-	}
-	img, err := mtmd.DecodeImageBytes(data, limits)
-	if err != nil {
-		return nil, err
+	defer c.mu.Unlock()
+	return c.images.Get(key)
+}
+
+// put remembers that the bytes with hash key decoded to img. limits are
+// the pipeline's (fixed), so bytes accepted once are accepted again.
+func (c *decodedCache) put(key [sha256.Size]byte, img *mtmd.Image) {
+	if c == nil {
+		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.images.Contains(key) {
 		c.images.Put(key, img, int64(img.Width())*int64(img.Height())*3)
 	}
-	return img, nil
 }
 
 // readImageFile reads an encoded image file, at most limits' bytes.

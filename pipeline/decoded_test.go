@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bytes"
+	"context"
 	"image"
 	"image/color"
 	"image/png"
@@ -24,6 +25,20 @@ func encodedPicture(t *testing.T, n int, shade uint8) []byte {
 	var buf bytes.Buffer
 	require.NoError(t, png.Encode(&buf, img))
 	return buf.Bytes()
+}
+
+// decode is the cache's use by a request of one image of bytes.
+func (c *decodedCache) decode(data []byte, limits mtmd.Limits) (*mtmd.Image, error) {
+	return loadOne(ImageBytes(data), limits, c)
+}
+
+// loadOne loads one image as a request with no budget does.
+func loadOne(im Image, limits mtmd.Limits, cache *decodedCache) (*mtmd.Image, error) {
+	imgs, err := imageLoader{limits: limits, cache: cache}.load(context.Background(), []Image{im})
+	if err != nil {
+		return nil, err
+	}
+	return imgs[0], nil
 }
 
 func TestDecodedCache(t *testing.T) {
@@ -58,14 +73,14 @@ func TestImageFileChangedOnDisk(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "pic.png")
 	cache := newDecodedCache(1 << 20)
 	require.NoError(t, os.WriteFile(path, encodedPicture(t, 8, 1), 0o644))
-	i1, err := ImageFile(path).load(mtmd.Limits{}, cache)
+	i1, err := loadOne(ImageFile(path), mtmd.Limits{}, cache)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(path, encodedPicture(t, 8, 9), 0o644))
-	i2, err := ImageFile(path).load(mtmd.Limits{}, cache)
+	i2, err := loadOne(ImageFile(path), mtmd.Limits{}, cache)
 	require.NoError(t, err)
 	assert.NotEqual(t, i1.ID(), i2.ID())
-	_, err = ImageFile(path).load(mtmd.Limits{MaxBytes: 10}, cache)
+	_, err = loadOne(ImageFile(path), mtmd.Limits{MaxBytes: 10}, cache)
 	assert.ErrorIs(t, err, mtmd.ErrImageTooLarge)
-	_, err = ImageFile(filepath.Join(t.TempDir(), "missing.png")).load(mtmd.Limits{}, cache)
+	_, err = loadOne(ImageFile(filepath.Join(t.TempDir(), "missing.png")), mtmd.Limits{}, cache)
 	assert.ErrorIs(t, err, os.ErrNotExist)
 }

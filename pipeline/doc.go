@@ -23,6 +23,17 @@
 // KV prefix still in the context only the new question is evaluated.
 // Stats.ImageCacheHits/Misses and Pipeline.ImageCacheStats count it.
 //
+// Images sent as files or bytes are decoded within bounded memory: each
+// image's decode cost is read from its header first (what Go's decoder
+// allocates: 4 bytes a pixel for an 8-bit PNG, 8 for 16-bit, …); a
+// request's images over Options.MaxImageBytes fail at once with an
+// *mtmd.ImageMemoryError (ErrImageTooLarge), the others decode one at a
+// time, each taking its bytes from the process's image memory
+// (Options.ImageMemory; waiting past the request's deadline fails with
+// ErrImageMemoryBusy), and each is reduced to what the projector uses
+// (Projector.ImagePixels) before the next, so a 49-megapixel picture is
+// kept as one of a few megapixels.
+//
 // Prompts are laid out with the model's own Jinja chat template (package
 // template), each image at its place.
 package pipeline

@@ -1,6 +1,8 @@
 package pipeline
 
 import (
+	"context"
+	"crypto/sha256"
 	"fmt"
 	"image"
 
@@ -30,26 +32,116 @@ func ImageOf(img image.Image) Image { return Image{img: img} }
 // ImageDecoded is an image decoded by package mtmd.
 func ImageDecoded(img *mtmd.Image) Image { return Image{decoded: img} }
 
-func (im Image) load(limits mtmd.Limits, cache *decodedCache) (*mtmd.Image, error) {
-	switch {
-	case im.decoded != nil:
-		return im.decoded, nil
-	case im.img != nil:
-		return mtmd.ImageFromGo(im.img)
-	case im.data != nil:
-		return cache.decode(im.data, limits)
-	case im.path != "":
-		data, err := readImageFile(im.path, limits)
-		if err != nil {
-			return nil, err
-		}
-		img, err := cache.decode(data, limits)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", im.path, err)
-		}
-		return img, nil
+// pendingImage is an image of a request to decode from encoded bytes.
+type pendingImage struct {
+	i    int    // its index in the request
+	path string // its file, for errors; empty for bytes
+	data []byte
+	key  [sha256.Size]byte // hash of data, when the pipeline caches decoded images
+	info mtmd.ImageInfo
+}
+
+// named prefixes err with the image's file, if it has one.
+func (pi *pendingImage) named(err error) error {
+	if pi.path == "" {
+		return err
 	}
-	return nil, fmt.Errorf("empty pipeline.Image: %w", mtmd.ErrInvalidImage)
+	return fmt.Errorf("%s: %w", pi.path, err)
+}
+
+// loadImages decodes a request's images within the pipeline's image
+// memory. The headers come first (nothing is decoded yet): the largest
+// image's decoding plus all the images once reduced must fit in
+// Options.MaxImageBytes, else the request fails with an
+// *mtmd.ImageMemoryError. Then the images decode one at a time, each
+// taking its decode bytes from the image memory budget (waiting for them
+// within ctx) and reduced to what the projector uses before the next.
+func (p *Pipeline) loadImages(ctx context.Context, imgs []Image) ([]*mtmd.Image, error) {
+	return imageLoader{limits: p.limits, cache: p.decoded, budget: p.budget, maxBytes: p.maxImageBytes}.load(ctx, imgs)
+}
+
+// imageLoader is what decoding a request's images takes: limits (with
+// ReducePixels set), the decoded-image cache and the budget (nil: none),
+// and the request's bound (0: none).
+type imageLoader struct {
+	limits   mtmd.Limits
+	cache    *decodedCache
+	budget   *mtmd.MemoryBudget
+	maxBytes int64
+}
+
+func (l imageLoader) load(ctx context.Context, imgs []Image) ([]*mtmd.Image, error) {
+	out := make([]*mtmd.Image, len(imgs))
+	wrap := func(i int, err error) error {
+		return fmt.Errorf("pipeline: image %d of %d: %w", i+1, len(imgs), err)
+	}
+	var pending []pendingImage
+	var kept int64 // bytes of the request's images once decoded and reduced
+	for i, im := range imgs {
+		switch {
+		case im.decoded != nil:
+			out[i] = im.decoded
+		case im.img != nil:
+			d, err := mtmd.ImageFromGo(im.img)
+			if err != nil {
+				return nil, wrap(i, err)
+			}
+			out[i] = d
+		case im.data != nil || im.path != "":
+			pi := pendingImage{i: i, path: im.path, data: im.data}
+			if pi.data == nil {
+				var err error
+				if pi.data, err = readImageFile(im.path, l.limits); err != nil {
+					return nil, wrap(i, err)
+				}
+			}
+			if l.cache != nil {
+				pi.key = sha256.Sum256(pi.data)
+				if d, ok := l.cache.get(pi.key); ok {
+					out[i] = d
+					kept += 3 * int64(d.Width()) * int64(d.Height())
+					continue
+				}
+			}
+			info, err := mtmd.ProbeImage(pi.data, l.limits)
+			if err != nil {
+				return nil, wrap(i, pi.named(err))
+			}
+			pi.info = info
+			kept += info.KeptBytes
+			pending = append(pending, pi)
+		default:
+			return nil, wrap(i, fmt.Errorf("empty pipeline.Image: %w", mtmd.ErrInvalidImage))
+		}
+	}
+	if len(pending) == 0 {
+		return out, nil
+	}
+	largest := pending[0].info
+	for _, pi := range pending[1:] {
+		if pi.info.DecodeBytes > largest.DecodeBytes {
+			largest = pi.info
+		}
+	}
+	if need := largest.DecodeBytes + kept - largest.KeptBytes; l.maxBytes > 0 && need > l.maxBytes {
+		return nil, fmt.Errorf("pipeline: %w", &mtmd.ImageMemoryError{Scope: "request", Images: len(pending), Largest: largest, Bytes: need, Limit: l.maxBytes})
+	}
+	for _, pi := range pending {
+		if err := ctx.Err(); err != nil {
+			return nil, wrap(pi.i, fmt.Errorf("%w (%w)", mtmd.ErrCancelled, err))
+		}
+		if d, ok := l.cache.get(pi.key); ok { // the same bytes earlier in the request
+			out[pi.i] = d
+			continue
+		}
+		d, err := mtmd.DecodeProbed(ctx, pi.data, pi.info, l.limits, l.budget)
+		if err != nil {
+			return nil, wrap(pi.i, pi.named(err))
+		}
+		l.cache.put(pi.key, d)
+		out[pi.i] = d
+	}
+	return out, nil
 }
 
 // Input is one request: images and text, or a whole chat.

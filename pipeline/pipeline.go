@@ -26,6 +26,14 @@ var (
 	ErrClosed = vlm.ErrClosed
 	// ErrOverloaded: Options.MaxWaiting requests are already waiting.
 	ErrOverloaded = engine.ErrOverloaded
+	// ErrImageMemoryBusy: an image waited for its bytes of the image memory
+	// (Options.ImageMemory) until the request's deadline; retry later (a
+	// server answers 429).
+	ErrImageMemoryBusy = mtmd.ErrBudgetBusy
+	// ErrImageTooLarge: an image, or a request's images together, are over
+	// a limit (Options.ImageLimits, Options.MaxImageBytes); the error is an
+	// *mtmd.ImageMemoryError naming the figures when memory is the limit.
+	ErrImageTooLarge = mtmd.ErrImageTooLarge
 )
 
 // Options configure New. The zero value is sensible: every layer on the GPU
@@ -78,8 +86,25 @@ type Options struct {
 	// isolate.ErrCrashed instead of ending the program. The program must
 	// call isolate.Main() first thing in main (and in TestMain).
 	Isolated bool
-	// ImageLimits bound the images decoded from files and bytes.
+	// ImageLimits bound the images decoded from files and bytes. Their
+	// ReducePixels 0 means the projector's ImagePixels: a larger picture is
+	// scaled down to it as it is decoded (-1 keeps every pixel).
 	ImageLimits mtmd.Limits
+	// ImageMemory bounds the bytes that decoding images holds at once,
+	// across all requests: each image's mtmd.ImageInfo.DecodeBytes (what Go's
+	// decoder allocates for it, known from its header before decoding) is
+	// taken from it for the time of the decode, and an image that does not
+	// fit waits until the request's context is done (its deadline: an error
+	// matching ErrImageMemoryBusy). 0 means one budget shared by every
+	// pipeline of the process that leaves it 0, of DefaultImageMemory()
+	// bytes; -1 means no bound.
+	ImageMemory int64
+	// MaxImageBytes bounds one request's images: the largest one's decoding
+	// plus all of them once reduced must fit, else the request fails before
+	// anything is decoded with an *mtmd.ImageMemoryError (ErrImageTooLarge).
+	// 0 means DefaultMaxImageBytes, or ImageMemory when that is less; -1
+	// means no bound but ImageMemory.
+	MaxImageBytes int64
 	// ImageCacheBytes bounds the pipeline's image cache: every image it
 	// has prepared (the chunks mtmd makes of it and the encoder's output)
 	// is kept there, least recently used dropped first, so asking again
@@ -107,6 +132,10 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Parallel == 0 {
 		o.Parallel = 1
 	}
+	if o.ImageMemory < -1 || o.MaxImageBytes < -1 || o.ImageLimits.ReducePixels < -1 {
+		return o, fmt.Errorf("ImageMemory %d, MaxImageBytes %d, ImageLimits.ReducePixels %d (-1: no bound, 0: default): %w",
+			o.ImageMemory, o.MaxImageBytes, o.ImageLimits.ReducePixels, ErrInvalidOptions)
+	}
 	return o, nil
 }
 
@@ -127,6 +156,10 @@ type Pipeline struct {
 	decoded   *decodedCache    // nil when the image cache is off
 	gpu       bool             // the model and projector run on a GPU
 	modelPath string
+
+	limits        mtmd.Limits        // ImageLimits with ReducePixels set
+	budget        *mtmd.MemoryBudget // image memory; nil: no bound
+	maxImageBytes int64              // per request; 0: no bound
 
 	eng *engine.Engine
 
@@ -184,6 +217,7 @@ func New(ctx context.Context, modelPath, projectorPath string, opts Options) (*P
 	if p.proj, err = mtmd.Load(ctx, projectorPath, model, mtmd.Options{NoGPU: !gpu, Threads: encThreads}); err != nil {
 		return nil, err
 	}
+	p.setupImageMemory()
 	if err := p.setupTemplate(); err != nil {
 		return nil, err
 	}

@@ -225,19 +225,6 @@ func (p *Pipeline) neutralise(s string) string {
 	return s
 }
 
-// loadImages decodes the input's images.
-func (p *Pipeline) loadImages(imgs []Image) ([]*mtmd.Image, error) {
-	out := make([]*mtmd.Image, len(imgs))
-	for i, im := range imgs {
-		d, err := im.load(p.opts.ImageLimits, p.decoded)
-		if err != nil {
-			return nil, fmt.Errorf("pipeline: image %d of %d: %w", i+1, len(imgs), err)
-		}
-		out[i] = d
-	}
-	return out, nil
-}
-
 // Stream is an answer being generated; iterate Tokens once, then read
 // Response.
 type Stream struct {
@@ -278,7 +265,7 @@ func (p *Pipeline) Stream(ctx context.Context, in Input, opts GenerateOptions) *
 			yield(llama.GeneratedToken{}, err)
 			return
 		}
-		images, err := p.loadImages(in.Images)
+		images, err := p.loadImages(ctx, in.Images)
 		if err != nil {
 			yield(llama.GeneratedToken{}, err)
 			return

@@ -102,7 +102,7 @@ func (s *Session) Stream(ctx context.Context, in Input, opts GenerateOptions) *S
 			yield(llama.GeneratedToken{}, err)
 			return
 		}
-		images, err := s.p.loadImages(in.Images)
+		images, err := s.p.loadImages(ctx, in.Images)
 		if err != nil {
 			yield(llama.GeneratedToken{}, err)
 			return

@@ -69,6 +69,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	maxConns := fs.Int("max-connections", 1024, "most open connections; beyond, a new one gets 503 and is closed (0: no bound)")
 	shutdown := fs.Duration("shutdown-timeout", 30*time.Second, "time streams in flight get to finish on SIGTERM")
 	debug := fs.Bool("debug", false, "log every request")
+	imageMemory := fs.Int64("image-memory", 0, "bytes that decoding images may hold at once, across requests (0: 1/32 of the memory, 256-512 MiB; -1: no bound); a request over 256 MiB of images (or this) gets 413, one waiting past its timeout 429")
 	isolated := fs.Bool("isolated", false, "try the model and projector in a child process first: a file that would crash llama.cpp is refused instead")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -104,7 +105,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	}
 	p, err := pipeline.New(ctx, *model, *mmproj, pipeline.Options{
 		Parallel: *parallel, ContextSize: *ctxSize, Threads: *threads, GPULayers: max(*ngl, -1), NoGPU: *ngl == 0, MaxWaiting: *maxWaiting,
-		Isolated: *isolated,
+		Isolated: *isolated, ImageMemory: *imageMemory,
 	})
 	if err != nil {
 		log.Error("loading the model", "err", err)
