@@ -5,10 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/vlm-go/vlm/llama"
 )
+
+// stallHook, set by tests, runs on the scheduler's goroutine when it finds
+// a stream's buffer full, before it marks the stream stalled.
+var stallHook atomic.Pointer[func()]
 
 // schedule is the engine's goroutine: it admits waiting requests, steps
 // the active ones and ends them, until Close.
@@ -248,6 +253,9 @@ func (e *Engine) step() bool {
 	for _, r := range e.active {
 		r.row, r.pending = -1, 0
 		if len(r.events) == cap(r.events) {
+			if h := stallHook.Load(); h != nil {
+				(*h)()
+			}
 			r.stalled.Store(true) // the reader wakes the scheduler
 			continue
 		}
