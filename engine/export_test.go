@@ -6,3 +6,12 @@ func SetStallHook(f func()) (restore func()) {
 	stallHook.Store(&f)
 	return func() { stallHook.Store(nil) }
 }
+
+// DrainWake takes a wake-up left pending for the scheduler, if any, so
+// that the next one it waits for has to come from someone else.
+func DrainWake(e *Engine) {
+	select {
+	case <-e.wake:
+	default:
+	}
+}
