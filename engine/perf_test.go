@@ -7,4 +7,4 @@ import (
 
 // enginePerf reads the engine's performance counters the way its API
 // offers.
-func enginePerf(e *engine.Engine) (llama.Perf, error) { return e.Context().Perf() }
+func enginePerf(e *engine.Engine) (llama.Perf, error) { return e.Perf() }

@@ -51,7 +51,7 @@ func TestSessionCallsInsideStreamLoop(t *testing.T) {
 			}()
 			select {
 			case <-done:
-			case <-time.After(30 * time.Second):
+			case <-time.After(15 * time.Second):
 				t.Fatalf("%s inside the loop over the session's stream deadlocked", tc.name)
 			}
 			assert.Len(t, s.History(), tc.history)
