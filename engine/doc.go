@@ -18,7 +18,8 @@
 // back as a Stream of tokens. A slow reader stalls only its own sequence
 // (each stream has a bounded buffer); cancelling a request's context
 // removes its sequence between steps; Close ends every waiter with
-// ErrClosed.
+// ErrClosed, Shutdown answers them first and refuses new ones
+// (ErrShuttingDown). Perf reads llama.cpp's counters between steps.
 //
 // Admission: a request waits for a free sequence and room in the KV cache
 // (a bounded queue; beyond it Submit returns ErrOverloaded, which a server

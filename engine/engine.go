@@ -28,6 +28,10 @@ var (
 	ErrInvalidOptions = errors.New("engine: invalid options")
 	// ErrClosed: the engine was closed (before or while the request ran).
 	ErrClosed = vlm.ErrClosed
+	// ErrShuttingDown: Shutdown was called; the engine answers the
+	// requests it has and takes no more (a server answers 503). It wraps
+	// ErrClosed.
+	ErrShuttingDown = fmt.Errorf("engine: shutting down: %w", ErrClosed)
 )
 
 // Options configure New. The zero value is one sequence of 4096 positions.
@@ -118,9 +122,17 @@ type Engine struct {
 	encDone chan struct{} // closed when the encoder has ended
 	enc     encoder
 
-	mu      sync.Mutex
-	closed  bool
-	waiting []*request // submitted, not yet admitted (guarded by mu)
+	mu       sync.Mutex
+	closed   bool
+	draining bool       // Shutdown was called: Submit refuses
+	waiting  []*request // submitted, not yet admitted (guarded by mu)
+
+	drained   chan struct{} // closed by the scheduler once draining and nothing is left
+	drainOnce sync.Once
+
+	// xmu is held by the scheduler while it uses the context (each turn
+	// of its loop, not while it waits) and by Perf.
+	xmu sync.Mutex
 
 	// Scheduler state (its goroutine only).
 	slots    []*slot
@@ -162,7 +174,7 @@ func New(model *llama.Model, proj *mtmd.Projector, opts Options) (*Engine, error
 	}
 	e := &Engine{
 		opts: opts, model: model, proj: proj, x: x, batch: b,
-		wake: make(chan struct{}, 1), done: make(chan struct{}), encDone: make(chan struct{}),
+		wake: make(chan struct{}, 1), done: make(chan struct{}), encDone: make(chan struct{}), drained: make(chan struct{}),
 		threads: opts.Threads, nVocab: info.NVocab,
 	}
 	if proj != nil {
@@ -181,13 +193,48 @@ func New(model *llama.Model, proj *mtmd.Projector, opts Options) (*Engine, error
 // Options returns the options the engine was made with, defaults filled in.
 func (e *Engine) Options() Options { return e.opts }
 
-// Context returns the engine's llama context, for reading its options and
-// performance counters; only the engine's goroutine may decode with it.
-func (e *Engine) Context() *llama.Context { return e.x }
+// Perf returns the performance counters of the engine's context:
+// llama.cpp's time and tokens in prompt batches (a batch of more than one
+// token, which is most steps when several sequences decode) and in
+// single-token steps. It waits for the step being decoded, if any.
+func (e *Engine) Perf() (llama.Perf, error) {
+	e.xmu.Lock()
+	defer e.xmu.Unlock()
+	return e.x.Perf()
+}
 
-// Close ends every request (their streams end with ErrClosed), stops the
-// engine's goroutines and frees its context (idempotent). It does not close
-// the model or the projector.
+// Shutdown stops the engine gracefully: Submit refuses new requests with
+// ErrShuttingDown at once, the requests already submitted (running or
+// waiting for a sequence) are answered, and then the engine is closed.
+// If ctx ends first, the requests left end as with Close (ErrClosed) and
+// Shutdown returns ctx's error. It may be called more than once and
+// with Close; after Close it returns nil.
+func (e *Engine) Shutdown(ctx context.Context) error {
+	e.mu.Lock()
+	closed := e.closed
+	e.draining = true
+	e.mu.Unlock()
+	if closed {
+		return e.Close()
+	}
+	e.wakeUp()
+	var err error
+	select {
+	case <-e.drained:
+	case <-e.done: // closed meanwhile
+	case <-ctx.Done():
+		err = fmt.Errorf("engine: shutdown: %w", context.Cause(ctx))
+	}
+	if cerr := e.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Close ends every request at once (their streams end with ErrClosed;
+// Shutdown lets them finish first), stops the engine's goroutines and
+// frees its context (idempotent). It does not close the model or the
+// projector.
 func (e *Engine) Close() error {
 	e.mu.Lock()
 	if e.closed {
@@ -315,13 +362,29 @@ type Stream struct {
 
 // Tokens yields the answer's tokens as they are generated; an error (the
 // request failed or was cancelled) ends it. Breaking out of the loop
-// cancels the request.
+// cancels the request; its Result is then what the loop took, with
+// StopBreak (unless it had failed).
 func (s *Stream) Tokens() iter.Seq2[llama.GeneratedToken, error] {
 	return func(yield func(llama.GeneratedToken, error) bool) {
 		r := s.r
+		reading := r.startReading()
+		complete := false // the loop saw the stream's end
+		var took *taken   // what the reader took, when it broke out
+		defer func() {
+			if !complete && took == nil {
+				r.cancel(errBreak) // yield panicked: nobody reads any more
+			}
+			if reading {
+				r.stopReading(took)
+			}
+		}()
 		delivered := 0
 		var text strings.Builder
 		for ev := range r.events {
+			// Take the event, then look for a stall mark: the scheduler
+			// marks, then looks at unread again (step), so one of the two
+			// sees the other and the scheduler is never left asleep.
+			r.unread.Add(-1)
 			if r.stalled.Load() {
 				r.e.wakeUp()
 			}
@@ -339,23 +402,23 @@ func (s *Stream) Tokens() iter.Seq2[llama.GeneratedToken, error] {
 			}
 			if !yield(ev.tok, nil) {
 				r.cancel(errBreak)
-				for range r.events { // wait for the end, so Result is final
+				for range r.events { // wait for the end: res is then written
 				}
-				// The result is what the reader took.
 				if ev.tok.ID >= 0 {
 					delivered++
 				}
-				if r.res.Err == nil {
-					r.res.Reason = llama.StopBreak
-					r.res.Tokens = r.res.Tokens[:min(delivered, len(r.res.Tokens))]
-					r.res.Text = text.String() + ev.tok.Text
-				}
+				took = &taken{tokens: delivered, text: text.String() + ev.tok.Text}
 				return
 			}
 			if ev.tok.ID >= 0 {
 				delivered++
 			}
 			text.WriteString(ev.tok.Text)
+		}
+		complete = true
+		if reading {
+			r.stopReading(nil) // the result is final: Done closes before the last yields
+			reading = false
 		}
 		if r.tail != nil && !yield(*r.tail, nil) {
 			return
@@ -388,19 +451,22 @@ func (s *Stream) Wait() Result {
 	return s.Result()
 }
 
-// Result returns the request's result; final once Tokens has ended (or
-// Done is closed).
+// Result returns the request's result once Done is closed (and a zero
+// Result with Sequence -1 before); it does not change after that.
 func (s *Stream) Result() Result {
 	select {
-	case <-s.r.finished:
+	case <-s.r.done:
 		return s.r.res
 	default:
 		return Result{Sequence: -1, GenerateResult: llama.GenerateResult{Reason: ""}}
 	}
 }
 
-// Done is closed when the request has ended.
-func (s *Stream) Done() <-chan struct{} { return s.r.finished }
+// Done is closed when the request has ended and, if a loop over Tokens is
+// running, that loop has ended too (a loop that breaks out sets the
+// result); Result is final from then on. Tokens closes it before its loop
+// returns.
+func (s *Stream) Done() <-chan struct{} { return s.r.done }
 
 // Cancel stops the request; its stream ends with an error wrapping
 // llama.ErrCancelled.

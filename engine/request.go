@@ -65,9 +65,19 @@ type request struct {
 	genOpts   llama.GenerateOptions
 	progress  func(done, total int)
 	events    chan event
-	finished  chan struct{} // closed (after events) when res is final
+	unread    atomic.Int32  // events sent and not yet taken by the reader
+	finished  chan struct{} // closed (before events) when the scheduler is done with res
 	stalled   atomic.Bool   // the scheduler skipped it for a full buffer
 	submitted time.Time
+
+	// The public end: done is closed when res is final, which is when the
+	// scheduler has finished the request and no loop over Stream.Tokens
+	// is running (a reader that breaks out sets res to what it took).
+	resMu      sync.Mutex
+	done       chan struct{}
+	reading    bool // a loop over Tokens is running
+	ended      bool // the scheduler has finished the request
+	doneClosed bool
 
 	// Written by the encoder, read by the scheduler, under embMu.
 	embMu      sync.Mutex
@@ -102,6 +112,66 @@ func (r *request) release() {
 	}
 }
 
+// send delivers ev to the reader; there is room (the scheduler skips a
+// request whose buffer is full, and sends at most one event per step).
+func (r *request) send(ev event) {
+	r.unread.Add(1)
+	r.events <- ev
+}
+
+// startReading records a loop over Tokens; false when res is already
+// final (or another loop runs): that loop then leaves res alone.
+func (r *request) startReading() bool {
+	r.resMu.Lock()
+	defer r.resMu.Unlock()
+	if r.doneClosed || r.reading {
+		return false
+	}
+	r.reading = true
+	return true
+}
+
+// taken is what a reader that broke out of Tokens took.
+type taken struct {
+	tokens int
+	text   string
+}
+
+// stopReading ends a loop over Tokens. took is what a reader that broke
+// out took, after the request has ended: an answer (no error) becomes
+// that, with StopBreak. Done is closed once the request has ended.
+func (r *request) stopReading(took *taken) {
+	r.resMu.Lock()
+	defer r.resMu.Unlock()
+	r.reading = false
+	if took != nil && r.res.Err == nil {
+		r.res.Reason = llama.StopBreak
+		r.res.Tokens = r.res.Tokens[:min(took.tokens, len(r.res.Tokens))]
+		r.res.Text = took.text
+	}
+	if r.ended {
+		r.closeDone()
+	}
+}
+
+// markEnded records that the scheduler has finished the request; Done is
+// closed unless a loop over Tokens runs (that loop closes it when it ends).
+func (r *request) markEnded() {
+	r.resMu.Lock()
+	defer r.resMu.Unlock()
+	r.ended = true
+	if !r.reading {
+		r.closeDone()
+	}
+}
+
+func (r *request) closeDone() {
+	if !r.doneClosed {
+		r.doneClosed = true
+		close(r.done)
+	}
+}
+
 // cancel cancels the request with cause and wakes the scheduler.
 func (r *request) cancel(cause error) {
 	r.cancelCtx(cause)
@@ -109,10 +179,11 @@ func (r *request) cancel(cause error) {
 }
 
 // Submit queues a request and returns its stream. Errors it can tell at
-// once come back here: ErrClosed, ErrOverloaded, a prompt that can never
-// fit (llama.ErrPromptTooLong), an invalid request or sampler; later ones
-// (a failed decode, a cancellation) end the stream. ctx cancels the
-// request, waiting or running.
+// once come back here: ErrClosed (ErrShuttingDown after Shutdown),
+// ErrOverloaded, a prompt that can never fit (llama.ErrPromptTooLong), an
+// invalid request or sampler; later ones (a failed decode, a
+// cancellation) end the stream. ctx cancels the request, waiting or
+// running.
 func (e *Engine) Submit(ctx context.Context, req Request) (*Stream, error) {
 	r, err := e.newRequest(ctx, req)
 	if err != nil {
@@ -125,6 +196,8 @@ func (e *Engine) Submit(ctx context.Context, req Request) (*Stream, error) {
 	switch {
 	case e.closed:
 		err = ErrClosed
+	case e.draining:
+		err = ErrShuttingDown
 	case e.opts.MaxWaiting >= 0 && len(e.waiting)+int(e.counters.waiting.Load()) >= e.opts.MaxWaiting:
 		e.counters.overloaded.Add(1)
 		err = fmt.Errorf("%d requests are waiting for one of %d sequences: %w", e.opts.MaxWaiting, e.opts.Sequences, ErrOverloaded)
@@ -241,6 +314,7 @@ func (e *Engine) newRequest(ctx context.Context, req Request) (*request, error) 
 	r.genOpts = llama.GenerateOptions{MaxTokens: req.MaxTokens, Stop: req.Stop, Special: req.Special}
 	r.events = make(chan event, e.opts.StreamBuffer)
 	r.finished = make(chan struct{})
+	r.done = make(chan struct{})
 	r.embd = make([][]float32, len(r.list))
 	r.ctx, r.cancelCtx = context.WithCancelCause(ctx)
 	r.stopWake = context.AfterFunc(r.ctx, e.wakeUp)

@@ -5,10 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/vlm-go/vlm/llama"
 )
+
+// stallHook, set by tests, runs on the scheduler's goroutine when it finds
+// a stream's buffer full, before it marks the stream stalled.
+var stallHook atomic.Pointer[func()]
 
 // schedule is the engine's goroutine: it admits waiting requests, steps
 // the active ones and ends them, until Close.
@@ -16,7 +21,7 @@ func (e *Engine) schedule() {
 	defer close(e.done)
 	for {
 		e.mu.Lock()
-		closed := e.closed
+		closed, draining := e.closed, e.draining
 		e.queue = append(e.queue, e.waiting...)
 		clear(e.waiting)
 		e.waiting = e.waiting[:0]
@@ -25,21 +30,31 @@ func (e *Engine) schedule() {
 			e.shutdown()
 			return
 		}
+		// xmu: Perf reads the context between steps.
+		e.xmu.Lock()
 		e.dropCancelled()
 		e.admit()
 		e.counters.waiting.Store(int32(len(e.queue)))
 		e.counters.active.Store(int32(len(e.active)))
+		worked := e.step()
+		e.compact()
 		e.countCells()
-		if !e.step() {
+		e.xmu.Unlock()
+		if draining && len(e.queue) == 0 && len(e.active) == 0 {
+			e.drainOnce.Do(func() { close(e.drained) })
+		}
+		if !worked {
 			<-e.wake
 		}
-		e.compact()
 	}
 }
 
-// countCells publishes the KV cells reserved by running requests and kept
-// by free sequences (Stats).
+// countCells publishes, after a step, the requests waiting and running and
+// the KV cells reserved by running requests and kept by free sequences
+// (Stats): what a step ended is not counted while the scheduler sleeps.
 func (e *Engine) countCells() {
+	e.counters.waiting.Store(int32(len(e.queue)))
+	e.counters.active.Store(int32(len(e.active)))
 	reserved, cached := 0, 0
 	for _, r := range e.active {
 		reserved += r.reserve
@@ -264,9 +279,18 @@ func (e *Engine) step() bool {
 	budget := e.x.Options().NBatch
 	for _, r := range e.active {
 		r.row, r.pending = -1, 0
-		if len(r.events) == cap(r.events) {
-			r.stalled.Store(true) // the reader wakes the scheduler
-			continue
+		if r.unread.Load() >= int32(cap(r.events)) {
+			if h := stallHook.Load(); h != nil {
+				(*h)()
+			}
+			// Mark the stream stalled, then look again: a reader that
+			// took events in between either sees the mark (it takes an
+			// event, then looks at the mark, and wakes the scheduler) or
+			// left room that this second look sees.
+			r.stalled.Store(true)
+			if r.unread.Load() >= int32(cap(r.events)) {
+				continue
+			}
 		}
 		r.stalled.Store(false)
 		if r.state != stateDecoding || budget == 0 {
@@ -367,7 +391,7 @@ func (e *Engine) sample(r *request) {
 			r.firstTok = time.Now()
 			r.res.TimeToFirstToken = r.firstTok.Sub(r.submitted)
 		}
-		r.events <- event{tok: out} // room: checked at the step's start, one event per step
+		r.send(event{tok: out}) // room: checked at the step's start, one event per step
 	}
 	switch {
 	case ended:
@@ -431,7 +455,7 @@ func (e *Engine) imageStep() bool {
 		r.pos = next
 		r.res.EvaluatedTokens += u.n
 		r.imagesDone++
-		r.events <- event{imageDone: r.imagesDone, imageOuts: r.imagesTotal}
+		r.send(event{imageDone: r.imagesDone, imageOuts: r.imagesTotal})
 		return true
 	}
 	return false
@@ -450,10 +474,12 @@ func (e *Engine) evictFree() bool {
 	return any
 }
 
-// decodeFailed handles a failed token batch: nothing of it is in the KV
-// cache. A full cache first costs the free sequences what they hold, then
-// ends the longest running answer (StopCacheFull); other errors fail every
-// request of the batch.
+// decodeFailed handles a failed token batch. What of it the KV cache
+// holds is removed: nothing for a full cache in the pinned llama.cpp (it
+// places every ubatch before it computes any), the ubatches computed
+// before a failed one otherwise. A full cache first costs the free
+// sequences what they hold, then ends the longest running answer
+// (StopCacheFull); other errors fail every request of the batch.
 func (e *Engine) decodeFailed(err error) {
 	if e.runCtx.Err() != nil {
 		return // closing
@@ -462,6 +488,8 @@ func (e *Engine) decodeFailed(err error) {
 	for _, r := range e.active {
 		if !r.over.Load() && (r.row >= 0 || r.pending > 0) {
 			in = append(in, r)
+			// The batch held r's positions from r.pos on.
+			_ = e.x.RemoveTokens(r.seq.id, r.pos, -1)
 		}
 		r.pending, r.row = 0, -1
 	}
@@ -485,7 +513,6 @@ func (e *Engine) decodeFailed(err error) {
 		return
 	}
 	for _, r := range in {
-		_ = e.x.RemoveTokens(r.seq.id, r.pos, -1)
 		e.finish(r, err)
 	}
 }
@@ -523,7 +550,10 @@ func (e *Engine) finish(r *request, err error) {
 	}
 	r.stopWake()
 	r.smp.Close()
-	close(r.finished) // before events: a reader that saw the end finds Result final
+	// Before events: a reader that saw the end finds res written, and
+	// closes Done itself.
+	close(r.finished)
+	r.markEnded()
 	close(r.events)
 	r.cancelCtx(nil)
 	r.release()

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/vlm-go/vlm"
 	"github.com/vlm-go/vlm/gguf"
@@ -66,8 +67,8 @@ func (o LoadOptions) validate() error {
 type Model struct {
 	mu      sync.RWMutex // held for reading by every call, for writing by free
 	c       *vlm.LlamaModel
-	closed  bool // Close was called
-	refs    int  // open children (contexts, projectors)
+	closed  bool         // Close was called
+	refs    atomic.Int32 // open children (contexts, projectors, grammar samplers)
 	path    string
 	file    *gguf.File
 	info    Info // read once at load; immutable
@@ -188,20 +189,26 @@ func (m *Model) acquire() error {
 	if m.closed || m.c == nil {
 		return ErrClosed
 	}
-	m.refs++
+	m.refs.Add(1)
 	return nil
 }
 
-// release undoes one acquire.
+// release undoes one acquire. It takes the model's write lock only when
+// the last child goes (the model may then be freed): a child closed while
+// other goroutines read the model (a long tokenization) does not wait for
+// them, nor stop new readers meanwhile — a grammar sampler is closed on
+// a batching engine's decode loop.
 func (m *Model) release() {
+	if m.refs.Add(-1) > 0 {
+		return
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.refs--
 	m.freeIfUnusedLocked()
 }
 
 func (m *Model) freeIfUnusedLocked() {
-	if m.closed && m.refs <= 0 && m.c != nil {
+	if m.closed && m.refs.Load() <= 0 && m.c != nil {
 		m.cleanup.Stop()
 		m.c.Free()
 		m.c = nil

@@ -34,6 +34,10 @@ var (
 	// a limit (Options.ImageLimits, Options.MaxImageBytes); the error is an
 	// *mtmd.ImageMemoryError naming the figures when memory is the limit.
 	ErrImageTooLarge = mtmd.ErrImageTooLarge
+	// ErrShuttingDown: Shutdown was called; the pipeline answers the
+	// requests it has and takes no more (a server answers 503). It wraps
+	// ErrClosed.
+	ErrShuttingDown = engine.ErrShuttingDown
 )
 
 // Options configure New. The zero value is sensible: every layer on the GPU
@@ -300,6 +304,23 @@ func (p *Pipeline) Close() error {
 		p.model.Close()
 	}
 	return nil
+}
+
+// Shutdown stops the pipeline gracefully: new calls (Run, Stream,
+// RunBatch, session turns) fail with ErrShuttingDown, those already
+// answering run to their end, and then the pipeline is closed as by
+// Close. If ctx ends first, the calls left end with ErrClosed and
+// Shutdown returns ctx's error. Calls that had not reached the engine
+// yet (still decoding their images) fail with ErrShuttingDown.
+func (p *Pipeline) Shutdown(ctx context.Context) error {
+	var err error
+	if p.eng != nil && !p.isClosed() {
+		err = p.eng.Shutdown(ctx)
+	}
+	if cerr := p.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // Model returns the loaded text model.

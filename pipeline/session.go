@@ -49,14 +49,20 @@ type SessionOptions struct {
 //
 // A turn that fails — the prompt too long, a bad image, a cancelled ctx —
 // leaves the session as it was; a turn whose caller stopped reading is kept
-// with the text so far. A Session is for one goroutine at a time (calls are
-// serialised).
+// with the text so far. Turns are serialised: a turn started while another
+// runs waits for it (or for its ctx). History, Reset and Close may be
+// called at any time, also in the loop over a turn's stream: History
+// returns the conversation before the running turn, and a turn during
+// which the session was reset or closed is not recorded.
 type Session struct {
-	p       *Pipeline
-	opts    SessionOptions
-	mu      sync.Mutex
+	p    *Pipeline
+	opts SessionOptions
+	turn chan struct{} // holds a token while a turn runs
+
+	mu      sync.Mutex // guards what follows; never held while the caller's loop runs
 	history []template.Message
 	images  []*mtmd.Image // the images of history's image parts, in order
+	epoch   uint64        // counts Reset and Close calls: a turn records its answer only if unchanged
 	closed  bool
 }
 
@@ -72,7 +78,7 @@ func (p *Pipeline) NewSession(opts SessionOptions) (*Session, error) {
 	if opts.History != KeepHistory && opts.History != DropOldestTurns {
 		return nil, fmt.Errorf("SessionOptions.History %d: %w", opts.History, ErrInvalidOptions)
 	}
-	s := &Session{p: p, opts: opts}
+	s := &Session{p: p, opts: opts, turn: make(chan struct{}, 1)}
 	if opts.System != "" {
 		s.history = append(s.history, template.System(template.Text(opts.System)))
 	}
@@ -91,9 +97,19 @@ func (s *Session) Stream(ctx context.Context, in Input, opts GenerateOptions) *S
 	resp := &Response{}
 	return &Stream{resp: resp, seq: func(yield func(llama.GeneratedToken, error) bool) {
 		start := time.Now()
+		select {
+		case s.turn <- struct{}{}:
+			defer func() { <-s.turn }()
+		case <-ctx.Done():
+			yield(llama.GeneratedToken{}, fmt.Errorf("waiting for the session's previous turn: %w (%w)", llama.ErrCancelled, context.Cause(ctx)))
+			return
+		}
+		// The session's lock is held only to read and write its fields:
+		// the caller's loop body (yield) may call History, Reset or Close.
 		s.mu.Lock()
-		defer s.mu.Unlock()
-		if s.closed || s.p.isClosed() {
+		closed, history, histImages, epoch := s.closed, s.history, s.images, s.epoch
+		s.mu.Unlock()
+		if closed || s.p.isClosed() {
 			yield(llama.GeneratedToken{}, ErrClosed)
 			return
 		}
@@ -107,7 +123,6 @@ func (s *Session) Stream(ctx context.Context, in Input, opts GenerateOptions) *S
 			yield(llama.GeneratedToken{}, err)
 			return
 		}
-		history, histImages := s.history, s.images
 		for {
 			all := append(append([]template.Message(nil), history...), msgs...)
 			allImages := append(append([]*mtmd.Image(nil), histImages...), images...)
@@ -128,8 +143,12 @@ func (s *Session) Stream(ctx context.Context, in Input, opts GenerateOptions) *S
 			if err != nil {
 				return // the session stays as it was
 			}
-			s.history = append(all, template.Assistant(template.Text(s.p.neutralise(resp.answer))))
-			s.images = allImages
+			s.mu.Lock()
+			if s.epoch == epoch {
+				s.history = append(all, template.Assistant(template.Text(s.p.neutralise(resp.answer))))
+				s.images = allImages
+			}
+			s.mu.Unlock()
 			return
 		}
 	}}
@@ -169,11 +188,12 @@ func (s *Session) Reset() error {
 		return ErrClosed
 	}
 	if len(s.history) > 0 && s.history[0].Role == "system" {
-		s.history = s.history[:1]
+		s.history = []template.Message{s.history[0]}
 	} else {
 		s.history = nil
 	}
 	s.images = nil
+	s.epoch++
 	return nil
 }
 
@@ -183,5 +203,6 @@ func (s *Session) Close() error {
 	defer s.mu.Unlock()
 	s.closed = true
 	s.history, s.images = nil, nil
+	s.epoch++
 	return nil
 }
