@@ -151,9 +151,19 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	h.Drain()
 	sctx, cancel := context.WithTimeout(context.Background(), *shutdown)
 	defer cancel()
+	// The pipeline takes no new request and answers those it has; a
+	// second before the server's deadline it ends the rest, so that their
+	// handlers still write the error to their clients.
+	pctx, pcancel := context.WithTimeout(context.Background(), max(*shutdown-time.Second, *shutdown/2))
+	defer pcancel()
+	pdone := make(chan error, 1)
+	go func() { pdone <- p.Shutdown(pctx) }()
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("requests still running at the deadline were cancelled", "err", err)
 		srv.Close()
+	}
+	if err := <-pdone; err != nil {
+		log.Warn("answers still running at the deadline were ended", "err", err)
 	}
 	log.Info("stopped")
 	return 0
