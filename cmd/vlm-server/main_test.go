@@ -106,4 +106,3 @@ func TestIsolatedFlag(t *testing.T) {
 	assert.Equal(t, 1, run(context.Background(), []string{"-isolated", "-model", bad, "-mmproj", bad}, &logs, nil))
 	assert.Contains(t, logs.String(), "failed its trial")
 }
-
