@@ -96,8 +96,9 @@ func ProjectorInfo(f *File) (*Projector, error) {
 // pinned clip.cpp/mtmd abort, crash or fail: the container; the keys
 // clip.cpp reads, with the exact types its getters assert; a known
 // projector type; image_mean/image_std of at least 3 f32; values it divides
-// by; use_gelu and use_silu not both true; and for the types mlp, idefics3
-// and gemma3 the tensors their graphs use, with their shapes. For other
+// by; use_gelu and use_silu not both true; and for the types of
+// FullyValidatedProjectorTypes (mlp, idefics3, gemma3, the Qwen mergers)
+// the tensors their graphs use, with their shapes and types. For other
 // projector types only keys are checked. It returns nil or the problems
 // found, joined (at most 32), each a *ValidationError.
 func ValidateProjector(f *File) error {
@@ -224,7 +225,14 @@ func (c *checker) projectorKeys() *Projector {
 			}
 			p.MergeFactor = scale
 		}
-	case "qwen2vl_merger", "qwen2.5vl_merger", "qwen3vl_merger", "glm4v":
+	case typeQwen2VL, typeQwen25VL, typeQwen3VL:
+		// the graphs merge 2×2 whatever the key says (see qwenKeys)
+		p.MergeFactor = qwenMerge
+		c.qwenKeys(p)
+		if typ == typeQwen25VL && !hasWA {
+			c.add(ErrMissingKey, false, v+"n_wa_pattern", "", "qwen2.5vl_merger needs it")
+		}
+	case "glm4v":
 		p.MergeFactor = 2
 		if hasSpatial {
 			if spatial == 0 {
@@ -232,9 +240,6 @@ func (c *checker) projectorKeys() *Projector {
 				okAll = false
 			}
 			p.MergeFactor = spatial
-		}
-		if typ == "qwen2.5vl_merger" && !hasWA {
-			c.add(ErrMissingKey, false, v+"n_wa_pattern", "", "qwen2.5vl_merger needs it")
 		}
 	case "pixtral", "lightonocr":
 		if hasSpatial && spatial > 0 {
@@ -257,9 +262,14 @@ func (c *checker) projectorKeys() *Projector {
 			okAll = false
 		}
 	}
-	if fl, ok := c.f.Get(v + "feature_layer"); ok {
+	if fl, ok := c.f.Get(v + "feature_layer"); ok && llavaGraph[typ] {
+		// clip_graph_llava runs the encoder up to the deepest feature
+		// layer: one past the block count indexes past model.layers
+		// (SIGSEGV). Negative layers are never matched and so ignored
+		// (the graph then runs as without the key), and the other
+		// graphs do not read the key.
 		for _, x := range int32s(fl.Value) {
-			if x < 0 || uint32(x) > p.BlockCount {
+			if x >= 0 && uint32(x) > p.BlockCount {
 				c.add(ErrBadValue, true, v+"feature_layer", "", "layer %d of a %d-layer encoder", x, p.BlockCount)
 				okAll = false
 				break
@@ -303,7 +313,7 @@ func (c *checker) projectorKeys() *Projector {
 		p.TokensPerImage = n / (m * m)
 	case "internvl", "llama4":
 		p.TokensPerImage = n / (m * m)
-	case "qwen2vl_merger", "qwen2.5vl_merger", "qwen3vl_merger", "glm4v":
+	case typeQwen2VL, typeQwen25VL, typeQwen3VL, "glm4v":
 		s := int(p.ImageSize / (2 * p.PatchSize))
 		p.TokensPerImage = s * s
 	}
@@ -317,6 +327,10 @@ const (
 	maxPinpoints = 64   // image_grid_pinpoints resolutions
 	maxGridTiles = 256  // tiles one grid resolution cuts an image into
 )
+
+// llavaGraph are the projector types clip.cpp builds with clip_graph_llava,
+// the one graph that reads clip.vision.feature_layer.
+var llavaGraph = map[string]bool{"mlp": true, "mlp_norm": true, "ldp": true, "ldpv2": true, "glm_edge": true}
 
 // int32s returns an i32 or u32 array as int32s.
 func int32s(v any) []int32 {
@@ -334,7 +348,7 @@ func int32s(v any) []int32 {
 }
 
 // projectorTensors checks the tensors of the vision tower and projector for
-// mlp, idefics3 and gemma3, and derives OutputEmbd.
+// the fully validated types, and derives OutputEmbd.
 func (c *checker) projectorTensors(p *Projector) {
 	if p.Type == "mlp_norm" {
 		if t, ok := c.f.Tensor("mm.3.bias"); ok {
@@ -343,6 +357,10 @@ func (c *checker) projectorTensors(p *Projector) {
 		return
 	}
 	if !slices.Contains(fullyValidatedProjectors, p.Type) {
+		return
+	}
+	if isQwenProjector(p.Type) {
+		c.qwenTensors(p)
 		return
 	}
 	ve := uint64(p.EmbeddingLength)

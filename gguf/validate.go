@@ -217,13 +217,15 @@ func ValidateModel(f *File) error {
 	if graphNeedsQKVBias[arch] && hp.ok {
 		// Optional at load, added unconditionally by the graph: a missing
 		// bias is a null tensor there (SIGSEGV at context creation).
+		// One report for the first missing bias is enough (a file
+		// without them usually lacks all of them).
+	layers:
 		for i := range int(hp.nLayer) {
 			for _, n := range []string{"attn_q", "attn_k", "attn_v"} {
 				name := fmt.Sprintf("blk.%d.%s.bias", i, n)
 				if _, ok := c.f.Tensor(name); !ok {
 					c.add(ErrMissingTensor, true, "", name, "the %s graph adds it without checking", arch)
-					i = int(hp.nLayer)
-					break
+					break layers
 				}
 			}
 		}
@@ -372,8 +374,12 @@ func (c *checker) hparams(arch string) hparams {
 			hp.ok = false
 		}
 	}
-	if v, ok := c.f32(k("rope.freq_base"), false, false, false); ok && (v <= 0 || !finite(v)) {
-		c.add(ErrBadValue, false, k("rope.freq_base"), "", "%v: the RoPE base must be a finite number > 0 (else every logit is NaN)", v)
+	// RoPE base: ggml takes powf(base, -2/n_rot) as the step between
+	// rotation frequencies. NaN, 0 and negative bases make it NaN or
+	// infinite and every logit NaN; +Inf makes it 0 (only the first pair
+	// rotates), which computes finite logits, so it is accepted.
+	if v, ok := c.f32(k("rope.freq_base"), false, false, false); ok && !(v > 0) {
+		c.add(ErrBadValue, false, k("rope.freq_base"), "", "%v: the RoPE base must be a number > 0 (else every logit is NaN)", v)
 	}
 	// Grouped-query attention: each KV head serves n_head/n_head_kv
 	// query heads; ggml asserts that this divides at context creation.
@@ -800,7 +806,7 @@ func (c *checker) llamaTensors(hp hparams, nVocab uint64) {
 // tensor that was optional at load and crash).
 var (
 	fullyValidatedArchitectures = []string{"llama"}
-	fullyValidatedProjectors    = []string{"mlp", "idefics3", "gemma3"}
+	fullyValidatedProjectors    = []string{"mlp", "idefics3", "gemma3", typeQwen2VL, typeQwen25VL, "qwen2.5o", typeQwen3VL}
 )
 
 // FullyValidatedArchitectures returns the text architectures ValidateModel
@@ -811,14 +817,28 @@ func FullyValidatedArchitectures() []string { return slices.Clone(fullyValidated
 // checks completely, tensors included.
 func FullyValidatedProjectorTypes() []string { return slices.Clone(fullyValidatedProjectors) }
 
-// mmapAlignment refuses data alignments below ggml's CPU tensor alignment:
-// llama.cpp maps the file and uses the tensors in place, and ggml's CPU
-// buffers assert 32-byte aligned data (alignments 1 to 16 abort).
+// mmapAlignment refuses a model whose tensor data does not start on a
+// 32-byte boundary of the file: llama.cpp maps the file and hands the
+// mapping, from the first tensor's data on, to the CPU backend as a buffer
+// (ggml_backend_cpu_buffer_from_ptr), which asserts a pointer aligned to
+// TENSOR_ALIGNMENT (32). That can only happen with a general.alignment
+// below 32; a file with such an alignment whose data happens to start on a
+// 32-byte boundary loads and runs, and is accepted.
 func (c *checker) mmapAlignment() {
-	if kv, ok := c.f.Get(KeyAlignment); ok {
-		if a, isU32 := kv.Value.(uint32); isU32 && a != 0 && a&(a-1) == 0 && a < DefaultAlignment {
-			c.add(ErrBadAlignment, true, KeyAlignment, "", "%d: a model needs at least %d (ggml's CPU buffers use the mapped file in place)", a, DefaultAlignment)
-		}
+	kv, ok := c.f.Get(KeyAlignment)
+	if !ok || len(c.f.Tensors) == 0 {
+		return
+	}
+	a, isU32 := kv.Value.(uint32)
+	if !isU32 || a == 0 || a&(a-1) != 0 || a >= DefaultAlignment {
+		return
+	}
+	first := c.f.Tensors[0].Offset
+	for _, t := range c.f.Tensors {
+		first = min(first, t.Offset)
+	}
+	if start := uint64(c.f.DataOffset) + first; start%DefaultAlignment != 0 {
+		c.add(ErrBadAlignment, true, KeyAlignment, "", "%d, and the tensor data starts at byte %d of the file, not a multiple of %d (ggml's CPU buffer asserts it when llama.cpp maps the file)", a, start, DefaultAlignment)
 	}
 }
 
