@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -77,6 +78,7 @@ func f32Tensor(t testing.TB, w *Writer, name string, shape ...uint64) {
 
 // modelSpec describes a tiny llama text model.
 type modelSpec struct {
+	arch                               string // "" is llama; "qwen2vl" adds M-RoPE sections and q/k/v biases
 	nEmbd, nFF, nHead, nHeadKV, nLayer uint32
 	extraTokens                        []string
 	skip                               map[string]bool // keys or tensors to leave out
@@ -142,6 +144,17 @@ func buildModel(t testing.TB, s modelSpec) *Writer {
 		{"tokenizer.ggml.add_bos_token", true},
 		{"tokenizer.chat_template", "{% for m in messages %}{{ m.content }}{% endfor %}"},
 	}
+	if s.arch == "qwen2vl" {
+		kvs[0].v = "qwen2vl"
+		for i := range kvs {
+			kvs[i].k = strings.Replace(kvs[i].k, "llama.", "qwen2vl.", 1)
+		}
+		hd := int32(s.nEmbd / s.nHead)
+		kvs = append(kvs, struct {
+			k string
+			v any
+		}{"qwen2vl.rope.dimension_sections", []int32{hd / 8, hd / 8, hd/2 - hd/4, 0}})
+	}
 	for _, kv := range kvs {
 		if s.skip[kv.k] {
 			continue
@@ -169,6 +182,11 @@ func buildModel(t testing.TB, s modelSpec) *Writer {
 		add(b("attn_k.weight"), e, hd*uint64(s.nHeadKV))
 		add(b("attn_v.weight"), e, hd*uint64(s.nHeadKV))
 		add(b("attn_output.weight"), hd*uint64(s.nHead), e)
+		if s.arch == "qwen2vl" {
+			add(b("attn_q.bias"), hd*uint64(s.nHead))
+			add(b("attn_k.bias"), hd*uint64(s.nHeadKV))
+			add(b("attn_v.bias"), hd*uint64(s.nHeadKV))
+		}
 		add(b("ffn_norm.weight"), e)
 		add(b("ffn_gate.weight"), e, ff)
 		add(b("ffn_up.weight"), e, ff)

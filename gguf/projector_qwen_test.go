@@ -2,7 +2,9 @@ package gguf
 
 import (
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -97,7 +99,7 @@ func TestValidateProjectorQwenTensors(t *testing.T) {
 	tests := []edit{
 		{"second patch kernel missing", nil, drop("v.patch_embd.weight.1"), ErrMissingTensor, "v.patch_embd.weight.1", true},
 		{"patch kernel mis-shaped", nil, set("v.patch_embd.weight", TypeF32, 4, 4, 3, 16), ErrTensorShape, "v.patch_embd.weight", true},
-		{"patch kernel q8_0", nil, set("v.patch_embd.weight.1", TypeQ8_0), ErrTensorShape, "v.patch_embd.weight.1", true},
+		{"patch kernel bf16", nil, set("v.patch_embd.weight.1", TypeBF16), ErrTensorShape, "v.patch_embd.weight.1", true},
 		{"class embedding", nil, addT("v.class_embd", 32), ErrUnexpectedTensor, "v.class_embd", true},
 		{"patch bias on a qwen2 graph", q2, addT("v.patch_embd.bias", 32), ErrUnexpectedTensor, "v.patch_embd.bias", true},
 		{"patch bias missing", q3, drop("v.patch_embd.bias"), ErrMissingTensor, "v.patch_embd.bias", true},
@@ -236,4 +238,80 @@ func TestFeatureLayerNegativeIsIgnored(t *testing.T) {
 	assert.NoError(t, ValidateProjector(projFile(t, s)))
 	s.override = map[string]any{"clip.vision.feature_layer": []int32{-5, 3}}
 	expectProblem(t, ValidateProjector(projFile(t, s)), ErrBadValue, true)
+}
+
+// TestValidateModelQwen2VLTensors: the qwen2vl text architecture (Qwen2-VL's
+// and Qwen2.5-VL's text models) has its tensors checked as llama.cpp creates
+// them; the q/k/v biases its graph adds unchecked are required
+// (abort-class, one report for a file without any), norms and biases must
+// be f32, and rope.dimension_count must be the head size (the graph
+// asserts it).
+func TestValidateModelQwen2VLTensors(t *testing.T) {
+	spec := func() modelSpec {
+		s := defaultModelSpec()
+		s.arch = "qwen2vl"
+		return s
+	}
+	require.NoError(t, ValidateModel(modelFile(t, spec())))
+
+	s := spec()
+	s.skip = map[string]bool{}
+	for i := range 2 {
+		for _, n := range []string{"attn_q", "attn_k", "attn_v"} {
+			s.skip[fmt.Sprintf("blk.%d.%s.bias", i, n)] = true
+		}
+	}
+	err := ValidateModel(modelFile(t, s))
+	v := problemOn(t, err, ErrMissingTensor, "blk.0.attn_q.bias")
+	assert.True(t, v.Abort)
+	assert.Len(t, flatten(err), 1, "one report for the missing biases: %v", err)
+
+	s = spec()
+	s.skip = map[string]bool{"blk.1.ffn_gate.weight": true}
+	v = problemOn(t, ValidateModel(modelFile(t, s)), ErrMissingTensor, "blk.1.ffn_gate.weight")
+	assert.False(t, v.Abort, "llama.cpp's loader refuses it cleanly")
+
+	f := modelFile(t, spec())
+	for i := range f.Tensors {
+		if f.Tensors[i].Name == "blk.0.attn_k.bias" {
+			f.Tensors[i].Type = TypeF16
+		}
+	}
+	v = problemOn(t, ValidateModel(f), ErrTensorShape, "blk.0.attn_k.bias")
+	assert.True(t, v.Abort)
+
+	s = spec()
+	s.override = map[string]any{"qwen2vl.rope.dimension_count": uint32(4)}
+	v = problemOn(t, ValidateModel(modelFile(t, s)), ErrBadValue, "qwen2vl.rope.dimension_count")
+	assert.True(t, v.Abort)
+
+	f = modelFile(t, spec())
+	f.Tensors = append(f.Tensors, TensorInfo{Name: "rope_freqs.weight", Type: TypeF32, Shape: []uint64{4}, Offset: 1 << 30})
+	f.names = nil
+	problemOn(t, ValidateModel(f), ErrUnexpectedTensor, "rope_freqs.weight")
+}
+
+// TestQKVBiasLoopReportsOnce: the q/k/v bias check of the architectures
+// not fully validated (dream, pangu-embedded) reports the first missing
+// bias once; it used to go on to every later layer (a "i = n" inside a
+// range loop, which Go ≥ 1.22 no longer lets end the loop).
+func TestQKVBiasLoopReportsOnce(t *testing.T) {
+	s := defaultModelSpec()
+	s.nLayer = 4
+	f := modelFile(t, s)
+	for i := range f.KVs {
+		if f.KVs[i].Key == "general.architecture" {
+			f.KVs[i].Value = "dream"
+		}
+		f.KVs[i].Key = strings.Replace(f.KVs[i].Key, "llama.", "dream.", 1)
+	}
+	f.keys = nil
+	err := ValidateModel(f)
+	var missing []string
+	for _, e := range flatten(err) {
+		if v, ok := e.(*ValidationError); ok && v.Kind == ErrMissingTensor {
+			missing = append(missing, v.Tensor)
+		}
+	}
+	assert.Equal(t, []string{"blk.0.attn_q.bias"}, missing, "%v", err)
 }

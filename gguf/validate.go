@@ -214,7 +214,7 @@ func ValidateModel(f *File) error {
 		// GGML_ABORTs on any other at the first decode.
 		c.add(ErrBadValue, true, "baichuan.block_count", "", "%d layers: llama.cpp's baichuan graph knows 32 (7B) and 40 (13B) only", hp.nLayer)
 	}
-	if graphNeedsQKVBias[arch] && hp.ok {
+	if graphNeedsQKVBias[arch] && hp.ok && !slices.Contains(fullyValidatedArchitectures, arch) {
 		// Optional at load, added unconditionally by the graph: a missing
 		// bias is a null tensor there (SIGSEGV at context creation).
 		// One report for the first missing bias is enough (a file
@@ -230,8 +230,13 @@ func ValidateModel(f *File) error {
 			}
 		}
 	}
+	if arch == "qwen2vl" && hp.ok && hp.nRot != hp.nEmbdHeadK {
+		// llm_build_qwen2vl asserts n_rot == the head size when the
+		// context builds its graph
+		c.add(ErrBadValue, true, k2(arch, "rope.dimension_count"), "", "%d, the qwen2vl graph asserts the head size %d", hp.nRot, hp.nEmbdHeadK)
+	}
 	if slices.Contains(fullyValidatedArchitectures, arch) && hp.ok && nVocab >= 0 {
-		c.llamaTensors(hp, uint64(nVocab))
+		c.textTensors(arch, hp, uint64(nVocab))
 	}
 	return c.err()
 }
@@ -418,7 +423,7 @@ func (c *checker) hparams(arch string) hparams {
 		}
 	}
 
-	if arch == "llama" {
+	if arch == "llama" || arch == "qwen2vl" {
 		if _, ok := c.f32(k("attention.layer_norm_rms_epsilon"), true, false, false); !ok {
 			hp.ok = false
 		}
@@ -741,14 +746,20 @@ func dim(s []uint64, i int) uint64 {
 	return 1
 }
 
-// llamaTensors checks the tensors llama_model::load_tensors creates for
+func k2(arch, key string) string { return arch + "." + key }
+
+// textTensors checks the tensors llama_model::load_tensors creates for
 // LLM_ARCH_LLAMA (dense models; mixtures of experts are only checked for
-// their keys). Missing, mis-shaped or extra tensors are load errors;
-// non-f32 norms abort at run time.
-func (c *checker) llamaTensors(hp hparams, nVocab uint64) {
+// their keys) and LLM_ARCH_QWEN2VL (Qwen2-VL's and Qwen2.5-VL's text
+// models). Missing, mis-shaped or extra tensors are load errors, except
+// qwen2vl's q/k/v biases: optional at load, added by llm_build_qwen2vl
+// without checking (SIGSEGV at context creation); non-f32 norms and biases
+// abort in the CPU kernels at the first decode.
+func (c *checker) textTensors(arch string, hp hparams, nVocab uint64) {
 	if hp.nExpert > 0 {
 		return
 	}
+	qwen := arch == "qwen2vl"
 	e := uint64(hp.nEmbd)
 	var want []tensorCheck
 	want = append(want,
@@ -757,6 +768,48 @@ func (c *checker) llamaTensors(hp hparams, nVocab uint64) {
 		tensorCheck{"output.weight", []uint64{e, nVocab}, false, false},
 	)
 	rot := uint64(hp.nRot / 2)
+	if qwen {
+		want = append(want, tensorCheck{"output.bias", []uint64{nVocab}, false, true})
+		for i := 0; i < int(hp.nLayer); i++ {
+			b := func(s string) string { return fmt.Sprintf("blk.%d.%s", i, s) }
+			gqa := uint64(hp.nEmbdHeadK) * uint64(hp.nHeadKV[i])
+			ff := uint64(hp.nFF[i])
+			want = append(want,
+				tensorCheck{b("attn_norm.weight"), []uint64{e}, true, true},
+				tensorCheck{b("attn_q.weight"), []uint64{e, e}, true, false},
+				tensorCheck{b("attn_k.weight"), []uint64{e, gqa}, true, false},
+				tensorCheck{b("attn_v.weight"), []uint64{e, gqa}, true, false},
+				tensorCheck{b("attn_output.weight"), []uint64{e, e}, true, false},
+				tensorCheck{b("ffn_norm.weight"), []uint64{e}, true, true},
+				tensorCheck{b("ffn_gate.weight"), []uint64{e, ff}, true, false},
+				tensorCheck{b("ffn_down.weight"), []uint64{ff, e}, true, false},
+				tensorCheck{b("ffn_up.weight"), []uint64{e, ff}, true, false},
+			)
+		}
+		known := make(map[string]struct{}, len(want))
+		for _, tc := range want {
+			known[tc.name] = struct{}{}
+			c.checkTensor(tc, false, false)
+		}
+		reported := false
+		for i := 0; i < int(hp.nLayer); i++ {
+			gqa := uint64(hp.nEmbdHeadK) * uint64(hp.nHeadKV[i])
+			for _, bias := range []tensorCheck{
+				{fmt.Sprintf("blk.%d.attn_q.bias", i), []uint64{e}, !reported, true},
+				{fmt.Sprintf("blk.%d.attn_k.bias", i), []uint64{gqa}, !reported, true},
+				{fmt.Sprintf("blk.%d.attn_v.bias", i), []uint64{gqa}, !reported, true},
+			} {
+				known[bias.name] = struct{}{}
+				before := len(c.errs)
+				c.checkTensor(bias, true, false)
+				if _, ok := c.f.Tensor(bias.name); !ok && len(c.errs) > before {
+					reported = true // one missing bias is reported, not all
+				}
+			}
+		}
+		c.unexpected(known, arch)
+		return
+	}
 	if hp.longrope {
 		want = append(want,
 			tensorCheck{"rope_factors_long.weight", []uint64{rot}, false, false},
@@ -792,9 +845,14 @@ func (c *checker) llamaTensors(hp hparams, nVocab uint64) {
 		known[tc.name] = struct{}{}
 		c.checkTensor(tc, false, false)
 	}
+	c.unexpected(known, arch)
+}
+
+// unexpected reports the tensors the architecture does not create.
+func (c *checker) unexpected(known map[string]struct{}, arch string) {
 	for _, t := range c.f.Tensors {
 		if _, ok := known[t.Name]; !ok {
-			c.add(ErrUnexpectedTensor, false, "", t.Name, "not a llama tensor (llama.cpp: wrong number of tensors)")
+			c.add(ErrUnexpectedTensor, false, "", t.Name, "not a %s tensor (llama.cpp: wrong number of tensors)", arch)
 		}
 	}
 }
@@ -805,7 +863,7 @@ func (c *checker) llamaTensors(hp hparams, nVocab uint64) {
 // which it mostly does with errors, but not always (a graph can use a
 // tensor that was optional at load and crash).
 var (
-	fullyValidatedArchitectures = []string{"llama"}
+	fullyValidatedArchitectures = []string{"llama", "qwen2vl"}
 	fullyValidatedProjectors    = []string{"mlp", "idefics3", "gemma3", typeQwen2VL, typeQwen25VL, "qwen2.5o", typeQwen3VL}
 )
 

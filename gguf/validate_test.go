@@ -300,42 +300,16 @@ func TestValidateModelOtherArch(t *testing.T) {
 }
 
 func TestValidateModelQwen2VLSections(t *testing.T) {
-	// qwen2vl: keys checked (M-RoPE sections included), tensors not
+	// qwen2vl: keys (M-RoPE sections included) and tensors checked
 	file := func(sections any) *File {
-		w := NewWriter()
-		kvs := []struct {
-			k string
-			v any
-		}{
-			{"general.architecture", "qwen2vl"},
-			{"qwen2vl.context_length", uint32(1024)},
-			{"qwen2vl.embedding_length", uint32(64)},
-			{"qwen2vl.block_count", uint32(2)},
-			{"qwen2vl.feed_forward_length", uint32(128)},
-			{"qwen2vl.attention.head_count", uint32(4)},
-			{"tokenizer.ggml.model", "gpt2"},
-			{"tokenizer.ggml.tokens", []string{"a", "b", "Ġ", "Ċ", "<|im_end|>"}},
-			{"tokenizer.ggml.merges", []string{"a b"}},
-			{"tokenizer.ggml.token_type", []int32{1, 1, 1, 1, 3}},
-			{"tokenizer.ggml.bos_token_id", uint32(4)},
-			{"tokenizer.ggml.eos_token_id", uint32(4)},
+		s := defaultModelSpec()
+		s.arch = "qwen2vl"
+		if sections == nil {
+			s.skip = map[string]bool{"qwen2vl.rope.dimension_sections": true}
+		} else {
+			s.override = map[string]any{"qwen2vl.rope.dimension_sections": sections}
 		}
-		if sections != nil {
-			kvs = append(kvs, struct {
-				k string
-				v any
-			}{"qwen2vl.rope.dimension_sections", sections})
-		}
-		for _, kv := range kvs {
-			require.NoError(t, w.AddKV(kv.k, kv.v))
-		}
-		f32Tensor(t, w, "whatever", 4)
-		for i := range 2 {
-			for _, n := range []string{"attn_q", "attn_k", "attn_v"} {
-				f32Tensor(t, w, fmt.Sprintf("blk.%d.%s.bias", i, n), 64) // the graph needs them
-			}
-		}
-		return mustRead(t, mustBytes(t, w))
+		return modelFile(t, s)
 	}
 	require.NoError(t, ValidateModel(file([]int32{2, 3, 3, 0})))
 	require.NoError(t, ValidateModel(file(int32(2))))
@@ -551,11 +525,16 @@ func TestFullyValidatedListsAreTrue(t *testing.T) {
 		}
 		f.keys, f.names = nil, nil
 	}
-	require.Equal(t, []string{"llama"}, FullyValidatedArchitectures())
-	for range FullyValidatedArchitectures() {
-		f := modelFile(t, defaultModelSpec())
+	require.Equal(t, []string{"llama", "qwen2vl"}, FullyValidatedArchitectures())
+	for _, arch := range FullyValidatedArchitectures() {
+		s := defaultModelSpec()
+		if arch != "llama" {
+			s.arch = arch
+		}
+		f := modelFile(t, s)
+		require.NoError(t, ValidateModel(f), arch)
 		drop(f, "blk.0.ffn_down")
-		assert.ErrorIs(t, ValidateModel(f), ErrMissingTensor)
+		assert.ErrorIs(t, ValidateModel(f), ErrMissingTensor, arch)
 	}
 	require.NotEmpty(t, FullyValidatedProjectorTypes())
 	for _, typ := range FullyValidatedProjectorTypes() {

@@ -1,0 +1,327 @@
+package mtmd_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/vlm-go/vlm/gguf"
+	"github.com/vlm-go/vlm/internal/testmodel"
+	"github.com/vlm-go/vlm/llama"
+	"github.com/vlm-go/vlm/mtmd"
+)
+
+// uncheckedWant is what the pinned llama.cpp must do with a file, run
+// without vlm's checks, for a rule to be justified.
+type uncheckedWant int
+
+const (
+	wantCrash     uncheckedWant = iota // dies (SIGABRT, SIGSEGV) or hangs: an abort-class rule
+	wantError                          // refuses it with an error of its own: a rule vlm may report first
+	wantNonFinite                      // runs, NaN or infinite embeddings or logits
+	wantDiffers                        // runs, but the embeddings differ from the good file's: the graph computes something else
+	wantRuns                           // runs with finite output: vlm must accept it
+	wantCorrupt                        // writes past a buffer: crashes, hangs, or runs with other embeddings
+)
+
+func (w uncheckedWant) String() string {
+	return [...]string{"crash or hang", "a clean error", "non-finite output", "other embeddings than the good file", "a clean run", "a crash or other embeddings (memory overwritten)"}[w]
+}
+
+// evidenceCase is one malformed (or unusual) projector file: what vlm says
+// about it, and what the pinned llama.cpp does with it unchecked.
+type evidenceCase struct {
+	name string
+	pair testmodel.ProjectorType
+	edit ggufEdit
+	// vlm's verdict: class nil means accepted; else the validation class,
+	// the tensor or key the error must name, and whether it is abort-class.
+	class   error
+	mention string
+	abort   bool
+	want    uncheckedWant
+}
+
+// reshaped returns a tensor hook that gives the named tensors new shapes
+// (zero data, type kept).
+func reshaped(shapes map[string][]uint64) func(gguf.TensorInfo, []byte) (gguf.TensorInfo, []byte, bool) {
+	return func(ti gguf.TensorInfo, data []byte) (gguf.TensorInfo, []byte, bool) {
+		if s, ok := shapes[ti.Name]; ok {
+			ti.Shape, data = s, nil
+		}
+		return ti, data, true
+	}
+}
+
+// retyped returns a tensor hook that gives the named tensor another type
+// (zero data, shape kept).
+func retyped(name string, typ gguf.TensorType) func(gguf.TensorInfo, []byte) (gguf.TensorInfo, []byte, bool) {
+	return editTensor(name, typ, func(s []uint64) []uint64 { return s })
+}
+
+// chain runs tensor hooks in order.
+func chain(hooks ...func(gguf.TensorInfo, []byte) (gguf.TensorInfo, []byte, bool)) func(gguf.TensorInfo, []byte) (gguf.TensorInfo, []byte, bool) {
+	return func(ti gguf.TensorInfo, data []byte) (gguf.TensorInfo, []byte, bool) {
+		for _, h := range hooks {
+			var keep bool
+			if ti, data, keep = h(ti, data); !keep {
+				return ti, data, false
+			}
+		}
+		return ti, data, true
+	}
+}
+
+func setU32(key string, v uint32) func(gguf.KV) (gguf.KV, bool) {
+	return editKey(key, func(gguf.KV) any { return v })
+}
+
+// qwenEvidence lists, per Qwen projector type, a file for every kind of
+// rule gguf's qwenTensors and qwenKeys apply. The tiny Qwen pairs: vision
+// 32 wide, 2 layers, patch 8, FFN 64, merger 128 → 64 (qwen3vl_merger:
+// 128 → 32, plus 32 from the deepstack layer 0); text 64 wide.
+func qwenEvidence() []evidenceCase {
+	q2, q25, q25o, q3 := testmodel.ProjectorQwen2VL, testmodel.ProjectorQwen25VL, testmodel.ProjectorQwen25O, testmodel.ProjectorQwen3VL
+	var cases []evidenceCase
+	for _, pt := range []testmodel.ProjectorType{q2, q25, q25o, q3} {
+		qwen3 := pt == q3
+		out := uint64(64)
+		if qwen3 {
+			out = 32
+		}
+		add := func(c evidenceCase) {
+			c.name = string(pt) + "/" + c.name
+			c.pair = pt
+			cases = append(cases, c)
+		}
+		add(evidenceCase{name: "second patch kernel missing", edit: ggufEdit{Tensor: dropTensor("v.patch_embd.weight.1")},
+			class: gguf.ErrMissingTensor, mention: "v.patch_embd.weight.1", abort: true, want: wantCrash})
+		add(evidenceCase{name: "patch kernel bf16", edit: ggufEdit{Tensor: retyped("v.patch_embd.weight", gguf.TypeBF16)},
+			class: gguf.ErrTensorShape, mention: "v.patch_embd.weight", abort: true, want: wantCrash})
+		add(evidenceCase{name: "patch kernel mis-shaped", edit: ggufEdit{Tensor: reshaped(map[string][]uint64{"v.patch_embd.weight.1": {8, 8, 3, 16}})},
+			class: gguf.ErrTensorShape, mention: "v.patch_embd.weight.1", abort: true, want: wantCrash})
+		add(evidenceCase{name: "class embedding", edit: ggufEdit{AddTensors: []gguf.TensorInfo{{Name: "v.class_embd", Type: gguf.TypeF32, Shape: []uint64{32}}}},
+			class: gguf.ErrUnexpectedTensor, mention: "v.class_embd", abort: true, want: wantCrash})
+		add(evidenceCase{name: "ln1 f16", edit: ggufEdit{Tensor: retyped("v.blk.0.ln1.weight", gguf.TypeF16)},
+			class: gguf.ErrTensorShape, mention: "v.blk.0.ln1.weight", abort: true, want: wantCrash})
+		add(evidenceCase{name: "post_ln mis-shaped", edit: ggufEdit{Tensor: reshaped(map[string][]uint64{"v.post_ln.weight": {48}})},
+			class: gguf.ErrTensorShape, mention: "v.post_ln.weight", abort: true, want: wantCrash})
+		add(evidenceCase{name: "attn_out mis-shaped", edit: ggufEdit{Tensor: reshaped(map[string][]uint64{"v.blk.1.attn_out.weight": {32, 48}})},
+			class: gguf.ErrTensorShape, mention: "v.blk.1.attn_out.weight", abort: true, want: wantCrash})
+		add(evidenceCase{name: "attn_out missing", edit: ggufEdit{Tensor: dropTensor("v.blk.1.attn_out.weight")},
+			class: gguf.ErrMissingTensor, mention: "v.blk.1.attn_out.weight", want: wantError})
+		add(evidenceCase{name: "ffn_down mis-shaped", edit: ggufEdit{Tensor: reshaped(map[string][]uint64{"v.blk.0.ffn_down.weight": {48, 32}})},
+			class: gguf.ErrTensorShape, mention: "v.blk.0.ffn_down.weight", abort: true, want: wantCrash})
+		add(evidenceCase{name: "ffn_up missing", edit: ggufEdit{Tensor: dropTensor("v.blk.0.ffn_up.weight")},
+			class: gguf.ErrMissingTensor, mention: "v.blk.0.ffn_up.weight", want: wantError})
+		add(evidenceCase{name: "mm.0 not 4 patches wide", edit: ggufEdit{Tensor: reshaped(map[string][]uint64{"mm.0.weight": {64, 128}})},
+			class: gguf.ErrTensorShape, mention: "mm.0.weight", abort: true, want: wantCrash})
+		add(evidenceCase{name: "mm.0 missing", edit: ggufEdit{Tensor: dropTensor("mm.0.weight")},
+			class: gguf.ErrMissingTensor, mention: "mm.0.weight", want: wantError})
+		add(evidenceCase{name: "mm.2 bias narrower than mm.2", edit: ggufEdit{Tensor: reshaped(map[string][]uint64{"mm.2.weight": {128, out * 3 / 4}})},
+			class: gguf.ErrTensorShape, mention: "mm.2.bias", abort: true, want: wantCrash})
+		add(evidenceCase{name: "mm.2 bias f16", edit: ggufEdit{Tensor: retyped("mm.2.bias", gguf.TypeF16)},
+			class: gguf.ErrTensorShape, mention: "mm.2.bias", abort: true, want: wantCrash})
+		// optional at load and tested for in the graph: accepted
+		add(evidenceCase{name: "no post_ln", edit: ggufEdit{Tensor: chain(dropTensor("v.post_ln.weight"), dropTensor("v.post_ln.bias"))}, want: wantRuns})
+		add(evidenceCase{name: "no ffn biases", edit: ggufEdit{Tensor: chain(dropTensor("v.blk.0.ffn_up.bias"), dropTensor("v.blk.0.ffn_down.bias"))}, want: wantRuns})
+		add(evidenceCase{name: "feature_layer (read by the llava graph only)", edit: ggufEdit{AddKVs: []gguf.KV{{Key: "clip.vision.feature_layer", Value: []int32{40}}}}, want: wantRuns})
+		if qwen3 {
+			add(evidenceCase{name: "patch bias missing", edit: ggufEdit{Tensor: dropTensor("v.patch_embd.bias")},
+				class: gguf.ErrMissingTensor, mention: "v.patch_embd.bias", abort: true, want: wantCrash})
+			add(evidenceCase{name: "position embedding missing", edit: ggufEdit{Tensor: dropTensor("v.position_embd.weight")},
+				class: gguf.ErrMissingTensor, mention: "v.position_embd.weight", abort: true, want: wantCrash})
+			add(evidenceCase{name: "position embedding not a square grid", edit: ggufEdit{Tensor: reshaped(map[string][]uint64{"v.position_embd.weight": {32, 60}})},
+				class: gguf.ErrTensorShape, mention: "v.position_embd.weight", abort: true, want: wantCrash})
+			add(evidenceCase{name: "position embedding f16", edit: ggufEdit{Tensor: retyped("v.position_embd.weight", gguf.TypeF16)},
+				class: gguf.ErrTensorShape, mention: "v.position_embd.weight", abort: true, want: wantCrash})
+			add(evidenceCase{name: "fused qkv missing", edit: ggufEdit{Tensor: dropTensor("v.blk.1.attn_qkv.weight")},
+				class: gguf.ErrMissingTensor, mention: "v.blk.1.attn_qkv.weight", abort: true, want: wantCrash})
+			add(evidenceCase{name: "fused qkv bias missing", edit: ggufEdit{Tensor: dropTensor("v.blk.0.attn_qkv.bias")},
+				class: gguf.ErrMissingTensor, mention: "v.blk.0.attn_qkv.bias", abort: true, want: wantCrash})
+			add(evidenceCase{name: "fused qkv mis-shaped", edit: ggufEdit{Tensor: reshaped(map[string][]uint64{"v.blk.0.attn_qkv.weight": {32, 64}})},
+				class: gguf.ErrTensorShape, mention: "v.blk.0.attn_qkv.weight", abort: true, want: wantCrash})
+			// Without a deepstack layer the width is the merger's alone;
+			// mm.2 made 64 wide so that the text model still fits.
+			add(evidenceCase{name: "no deepstack layer", edit: ggufEdit{Tensor: chain(dropTensor("v.deepstack.0.fc1.weight"),
+				reshaped(map[string][]uint64{"mm.2.weight": {128, 64}, "mm.2.bias": {64}}))},
+				class: gguf.ErrMissingTensor, mention: "v.deepstack.N.fc1.weight", abort: true, want: wantCrash})
+			add(evidenceCase{name: "deepstack fc1 not 4 patches wide", edit: ggufEdit{Tensor: reshaped(map[string][]uint64{"v.deepstack.0.fc1.weight": {64, 128}})},
+				class: gguf.ErrTensorShape, mention: "v.deepstack.0.fc1.weight", abort: true, want: wantCrash})
+			// mtmd sizes the output buffer as mm.2.bias's width × (1 +
+			// deepstack layers) = 64 per token: a narrower deepstack
+			// output leaves rows misaligned (garbage), a wider one
+			// writes past the buffer.
+			add(evidenceCase{name: "deepstack narrower than the merger", edit: ggufEdit{Tensor: reshaped(map[string][]uint64{
+				"v.deepstack.0.fc2.weight": {128, 16}, "v.deepstack.0.fc2.bias": {16}})},
+				class: gguf.ErrTensorShape, mention: "v.deepstack.0.fc2.weight", abort: true, want: wantDiffers})
+			add(evidenceCase{name: "deepstack wider than the merger", edit: ggufEdit{Tensor: reshaped(map[string][]uint64{
+				"v.deepstack.0.fc2.weight": {128, 48}, "v.deepstack.0.fc2.bias": {48}})},
+				class: gguf.ErrTensorShape, mention: "v.deepstack.0.fc2.weight", abort: true, want: wantCorrupt})
+		} else {
+			add(evidenceCase{name: "patch bias", edit: ggufEdit{AddTensors: []gguf.TensorInfo{{Name: "v.patch_embd.bias", Type: gguf.TypeF32, Shape: []uint64{32}}}},
+				class: gguf.ErrUnexpectedTensor, mention: "v.patch_embd.bias", abort: true, want: wantCrash})
+			add(evidenceCase{name: "q bias missing", edit: ggufEdit{Tensor: dropTensor("v.blk.1.attn_q.bias")},
+				class: gguf.ErrMissingTensor, mention: "v.blk.1.attn_q.bias", abort: true, want: wantCrash})
+			add(evidenceCase{name: "k weight missing", edit: ggufEdit{Tensor: dropTensor("v.blk.0.attn_k.weight")},
+				class: gguf.ErrMissingTensor, mention: "v.blk.0.attn_k.weight", abort: true, want: wantCrash})
+			add(evidenceCase{name: "v weight mis-shaped", edit: ggufEdit{Tensor: reshaped(map[string][]uint64{"v.blk.0.attn_v.weight": {32, 16}})},
+				class: gguf.ErrTensorShape, mention: "v.blk.0.attn_v.weight", abort: true, want: wantCrash})
+		}
+		switch pt {
+		case q2, q3:
+			add(evidenceCase{name: "spatial merge 0", edit: ggufEdit{KV: setU32("clip.vision.spatial_merge_size", 0)},
+				class: gguf.ErrBadValue, mention: "clip.vision.spatial_merge_size", abort: true, want: wantCrash})
+			// the position buffer is written four times over its end
+			add(evidenceCase{name: "spatial merge 1", edit: ggufEdit{KV: setU32("clip.vision.spatial_merge_size", 1)},
+				class: gguf.ErrBadValue, mention: "clip.vision.spatial_merge_size", abort: true, want: wantCorrupt})
+			add(evidenceCase{name: "spatial merge 4", edit: ggufEdit{KV: setU32("clip.vision.spatial_merge_size", 4)},
+				class: gguf.ErrBadValue, mention: "clip.vision.spatial_merge_size", want: wantDiffers})
+		case q25, q25o:
+			add(evidenceCase{name: "spatial merge 0 (not read)", edit: ggufEdit{KV: setU32("clip.vision.spatial_merge_size", 0)}, want: wantRuns})
+			add(evidenceCase{name: "window attention with another projection_dim", edit: ggufEdit{KV: setU32("clip.vision.projection_dim", 32)},
+				class: gguf.ErrBadValue, mention: "clip.vision.projection_dim", abort: true, want: wantCrash})
+			add(evidenceCase{name: "no window attention, another projection_dim", edit: ggufEdit{KV: func(kv gguf.KV) (gguf.KV, bool) {
+				switch kv.Key {
+				case "clip.vision.n_wa_pattern":
+					kv.Value = uint32(0)
+				case "clip.vision.projection_dim":
+					kv.Value = uint32(32)
+				}
+				return kv, true
+			}}, want: wantRuns})
+		}
+	}
+	return cases
+}
+
+// TestUncheckedQwenProjectorsCrash is the evidence of the Qwen projector
+// rules: every file vlm refuses as abort-class crashes (or hangs) the
+// pinned mtmd when loaded and encoded without vlm's checks, in a child
+// process; every file it refuses otherwise is refused by mtmd too or
+// computes other embeddings; every file it accepts runs. And vlm refuses
+// each bad file with a typed error naming the tensor or key.
+func TestUncheckedQwenProjectorsCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a child process per file")
+	}
+	runEvidence(t, qwenEvidence())
+}
+
+// runEvidence checks vlm's verdict and the unchecked outcome of each case.
+func runEvidence(t *testing.T, cases []evidenceCase) {
+	goodModel := map[testmodel.ProjectorType]string{}
+	goodProj := map[testmodel.ProjectorType]string{}
+	goodRun := map[testmodel.ProjectorType]uncheckedOutcome{}
+	dir := t.TempDir()
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if _, ok := goodModel[c.pair]; !ok {
+				goodModel[c.pair], goodProj[c.pair] = testmodel.TinyPair(t, c.pair, gguf.TypeF16)
+				o := runUnchecked(t, uncheckedArgs{Model: goodModel[c.pair], Projector: goodProj[c.pair]})
+				require.True(t, o.ran() && !o.nonFinite(), "the good %s pair: %v", c.pair, o)
+				goodRun[c.pair] = o
+			}
+			path := rewriteGGUF(t, goodProj[c.pair], dir, fmt.Sprintf("evidence-%02d", i), c.edit)
+
+			// vlm's verdict, from the file alone (as mtmd.Load checks it)
+			info, err := mtmd.CheckFile(path)
+			if err == nil {
+				m, merr := gguf.Open(goodModel[c.pair])
+				require.NoError(t, merr)
+				err = info.CheckModel(m)
+			}
+			if c.class == nil {
+				require.NoError(t, err, "vlm refuses a file the pinned mtmd runs")
+			} else {
+				require.Error(t, err, "vlm accepts the file")
+				assert.ErrorIs(t, err, c.class)
+				assert.ErrorContains(t, err, c.mention)
+				assert.Equal(t, c.abort, isAbortOn(err, c.mention), "abort-class: %v", err)
+			}
+
+			o := runUnchecked(t, uncheckedArgs{Model: goodModel[c.pair], Projector: path})
+			t.Logf("vlm: %v", err)
+			t.Logf("unchecked mtmd: %v", o)
+			switch c.want {
+			case wantCrash:
+				assert.True(t, o.Crashed || o.TimedOut, "want %v, got: %v", c.want, o)
+			case wantError:
+				assert.True(t, o.Error != "" && !o.Crashed && !o.TimedOut, "want %v, got: %v", c.want, o)
+			case wantNonFinite:
+				assert.True(t, o.ran() && o.nonFinite(), "want %v, got: %v", c.want, o)
+			case wantDiffers:
+				assert.True(t, o.ran(), "want %v, got: %v", c.want, o)
+				assert.NotEqual(t, goodRun[c.pair].EmbdSum, o.EmbdSum, "want %v, got: %v", c.want, o)
+			case wantCorrupt:
+				assert.True(t, o.Crashed || o.TimedOut || (o.ran() && o.EmbdSum != goodRun[c.pair].EmbdSum), "want %v, got: %v", c.want, o)
+			case wantRuns:
+				assert.True(t, o.ran() && !o.nonFinite(), "want %v, got: %v", c.want, o)
+			}
+		})
+	}
+	// The files vlm accepts also run through vlm's own API in this
+	// process.
+	for _, c := range cases {
+		if c.class != nil {
+			continue
+		}
+		t.Run("vlm/"+c.name, func(t *testing.T) {
+			path := rewriteGGUF(t, goodProj[c.pair], t.TempDir(), "accepted", c.edit)
+			ctx := context.Background()
+			m, err := llama.Load(ctx, goodModel[c.pair], llama.LoadOptions{})
+			require.NoError(t, err)
+			defer m.Close()
+			p, err := mtmd.Load(ctx, path, m, mtmd.Options{Threads: 1})
+			require.NoError(t, err)
+			defer p.Close()
+			x, err := m.NewContext(llama.ContextOptions{NCtx: 512, NBatch: 128, Threads: 1})
+			require.NoError(t, err)
+			defer x.Close()
+			img, err := mtmd.ImageFromGo(testImage(64, 48, 3))
+			require.NoError(t, err)
+			chunks, err := p.Tokenize("What is in "+p.Marker()+"?", []*mtmd.Image{img}, mtmd.TokenizeOptions{AddSpecial: true, ParseSpecial: true})
+			require.NoError(t, err)
+			defer chunks.Close()
+			_, stats, err := p.Eval(ctx, x, chunks, mtmd.EvalOptions{Logits: true})
+			require.NoError(t, err)
+			assert.Equal(t, 1, stats.ImagesEncoded)
+		})
+	}
+}
+
+// isAbortOn reports whether err holds an abort-class *gguf.ValidationError
+// naming name (as tensor or key).
+func isAbortOn(err error, name string) bool {
+	for _, e := range flattenErr(err) {
+		if v, ok := e.(*gguf.ValidationError); ok && (v.Tensor == name || v.Key == name) {
+			return v.Abort
+		}
+	}
+	return false
+}
+
+// flattenErr returns err and every error it wraps, depth first.
+func flattenErr(err error) []error {
+	var out []error
+	var walk func(error)
+	walk = func(e error) {
+		if e == nil {
+			return
+		}
+		out = append(out, e)
+		switch u := e.(type) {
+		case interface{ Unwrap() []error }:
+			for _, x := range u.Unwrap() {
+				walk(x)
+			}
+		case interface{ Unwrap() error }:
+			walk(u.Unwrap())
+		}
+	}
+	walk(err)
+	return out
+}
