@@ -795,11 +795,12 @@ func (c *checker) textTensors(arch string, hp hparams, nVocab uint64) {
 		for i := 0; i < int(hp.nLayer); i++ {
 			gqa := uint64(hp.nEmbdHeadK) * uint64(hp.nHeadKV[i])
 			for _, bias := range []tensorCheck{
-				{fmt.Sprintf("blk.%d.attn_q.bias", i), []uint64{e}, !reported, true},
-				{fmt.Sprintf("blk.%d.attn_k.bias", i), []uint64{gqa}, !reported, true},
-				{fmt.Sprintf("blk.%d.attn_v.bias", i), []uint64{gqa}, !reported, true},
+				{fmt.Sprintf("blk.%d.attn_q.bias", i), []uint64{e}, true, true},
+				{fmt.Sprintf("blk.%d.attn_k.bias", i), []uint64{gqa}, true, true},
+				{fmt.Sprintf("blk.%d.attn_v.bias", i), []uint64{gqa}, true, true},
 			} {
 				known[bias.name] = struct{}{}
+				bias.required = !reported
 				before := len(c.errs)
 				c.checkTensor(bias, true, false)
 				if _, ok := c.f.Tensor(bias.name); !ok && len(c.errs) > before {
