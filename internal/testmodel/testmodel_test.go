@@ -56,7 +56,7 @@ func TestPresets(t *testing.T) {
 
 	_, err = Preset("huge")
 	assert.ErrorIs(t, err, ErrUnknownPreset)
-	_, err = TinySpec("qwen2.5vl_merger", gguf.TypeF16)
+	_, err = TinySpec("ldp", gguf.TypeF16)
 	assert.ErrorIs(t, err, ErrUnknownPreset)
 	qwen, err := TinySpec(ProjectorQwen2VL, gguf.TypeF16)
 	require.NoError(t, err)
