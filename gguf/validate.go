@@ -380,10 +380,11 @@ func (c *checker) hparams(arch string) hparams {
 		}
 	}
 	// RoPE base: ggml takes powf(base, -2/n_rot) as the step between
-	// rotation frequencies. NaN, 0 and negative bases make it NaN or
-	// infinite and every logit NaN; +Inf makes it 0 (only the first pair
-	// rotates), which computes finite logits, so it is accepted.
-	if v, ok := c.f32(k("rope.freq_base"), false, false, false); ok && !(v > 0) {
+	// rotation frequencies. NaN, 0 and finite negative bases make it NaN
+	// or infinite and every logit NaN (observed: TestRopeBaseInfinityRuns
+	// in package mtmd); +Inf and -Inf make it 0 (only the first pair
+	// rotates), which computes finite logits, so they are accepted.
+	if v, ok := c.f32(k("rope.freq_base"), false, false, false); ok && !(v > 0) && !math.IsInf(float64(v), -1) {
 		c.add(ErrBadValue, false, k("rope.freq_base"), "", "%v: the RoPE base must be a number > 0 (else every logit is NaN)", v)
 	}
 	// Grouped-query attention: each KV head serves n_head/n_head_kv

@@ -83,10 +83,10 @@ func TestAlignment16WithAlignedDataRuns(t *testing.T) {
 }
 
 // TestRopeBaseInfinityRuns: ggml steps the rotation frequencies by
-// powf(base, -2/n_rot): a base of +Inf makes that 0 — only the first pair of
-// each head rotates — and the logits stay finite, so vlm accepts it. A base
-// of 0, a negative one or NaN makes every logit NaN unchecked, and vlm
-// refuses those.
+// powf(base, -2/n_rot): a base of +Inf (or -Inf) makes that 0 — only the
+// first pair of each head rotates — and the logits stay finite, so vlm
+// accepts it. A base of 0, a finite negative one or NaN makes every logit
+// NaN unchecked, and vlm refuses those.
 func TestRopeBaseInfinityRuns(t *testing.T) {
 	mp, pp := testmodel.TinyPair(t, testmodel.ProjectorMLP, gguf.TypeF16)
 	dir := t.TempDir()
@@ -94,14 +94,16 @@ func TestRopeBaseInfinityRuns(t *testing.T) {
 		return rewriteGGUF(t, mp, dir, name, ggufEdit{KV: editKey("llama.rope.freq_base", func(gguf.KV) any { return v })})
 	}
 
-	inf := base("rope-inf", float32(math.Inf(1)))
-	require.NoError(t, modelVerdict(t, inf), "vlm refuses a file llama.cpp runs")
-	o := runUnchecked(t, uncheckedArgs{Model: inf})
-	t.Logf("+Inf, unchecked: %v", o)
-	assert.True(t, o.ran() && o.LogitsN > 0 && !o.nonFinite(), "%v", o)
-	assert.Len(t, greedyImageAnswer(t, inf, pp, 4), 4, "vlm loads it and answers")
+	for name, v := range map[string]float32{"+Inf": float32(math.Inf(1)), "-Inf": float32(math.Inf(-1))} {
+		inf := base("rope-"+name, v)
+		require.NoError(t, modelVerdict(t, inf), "vlm refuses a file llama.cpp runs")
+		o := runUnchecked(t, uncheckedArgs{Model: inf})
+		t.Logf("%s, unchecked: %v", name, o)
+		assert.True(t, o.ran() && o.LogitsN > 0 && !o.nonFinite(), "%v", o)
+		assert.Len(t, greedyImageAnswer(t, inf, pp, 4), 4, "vlm loads it and answers")
+	}
 
-	for name, v := range map[string]float32{"zero": 0, "negative": -10000, "NaN": float32(math.NaN()), "-Inf": float32(math.Inf(-1))} {
+	for name, v := range map[string]float32{"zero": 0, "negative": -10000, "NaN": float32(math.NaN())} {
 		path := base("rope-"+name, v)
 		err := modelVerdict(t, path)
 		require.ErrorIs(t, err, gguf.ErrBadValue, name)
