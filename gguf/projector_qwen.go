@@ -30,7 +30,9 @@ const qwenMerge = 2
 //     the M-RoPE position input stepping by it over a 2×2 block each: 0
 //     never ends the loop (it writes past the buffer until the process
 //     crashes), 1 writes four times the buffer (heap overflow), 3 and up
-//     leave positions unset (the encoder attends with wrong positions).
+//     leave positions unset (the encoder attends with wrong positions;
+//     qwen3vl_merger's deepstack merges n×n patches by it and its rows no
+//     longer match the main merger's: a ggml assertion).
 //     qwen2.5vl_merger does not read it (its merge ratio is a constant 2).
 func (c *checker) qwenKeys(p *Projector) {
 	const key = "clip.vision.spatial_merge_size"
@@ -39,7 +41,7 @@ func (c *checker) qwenKeys(p *Projector) {
 	}
 	if kv, ok := c.f.Get(key); ok {
 		if n, isU32 := kv.Value.(uint32); isU32 && n != qwenMerge {
-			c.add(ErrBadValue, n < qwenMerge, key, "", "%d: the %s graph merges 2×2 patches and lays out its M-RoPE positions by this step (0 or 1 overrun the position buffer)", n, p.Type)
+			c.add(ErrBadValue, n < qwenMerge || p.Type == typeQwen3VL, key, "", "%d: the %s graph merges 2×2 patches and lays out its M-RoPE positions by this step (0 or 1 overrun the position buffer)", n, p.Type)
 		}
 	}
 }
@@ -79,6 +81,11 @@ func (c *checker) qwenTensors(p *Projector) {
 		switch {
 		case !ok:
 			c.add(ErrMissingTensor, true, "", name, "want shape [%d %d 3 %d]: %s passes it to ggml_conv_2d without checking", ps, ps, ve, graph)
+		case name == "v.patch_embd.weight.1" && len(t.Shape) == 4 && t.Dim(0) == ps && t.Dim(1) == ps && t.Dim(2) == 3 &&
+			t.Dim(3) > 0 && t.Dim(3) < ve && ve%t.Dim(3) == 0:
+			// fewer output channels that divide the width: ggml_add
+			// broadcasts them over the first kernel's (garbage, no crash)
+			c.add(ErrTensorShape, false, "", name, "shape %v, want [%d %d 3 %d] (its %d channels would be repeated)", t.Shape, ps, ps, ve, t.Dim(3))
 		case !sameShape(t.Shape, []uint64{ps, ps, 3, ve}):
 			c.add(ErrTensorShape, true, "", name, "shape %v, want [%d %d 3 %d]", t.Shape, ps, ps, ve)
 		case t.Type != TypeF32 && t.Type != TypeF16:

@@ -148,7 +148,10 @@ func TestValidateProjectorQwenTensors(t *testing.T) {
 		{"deepstack width differs", q3, set("v.deepstack.0.fc2.weight", TypeF32, 40, 8), ErrTensorShape, "v.deepstack.0.fc2.weight", true},
 		{"spatial merge 0", []string{"qwen2vl_merger", "qwen3vl_merger"}, setKV("clip.vision.spatial_merge_size", uint32(0)), ErrBadValue, "clip.vision.spatial_merge_size", true},
 		{"spatial merge 1", []string{"qwen2vl_merger", "qwen3vl_merger"}, setKV("clip.vision.spatial_merge_size", uint32(1)), ErrBadValue, "clip.vision.spatial_merge_size", true},
-		{"spatial merge 4", []string{"qwen2vl_merger", "qwen3vl_merger"}, setKV("clip.vision.spatial_merge_size", uint32(4)), ErrBadValue, "clip.vision.spatial_merge_size", false},
+		{"spatial merge 4", []string{"qwen2vl_merger"}, setKV("clip.vision.spatial_merge_size", uint32(4)), ErrBadValue, "clip.vision.spatial_merge_size", false},
+		{"spatial merge 4 with deepstack", q3, setKV("clip.vision.spatial_merge_size", uint32(4)), ErrBadValue, "clip.vision.spatial_merge_size", true},
+		{"second patch kernel with channels dividing the width", nil, set("v.patch_embd.weight.1", TypeF32, 4, 4, 3, 16), ErrTensorShape, "v.patch_embd.weight.1", false},
+		{"second patch kernel with other channels", nil, set("v.patch_embd.weight.1", TypeF32, 4, 4, 3, 24), ErrTensorShape, "v.patch_embd.weight.1", true},
 		{"window attention with another projection_dim", []string{"qwen2.5vl_merger", "qwen2.5o"}, setKV("clip.vision.projection_dim", uint32(64)), ErrBadValue, "clip.vision.projection_dim", true},
 	}
 	for _, tc := range tests {

@@ -101,8 +101,13 @@ func qwenEvidence() []evidenceCase {
 			class: gguf.ErrMissingTensor, mention: "v.patch_embd.weight.1", abort: true, want: wantCrash})
 		add(evidenceCase{name: "patch kernel bf16", edit: ggufEdit{Tensor: retyped("v.patch_embd.weight", gguf.TypeBF16)},
 			class: gguf.ErrTensorShape, mention: "v.patch_embd.weight", abort: true, want: wantCrash})
-		add(evidenceCase{name: "patch kernel mis-shaped", edit: ggufEdit{Tensor: reshaped(map[string][]uint64{"v.patch_embd.weight.1": {8, 8, 3, 16}})},
+		add(evidenceCase{name: "first patch kernel with fewer channels", edit: ggufEdit{Tensor: reshaped(map[string][]uint64{"v.patch_embd.weight": {8, 8, 3, 16}})},
+			class: gguf.ErrTensorShape, mention: "v.patch_embd.weight", abort: true, want: wantCrash})
+		add(evidenceCase{name: "second patch kernel with channels not dividing the width", edit: ggufEdit{Tensor: reshaped(map[string][]uint64{"v.patch_embd.weight.1": {8, 8, 3, 24}})},
 			class: gguf.ErrTensorShape, mention: "v.patch_embd.weight.1", abort: true, want: wantCrash})
+		// ggml_add broadcasts 16 channels over 32: it runs, computing garbage
+		add(evidenceCase{name: "second patch kernel with channels dividing the width", edit: ggufEdit{Tensor: reshaped(map[string][]uint64{"v.patch_embd.weight.1": {8, 8, 3, 16}})},
+			class: gguf.ErrTensorShape, mention: "v.patch_embd.weight.1", want: wantDiffers})
 		add(evidenceCase{name: "class embedding", edit: ggufEdit{AddTensors: []gguf.TensorInfo{{Name: "v.class_embd", Type: gguf.TypeF32, Shape: []uint64{32}}}},
 			class: gguf.ErrUnexpectedTensor, mention: "v.class_embd", abort: true, want: wantCrash})
 		add(evidenceCase{name: "ln1 f16", edit: ggufEdit{Tensor: retyped("v.blk.0.ln1.weight", gguf.TypeF16)},
@@ -172,14 +177,22 @@ func qwenEvidence() []evidenceCase {
 				class: gguf.ErrTensorShape, mention: "v.blk.0.attn_v.weight", abort: true, want: wantCrash})
 		}
 		switch pt {
+		case q3:
+			// the deepstack merges 4×4 patches, the main merger 2×2:
+			// their rows no longer match
+			add(evidenceCase{name: "spatial merge 4", edit: ggufEdit{KV: setU32("clip.vision.spatial_merge_size", 4)},
+				class: gguf.ErrBadValue, mention: "clip.vision.spatial_merge_size", abort: true, want: wantCrash})
+		case q2:
+			add(evidenceCase{name: "spatial merge 4", edit: ggufEdit{KV: setU32("clip.vision.spatial_merge_size", 4)},
+				class: gguf.ErrBadValue, mention: "clip.vision.spatial_merge_size", want: wantDiffers})
+		}
+		switch pt {
 		case q2, q3:
 			add(evidenceCase{name: "spatial merge 0", edit: ggufEdit{KV: setU32("clip.vision.spatial_merge_size", 0)},
 				class: gguf.ErrBadValue, mention: "clip.vision.spatial_merge_size", abort: true, want: wantCrash})
 			// the position buffer is written four times over its end
 			add(evidenceCase{name: "spatial merge 1", edit: ggufEdit{KV: setU32("clip.vision.spatial_merge_size", 1)},
 				class: gguf.ErrBadValue, mention: "clip.vision.spatial_merge_size", abort: true, want: wantCorrupt})
-			add(evidenceCase{name: "spatial merge 4", edit: ggufEdit{KV: setU32("clip.vision.spatial_merge_size", 4)},
-				class: gguf.ErrBadValue, mention: "clip.vision.spatial_merge_size", want: wantDiffers})
 		case q25, q25o:
 			add(evidenceCase{name: "spatial merge 0 (not read)", edit: ggufEdit{KV: setU32("clip.vision.spatial_merge_size", 0)}, want: wantRuns})
 			add(evidenceCase{name: "window attention with another projection_dim", edit: ggufEdit{KV: setU32("clip.vision.projection_dim", 32)},
@@ -217,10 +230,11 @@ func runEvidence(t *testing.T, cases []evidenceCase) {
 	goodProj := map[testmodel.ProjectorType]string{}
 	goodRun := map[testmodel.ProjectorType]uncheckedOutcome{}
 	dir := t.TempDir()
+	parent := t
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			if _, ok := goodModel[c.pair]; !ok {
-				goodModel[c.pair], goodProj[c.pair] = testmodel.TinyPair(t, c.pair, gguf.TypeF16)
+				goodModel[c.pair], goodProj[c.pair] = testmodel.TinyPair(parent, c.pair, gguf.TypeF16)
 				o := runUnchecked(t, uncheckedArgs{Model: goodModel[c.pair], Projector: goodProj[c.pair]})
 				require.True(t, o.ran() && !o.nonFinite(), "the good %s pair: %v", c.pair, o)
 				goodRun[c.pair] = o
