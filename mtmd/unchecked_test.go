@@ -41,6 +41,7 @@ const (
 type uncheckedArgs struct {
 	Model     string `json:"model"`
 	Projector string `json:"projector,omitempty"` // "": decode a text prompt only
+	Prompt    string `json:"prompt,omitempty"`    // the text prompt; "" is a plain English question
 	ImageW    int    `json:"image_w,omitempty"`
 	ImageH    int    `json:"image_h,omitempty"`
 }
@@ -92,7 +93,8 @@ func runUnchecked(t *testing.T, a uncheckedArgs) uncheckedOutcome {
 	}
 	raw, err := json.Marshal(a)
 	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	// a good tiny pair takes about a second; a hang is a hang
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestUncheckedChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), envUnchecked+"="+string(raw), "GOTRACEBACK=single")
@@ -198,7 +200,11 @@ func uncheckedTrial(a uncheckedArgs) (res uncheckedResult) {
 	defer x.Free()
 	if a.Projector == "" {
 		stage("tokenize")
-		toks, err := m.Tokenize("Hello, what is in this picture?", true, false)
+		prompt := a.Prompt
+		if prompt == "" {
+			prompt = "Hello, what is in this picture?"
+		}
+		toks, err := m.Tokenize(prompt, true, false)
 		if err != nil {
 			return fail(err)
 		}
