@@ -247,13 +247,13 @@ func textAbortClasses() []abortClass {
 		unguarded: "GGML_ASSERT at context creation",
 		edit: ggufEdit{AddKVs: []gguf.KV{{Key: "llama.attention.head_count_kv", Value: uint32(3)}}, KV: dropKey("llama.attention.head_count_kv"),
 			Tensor: kvWidth(3 * 16)},
-		class:     gguf.ErrBadValue, mention: "llama.attention.head_count_kv",
+		class: gguf.ErrBadValue, mention: "llama.attention.head_count_kv",
 	}, {
 		name: "KV heads exceed the heads", pair: mlp,
 		unguarded: "GGML_ASSERT at context creation",
 		edit: ggufEdit{AddKVs: []gguf.KV{{Key: "llama.attention.head_count_kv", Value: uint32(8)}}, KV: dropKey("llama.attention.head_count_kv"),
 			Tensor: kvWidth(8 * 16)},
-		class:     gguf.ErrBadValue, mention: "must divide the heads",
+		class: gguf.ErrBadValue, mention: "must divide the heads",
 	}, {
 		name: "NaN RMS norm epsilon", pair: mlp,
 		unguarded: "GGML_ASSERT at the first decode",
