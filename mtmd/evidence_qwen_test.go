@@ -3,6 +3,7 @@ package mtmd_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -338,4 +339,58 @@ func flattenErr(err error) []error {
 	}
 	walk(err)
 	return out
+}
+
+// TestUncheckedQwen2VLTextCrash is the evidence of the rules for the
+// qwen2vl text architecture (Qwen2-VL's and Qwen2.5-VL's text models):
+// each file vlm refuses as abort-class crashes the pinned llama.cpp,
+// unchecked, in a child process; the others it refuses are refused by
+// llama.cpp's loader too.
+func TestUncheckedQwen2VLTextCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a child process per file")
+	}
+	mp, _ := testmodel.TinyPair(t, testmodel.ProjectorQwen2VL, gguf.TypeF16)
+	good := runUnchecked(t, uncheckedArgs{Model: mp})
+	require.True(t, good.ran() && !good.nonFinite(), "the good model: %v", good)
+	dir := t.TempDir()
+	for i, c := range []evidenceCase{
+		{name: "q/k/v biases missing", edit: ggufEdit{Tensor: func(ti gguf.TensorInfo, data []byte) (gguf.TensorInfo, []byte, bool) {
+			return ti, data, !strings.HasSuffix(ti.Name, ".attn_q.bias") && !strings.HasSuffix(ti.Name, ".attn_k.bias") && !strings.HasSuffix(ti.Name, ".attn_v.bias")
+		}}, class: gguf.ErrMissingTensor, mention: "blk.0.attn_q.bias", abort: true, want: wantCrash},
+		{name: "k bias missing in the last layer", edit: ggufEdit{Tensor: dropTensor("blk.1.attn_k.bias")},
+			class: gguf.ErrMissingTensor, mention: "blk.1.attn_k.bias", abort: true, want: wantCrash},
+		{name: "v bias f16", edit: ggufEdit{Tensor: retyped("blk.0.attn_v.bias", gguf.TypeF16)},
+			class: gguf.ErrTensorShape, mention: "blk.0.attn_v.bias", abort: true, want: wantCrash},
+		{name: "attn_norm f16", edit: ggufEdit{Tensor: retyped("blk.1.attn_norm.weight", gguf.TypeF16)},
+			class: gguf.ErrTensorShape, mention: "blk.1.attn_norm.weight", abort: true, want: wantCrash},
+		{name: "rope dimension not the head size", edit: ggufEdit{KV: setU32("qwen2vl.rope.dimension_count", 8)},
+			class: gguf.ErrBadValue, mention: "qwen2vl.rope.dimension_count", abort: true, want: wantCrash},
+		{name: "ffn_gate missing", edit: ggufEdit{Tensor: dropTensor("blk.1.ffn_gate.weight")},
+			class: gguf.ErrMissingTensor, mention: "blk.1.ffn_gate.weight", want: wantError},
+		{name: "attn_q mis-shaped", edit: ggufEdit{Tensor: reshaped(map[string][]uint64{"blk.0.attn_q.weight": {64, 32}})},
+			class: gguf.ErrTensorShape, mention: "blk.0.attn_q.weight", want: wantError},
+		{name: "extra tensor", edit: ggufEdit{AddTensors: []gguf.TensorInfo{{Name: "rope_freqs.weight", Type: gguf.TypeF32, Shape: []uint64{8}}}},
+			class: gguf.ErrUnexpectedTensor, mention: "rope_freqs.weight", want: wantError},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := rewriteGGUF(t, mp, dir, fmt.Sprintf("text-%02d", i), c.edit)
+			err := modelVerdict(t, path)
+			require.Error(t, err)
+			assert.ErrorIs(t, err, c.class)
+			assert.ErrorContains(t, err, c.mention)
+			assert.Equal(t, c.abort, isAbortOn(err, c.mention), "abort-class: %v", err)
+			_, lerr := llama.Load(context.Background(), path, llama.LoadOptions{})
+			assert.ErrorIs(t, lerr, llama.ErrInvalidModel)
+			o := runUnchecked(t, uncheckedArgs{Model: path})
+			t.Logf("vlm: %v", err)
+			t.Logf("unchecked llama.cpp: %v", o)
+			switch c.want {
+			case wantCrash:
+				assert.True(t, o.Crashed || o.TimedOut, "want %v, got: %v", c.want, o)
+			case wantError:
+				assert.True(t, o.Error != "" && !o.Crashed && !o.TimedOut, "want %v, got: %v", c.want, o)
+			}
+		})
+	}
 }
