@@ -504,8 +504,8 @@ func (p *Projector) CheckInputWidth(n int) error {
 }
 
 // CheckModel is CheckInputWidth with the width read from the model file:
-// {arch}.embedding_length, the input width of the architectures vlm
-// validates (gguf.FullyValidatedArchitectures).
+// {arch}.embedding_length × (1 + {arch}.n_deepstack_layers), as
+// llama_model_n_embd_inp computes it.
 func (p *Projector) CheckModel(model *File) error {
 	if p.OutputEmbd == 0 {
 		return nil
@@ -515,7 +515,10 @@ func (p *Projector) CheckModel(model *File) error {
 	if !ok {
 		return fmt.Errorf("%w: the model has no u32 %s.embedding_length", ErrProjectorMismatch, arch)
 	}
-	return p.CheckInputWidth(int(n))
+	// llama_hparams::n_embd_inp: Qwen3-VL's text model takes the
+	// deepstack layers' features beside each embedding
+	ds, _ := model.Uint32(arch + ".n_deepstack_layers")
+	return p.CheckInputWidth(int(n) * (1 + int(ds)))
 }
 
 // CheckUBatch checks that a context with micro-batch size nUBatch can decode

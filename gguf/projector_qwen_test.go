@@ -334,3 +334,14 @@ func TestQKVBiasLoopReportsOnce(t *testing.T) {
 	}
 	assert.Equal(t, []string{"blk.0.attn_q.bias"}, missing, "%v", err)
 }
+
+// TestCheckModelDeepstackWidth: a Qwen3-VL text model takes embeddings of
+// embedding_length × (1 + n_deepstack_layers) values.
+func TestCheckModelDeepstackWidth(t *testing.T) {
+	p := &Projector{OutputEmbd: 64}
+	f := modelFile(t, defaultModelSpec()) // 32 wide
+	f.KVs = append(f.KVs, KV{Key: "llama.n_deepstack_layers", Type: ValueUint32, Value: uint32(1)})
+	f.keys = nil
+	assert.NoError(t, p.CheckModel(f))
+	assert.ErrorIs(t, p.CheckModel(modelFile(t, defaultModelSpec())), ErrProjectorMismatch)
+}
