@@ -405,7 +405,7 @@ func (c *checker) projectorTensors(p *Projector) {
 		c.checkTensor(tensorCheck{b("attn_out.weight"), []uint64{ve, ve}, true, false}, false, true)
 		for _, s := range []string{"ln1.weight", "ln1.bias", "ln2.weight", "ln2.bias",
 			"attn_q.bias", "attn_k.bias", "attn_v.bias", "attn_out.bias"} {
-			c.checkTensor(tensorCheck{b(s), []uint64{ve}, false, false}, false, true)
+			c.vecTensor(b(s), ve, false, false, false)
 		}
 		up, okUp := c.f.Tensor(b("ffn_up.weight"))
 		down, okDown := c.f.Tensor(b("ffn_down.weight"))
@@ -429,7 +429,7 @@ func (c *checker) projectorTensors(p *Projector) {
 		}
 	}
 	for _, s := range []string{"v.pre_ln.weight", "v.pre_ln.bias", "v.post_ln.weight", "v.post_ln.bias"} {
-		c.checkTensor(tensorCheck{s, []uint64{ve}, false, false}, false, true)
+		c.vecTensor(s, ve, false, false, false)
 	}
 
 	switch p.Type {
@@ -490,6 +490,37 @@ func (c *checker) projectorTensors(p *Projector) {
 		}
 		c.checkTensor(tensorCheck{"mm.soft_emb_norm.weight", []uint64{ve}, true, false}, false, true)
 	}
+}
+
+// vecTensor checks a 1-D norm weight or bias of n values that a vision
+// graph multiplies or adds (ggml_mul/ggml_add) onto n-wide rows: missing
+// (when required), mis-shaped or of another type than f32 (when f32Only;
+// the CPU kernels abort on f16 there). A shape ggml cannot broadcast trips
+// its assertion (abort-class); a length that divides n is broadcast (its
+// values repeated): the graph runs and computes garbage (observed for both:
+// TestUncheckedQwenProjectorsCrash in package mtmd).
+func (c *checker) vecTensor(name string, n uint64, required, abortMissing, f32Only bool) bool {
+	t, ok := c.f.Tensor(name)
+	if !ok {
+		if required {
+			c.add(ErrMissingTensor, abortMissing, "", name, "want shape [%d]", n)
+		}
+		return false
+	}
+	if !sameShape(t.Shape, []uint64{n}) {
+		broadcast := len(t.Shape) == 1 && t.Dim(0) > 0 && n%t.Dim(0) == 0
+		if broadcast {
+			c.add(ErrTensorShape, false, "", name, "shape %v, want [%d] (ggml would repeat its %d values)", t.Shape, n, t.Dim(0))
+		} else {
+			c.add(ErrTensorShape, true, "", name, "shape %v, want [%d]", t.Shape, n)
+		}
+		return false
+	}
+	if f32Only && t.Type != TypeF32 {
+		c.add(ErrTensorShape, true, "", name, "type %s, want f32", t.Type)
+		return false
+	}
+	return true
 }
 
 // CheckInputWidth checks that the projector's output size equals the

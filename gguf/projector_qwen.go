@@ -66,8 +66,7 @@ func (c *checker) qwenTensors(p *Projector) {
 	}
 	// vec checks an optional (or required) 1-D f32 tensor of n values.
 	vec := func(name string, n uint64, required, abortMissing bool) bool {
-		_, ok := c.checkTensor(tensorCheck{name, []uint64{n}, required, true}, abortMissing, true)
-		return ok
+		return c.vecTensor(name, n, required, abortMissing, true)
 	}
 	// mat checks a 2-D weight [in, out] the graph multiplies by.
 	mat := func(name string, in, out uint64, abortMissing bool) (TensorInfo, bool) {
@@ -194,7 +193,9 @@ func (c *checker) qwenTensors(p *Projector) {
 		return
 	}
 	out := w2.Dim(1)
-	if !vec("mm.2.bias", out, true, false) {
+	// mm.2.bias's width is what mtmd sizes the output by: one that ggml
+	// would broadcast still makes the buffer the wrong size
+	if _, ok := c.checkTensor(tensorCheck{"mm.2.bias", []uint64{out}, true, true}, false, true); !ok {
 		return
 	}
 	if p.Type == typeQwen25VL {
@@ -270,9 +271,9 @@ func (c *checker) qwenFFN(p *Projector, i int, ve uint64) {
 		return
 	}
 	c.checkTensor(tensorCheck{b("ffn_gate.weight"), []uint64{ve, f}, false, false}, false, true)
-	c.checkTensor(tensorCheck{upN + ".bias", []uint64{f}, false, true}, false, true)
-	c.checkTensor(tensorCheck{b("ffn_gate.bias"), []uint64{f}, false, true}, false, true)
-	c.checkTensor(tensorCheck{downN + ".bias", []uint64{ve}, false, true}, false, true)
+	c.vecTensor(upN+".bias", f, false, false, true)
+	c.vecTensor(b("ffn_gate.bias"), f, false, false, true)
+	c.vecTensor(downN+".bias", ve, false, false, true)
 }
 
 // qwenDeepstack checks layer i's deepstack merger, if it has one
@@ -285,20 +286,20 @@ func (c *checker) qwenDeepstack(i int, ve uint64) (present, ok bool) {
 		return false, true
 	}
 	in := qwenMerge * qwenMerge * ve
-	c.checkTensor(tensorCheck{d("norm.weight"), []uint64{in}, false, true}, false, true)
-	c.checkTensor(tensorCheck{d("norm.bias"), []uint64{in}, false, true}, false, true)
+	c.vecTensor(d("norm.weight"), in, false, false, true)
+	c.vecTensor(d("norm.bias"), in, false, false, true)
 	if len(fc1.Shape) > 2 || fc1.Dim(0) != in {
 		c.add(ErrTensorShape, true, "", fc1.Name, "shape %v, want [%d h] (2×2 merged rows)", fc1.Shape, in)
 		return true, false
 	}
 	h := fc1.Dim(1)
-	c.checkTensor(tensorCheck{d("fc1.bias"), []uint64{h}, false, true}, false, true)
+	c.vecTensor(d("fc1.bias"), h, false, false, true)
 	if fc2, ok := c.f.Tensor(d("fc2.weight")); ok {
 		if len(fc2.Shape) > 2 || fc2.Dim(0) != h {
 			c.add(ErrTensorShape, true, "", fc2.Name, "shape %v, want [%d out]", fc2.Shape, h)
 			return true, false
 		}
-		c.checkTensor(tensorCheck{d("fc2.bias"), []uint64{fc2.Dim(1)}, false, true}, false, true)
+		c.vecTensor(d("fc2.bias"), fc2.Dim(1), false, false, true)
 	}
 	return true, true
 }

@@ -114,6 +114,9 @@ func qwenEvidence() []evidenceCase {
 			class: gguf.ErrUnexpectedTensor, mention: "v.class_embd", abort: true, want: wantCrash})
 		add(evidenceCase{name: "ln1 f16", edit: ggufEdit{Tensor: retyped("v.blk.0.ln1.weight", gguf.TypeF16)},
 			class: gguf.ErrTensorShape, mention: "v.blk.0.ln1.weight", abort: true, want: wantCrash})
+		// 16 values that ggml_mul repeats over 32: runs, computing garbage
+		add(evidenceCase{name: "ln2 broadcast", edit: ggufEdit{Tensor: reshaped(map[string][]uint64{"v.blk.1.ln2.weight": {16}})},
+			class: gguf.ErrTensorShape, mention: "v.blk.1.ln2.weight", want: wantDiffers})
 		add(evidenceCase{name: "post_ln mis-shaped", edit: ggufEdit{Tensor: reshaped(map[string][]uint64{"v.post_ln.weight": {48}})},
 			class: gguf.ErrTensorShape, mention: "v.post_ln.weight", abort: true, want: wantCrash})
 		add(evidenceCase{name: "attn_out mis-shaped", edit: ggufEdit{Tensor: reshaped(map[string][]uint64{"v.blk.1.attn_out.weight": {32, 48}})},
@@ -427,6 +430,8 @@ func otherEvidence() []evidenceCase {
 			class: gguf.ErrMissingTensor, mention: "v.blk.0.attn_q.weight", abort: true, want: wantCrash})
 		add(pt, evidenceCase{name: "attn_out missing", edit: ggufEdit{Tensor: dropTensor("v.blk.0.attn_out.weight")},
 			class: gguf.ErrMissingTensor, mention: "v.blk.0.attn_out.weight", want: wantError})
+		add(pt, evidenceCase{name: "ln2 broadcast", edit: ggufEdit{Tensor: reshaped(map[string][]uint64{"v.blk.0.ln2.bias": {16}})},
+			class: gguf.ErrTensorShape, mention: "v.blk.0.ln2.bias", want: wantDiffers})
 		add(pt, evidenceCase{name: "ln1 mis-shaped", edit: ggufEdit{Tensor: reshaped(map[string][]uint64{"v.blk.0.ln1.weight": {24}})},
 			class: gguf.ErrTensorShape, mention: "v.blk.0.ln1.weight", abort: true, want: wantCrash})
 		add(pt, evidenceCase{name: "q bias mis-shaped", edit: ggufEdit{Tensor: reshaped(map[string][]uint64{"v.blk.0.attn_q.bias": {24}})},
