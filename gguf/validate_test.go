@@ -427,7 +427,7 @@ func TestValidateProjectorProblems(t *testing.T) {
 		{"heads not dividing", "mlp", func(s *projSpec) { s.heads = 5 }, ErrBadValue, true},
 		{"pinpoints odd", "mlp", func(s *projSpec) {
 			s.override = map[string]any{"clip.vision.image_grid_pinpoints": []int32{336, 672, 1008}}
-		}, ErrBadValue, true},
+		}, ErrBadValue, false},
 		{"pinpoints u8", "mlp", func(s *projSpec) {
 			s.override = map[string]any{"clip.vision.image_grid_pinpoints": []uint8{1, 2}}
 		}, ErrKeyType, true},

@@ -27,10 +27,11 @@ const (
 	wantDiffers                        // runs, but the embeddings differ from the good file's: the graph computes something else
 	wantRuns                           // runs with finite output: vlm must accept it
 	wantCorrupt                        // writes past a buffer: crashes, hangs, or runs with other embeddings
+	wantOutOfBounds                    // reads past a buffer: anything (the source is the evidence); not checked
 )
 
 func (w uncheckedWant) String() string {
-	return [...]string{"crash or hang", "a clean error", "non-finite output", "other embeddings than the good file", "a clean run", "a crash or other embeddings (memory overwritten)"}[w]
+	return [...]string{"crash or hang", "a clean error", "non-finite output", "other embeddings than the good file", "a clean run", "a crash or other embeddings (memory overwritten)", "anything (an out-of-bounds read)"}[w]
 }
 
 // evidenceCase is one malformed (or unusual) projector file: what vlm says
@@ -500,4 +501,45 @@ func TestGemma3QuantizedInputProjection(t *testing.T) {
 	t.Logf("vlm: %v", err)
 	require.ErrorIs(t, err, gguf.ErrTensorShape)
 	assert.NotErrorIs(t, err, gguf.ErrWouldAbort)
+}
+
+// keyEvidence lists files for the key rules of projectors (every type).
+func keyEvidence() []evidenceCase {
+	mlp, idefics3, gemma3 := testmodel.ProjectorMLP, testmodel.ProjectorIdefics3, testmodel.ProjectorGemma3
+	var cases []evidenceCase
+	add := func(pt testmodel.ProjectorType, c evidenceCase) {
+		c.name = string(pt) + "/" + c.name
+		c.pair = pt
+		cases = append(cases, c)
+	}
+	add(mlp, evidenceCase{name: "patch size 0", edit: ggufEdit{KV: setU32("clip.vision.patch_size", 0)},
+		class: gguf.ErrBadValue, mention: "clip.vision.patch_size", abort: true, want: wantCrash})
+	add(mlp, evidenceCase{name: "heads not dividing the width", edit: ggufEdit{KV: setU32("clip.vision.attention.head_count", 3)},
+		class: gguf.ErrBadValue, mention: "clip.vision.attention.head_count", abort: true, want: wantCrash})
+	add(mlp, evidenceCase{name: "negative norm epsilon", edit: ggufEdit{KV: editKey("clip.vision.attention.layer_norm_epsilon", func(gguf.KV) any { return float32(-1) })},
+		class: gguf.ErrBadValue, mention: "clip.vision.attention.layer_norm_epsilon", abort: true, want: wantCrash})
+	add(mlp, evidenceCase{name: "name of type u32", edit: ggufEdit{KV: editKey("general.name", func(gguf.KV) any { return uint32(1) })},
+		class: gguf.ErrKeyType, mention: "general.name", abort: true, want: wantCrash})
+	add(mlp, evidenceCase{name: "unknown projector type", edit: ggufEdit{KV: editKey("clip.projector_type", func(gguf.KV) any { return "perceiver" })},
+		class: gguf.ErrUnknownProjector, mention: "perceiver", want: wantError})
+	// clip.cpp reads one int past the vector for the last pair's height:
+	// undefined behaviour that is observed to run (not abort-class)
+	add(mlp, evidenceCase{name: "odd image_grid_pinpoints", edit: ggufEdit{AddKVs: []gguf.KV{{Key: "clip.vision.image_grid_pinpoints", Value: []int32{64, 64, 96}}}},
+		class: gguf.ErrBadValue, mention: "clip.vision.image_grid_pinpoints", want: wantOutOfBounds})
+	add(idefics3, evidenceCase{name: "scale factor not dividing the patch grid", edit: ggufEdit{KV: setU32("clip.vision.projector.scale_factor", 3)},
+		class: gguf.ErrBadValue, mention: "clip.vision.projector.scale_factor", abort: true, want: wantCrash})
+	add(gemma3, evidenceCase{name: "scale factor 0", edit: ggufEdit{KV: setU32("clip.vision.projector.scale_factor", 0)},
+		class: gguf.ErrBadValue, mention: "clip.vision.projector.scale_factor", abort: true, want: wantCrash})
+	add(gemma3, evidenceCase{name: "scale factor not dividing the patch grid", edit: ggufEdit{KV: setU32("clip.vision.projector.scale_factor", 3)},
+		class: gguf.ErrBadValue, mention: "clip.vision.projector.scale_factor", abort: true, want: wantCrash})
+	return cases
+}
+
+// TestUncheckedProjectorKeysCrash is the evidence of projector key rules
+// (values clip.cpp divides by, getters that assert a type, ...).
+func TestUncheckedProjectorKeysCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a child process per file")
+	}
+	runEvidence(t, keyEvidence())
 }
