@@ -93,11 +93,8 @@ type budget struct {
 	now      func() time.Time // the wall clock of the backstop
 }
 
-func newBudget(ctx context.Context) *budget {
-	return newBudgetClock(ctx, time.Now)
-}
-
-func newBudgetClock(ctx context.Context, now func() time.Time) *budget {
+// newBudget starts a render's budget; now is the backstop's clock.
+func newBudget(ctx context.Context, now func() time.Time) *budget {
 	return &budget{ctx: ctx, now: now, deadline: now().Add(MaxRenderTime)}
 }
 

@@ -161,7 +161,7 @@ func (t *Template) render(messages jinja.Value, opts *Options) (string, error) {
 		now = time.Now
 	}
 	data := make(map[string]jinja.Value, 14+len(opts.Vars))
-	b := newBudgetClock(opts.Context, renderClock)
+	b := newBudget(opts.Context, renderClock)
 	// Globals as transformers defines them; Vars may replace these.
 	data["raise_exception"] = raiseExceptionValue
 	data["strftime_now"] = strftimeNow(now)
