@@ -511,7 +511,10 @@ func (c *checker) vecTensor(name string, n uint64, required, abortMissing, f32On
 		return false
 	}
 	if !sameShape(t.Shape, []uint64{n}) {
-		broadcast := len(t.Shape) == 1 && t.Dim(0) > 0 && n%t.Dim(0) == 0
+		// (more dimensions with a first that divides n broadcast too, over
+		// rows whose count depends on the image: garbage, or an assertion
+		// for other images)
+		broadcast := t.Dim(0) > 0 && n%t.Dim(0) == 0
 		if broadcast {
 			c.add(ErrTensorShape, false, "", name, "shape %v, want [%d] (ggml would repeat its %d values)", t.Shape, n, t.Dim(0))
 		} else {

@@ -68,9 +68,24 @@ func (c *checker) qwenTensors(p *Projector) {
 	vec := func(name string, n uint64, required, abortMissing bool) bool {
 		return c.vecTensor(name, n, required, abortMissing, true)
 	}
-	// mat checks a 2-D weight [in, out] the graph multiplies by.
+	// mat checks a 2-D weight [in, out] the graph multiplies by: ggml has
+	// no matrix product for integer or f64 weights (SIGSEGV in the CPU
+	// kernel).
 	mat := func(name string, in, out uint64, abortMissing bool) (TensorInfo, bool) {
-		return c.checkTensor(tensorCheck{name, []uint64{in, out}, true, false}, abortMissing, true)
+		t, ok := c.checkTensor(tensorCheck{name, []uint64{in, out}, true, false}, abortMissing, true)
+		if ok && !matmulType(t.Type) {
+			c.add(ErrTensorShape, true, "", name, "type %s: ggml cannot multiply by it", t.Type)
+			return t, false
+		}
+		return t, ok
+	}
+	// M-RoPE in the vision attention: ggml_rope_multi rotates d_head/2
+	// dimensions (asserted even) in four sections of d_head/4 (asserted
+	// not all empty)
+	if nHead, _ := c.f.Uint32("clip.vision.attention.head_count"); nHead > 0 {
+		if dHead := ve / uint64(nHead); dHead%4 != 0 {
+			c.add(ErrBadValue, true, "clip.vision.attention.head_count", "", "%d heads of %d: %s's M-RoPE needs a head size that is a multiple of 4", nHead, dHead, graph)
+		}
 	}
 
 	// Patch embedding: two convolution kernels (the two frames of
@@ -228,6 +243,16 @@ func (c *checker) qwenTensors(p *Projector) {
 		return
 	}
 	p.OutputEmbd = out
+}
+
+// matmulType reports whether ggml's CPU backend multiplies by weights of
+// type t (float and quantized types; not the integer types nor f64).
+func matmulType(t TensorType) bool {
+	switch t {
+	case TypeI8, TypeI16, TypeI32, TypeI64, TypeF64:
+		return false
+	}
+	return true
 }
 
 // dimOr returns dimension i of the named tensor, or 0 if there is none.

@@ -21,13 +21,13 @@ import (
 type uncheckedWant int
 
 const (
-	wantCrash     uncheckedWant = iota // dies (SIGABRT, SIGSEGV) or hangs: an abort-class rule
-	wantError                          // refuses it with an error of its own: a rule vlm may report first
-	wantNonFinite                      // runs, NaN or infinite embeddings or logits
-	wantDiffers                        // runs, but the embeddings differ from the good file's: the graph computes something else
-	wantRuns                           // runs with finite output: vlm must accept it
-	wantCorrupt                        // writes past a buffer: crashes, hangs, or runs with other embeddings
-	wantOutOfBounds                    // reads past a buffer: anything (the source is the evidence); not checked
+	wantCrash       uncheckedWant = iota // dies (SIGABRT, SIGSEGV) or hangs: an abort-class rule
+	wantError                            // refuses it with an error of its own: a rule vlm may report first
+	wantNonFinite                        // runs, NaN or infinite embeddings or logits
+	wantDiffers                          // runs, but the embeddings differ from the good file's: the graph computes something else
+	wantRuns                             // runs with finite output: vlm must accept it
+	wantCorrupt                          // writes past a buffer: crashes, hangs, or runs with other embeddings
+	wantOutOfBounds                      // reads past a buffer: anything (the source is the evidence); not checked
 )
 
 func (w uncheckedWant) String() string {
@@ -118,6 +118,19 @@ func qwenEvidence() []evidenceCase {
 		// 16 values that ggml_mul repeats over 32: runs, computing garbage
 		add(evidenceCase{name: "ln2 broadcast", edit: ggufEdit{Tensor: reshaped(map[string][]uint64{"v.blk.1.ln2.weight": {16}})},
 			class: gguf.ErrTensorShape, mention: "v.blk.1.ln2.weight", want: wantDiffers})
+		add(evidenceCase{name: "ffn_up bias 2-D broadcast", edit: ggufEdit{Tensor: reshaped(map[string][]uint64{"v.blk.0.ffn_up.bias": {32, 2}})},
+			class: gguf.ErrTensorShape, mention: "v.blk.0.ffn_up.bias", want: wantDiffers})
+		add(evidenceCase{name: "attn_out i32", edit: ggufEdit{Tensor: retyped("v.blk.0.attn_out.weight", gguf.TypeI32)},
+			class: gguf.ErrTensorShape, mention: "v.blk.0.attn_out.weight", abort: true, want: wantCrash})
+		add(evidenceCase{name: "mm.0 f64", edit: ggufEdit{Tensor: retyped("mm.0.weight", gguf.TypeF64)},
+			class: gguf.ErrTensorShape, mention: "mm.0.weight", abort: true, want: wantCrash})
+		// vision head size 2 (16 heads of 32): M-RoPE rotates 1 dimension
+		add(evidenceCase{name: "head size 2", edit: ggufEdit{KV: setU32("clip.vision.attention.head_count", 16)},
+			class: gguf.ErrBadValue, mention: "clip.vision.attention.head_count", abort: true, want: wantCrash})
+		// head size 1: all four M-RoPE sections empty
+		add(evidenceCase{name: "head size 1", edit: ggufEdit{KV: setU32("clip.vision.attention.head_count", 32)},
+			class: gguf.ErrBadValue, mention: "clip.vision.attention.head_count", abort: true, want: wantCrash})
+		add(evidenceCase{name: "head size 4", edit: ggufEdit{KV: setU32("clip.vision.attention.head_count", 8)}, want: wantRuns})
 		add(evidenceCase{name: "post_ln mis-shaped", edit: ggufEdit{Tensor: reshaped(map[string][]uint64{"v.post_ln.weight": {48}})},
 			class: gguf.ErrTensorShape, mention: "v.post_ln.weight", abort: true, want: wantCrash})
 		add(evidenceCase{name: "attn_out mis-shaped", edit: ggufEdit{Tensor: reshaped(map[string][]uint64{"v.blk.1.attn_out.weight": {32, 48}})},
