@@ -260,7 +260,7 @@ func (c *checker) projectorKeys() *Projector {
 		key string
 		val uint32
 	}{{v + "image_size", p.ImageSize}, {v + "preproc_image_size", p.PreprocImageSize}} {
-		if kv.val > maxImageSide {
+		if kv.val > maxImageSide && !isQwenProjector(typ) { // the Qwen mergers resize by pixel counts, not by image_size
 			c.add(ErrBadValue, false, kv.key, "", "%d pixels, at most %d", kv.val, maxImageSide)
 			okAll = false
 		}
@@ -282,8 +282,11 @@ func (c *checker) projectorKeys() *Projector {
 	if !okAll {
 		return nil
 	}
-	// values clip.cpp divides by
-	if p.PatchSize == 0 || p.ImageSize < p.PatchSize {
+	// values clip.cpp divides by. The Qwen mergers do not use image_size
+	// (images keep their size within pixel bounds; the warm-up image is
+	// sized by tokens): any value runs (observed: TestUncheckedQwenProjectorsCrash
+	// in package mtmd).
+	if p.PatchSize == 0 || (p.ImageSize < p.PatchSize && !isQwenProjector(typ)) {
 		c.add(ErrBadValue, true, v+"patch_size", "", "patch size %d for image size %d", p.PatchSize, p.ImageSize)
 		return nil
 	}

@@ -79,6 +79,11 @@ func (c *checker) qwenTensors(p *Projector) {
 		}
 		return t, ok
 	}
+	// the qwen2vl graph aborts without a layer (qwen3vl_merger needs its
+	// deepstack layer anyway)
+	if p.BlockCount == 0 {
+		c.add(ErrBadValue, !qwen3, "clip.vision.block_count", "", "0: %s needs at least one layer", graph)
+	}
 	// M-RoPE in the vision attention: ggml_rope_multi rotates d_head/2
 	// dimensions (asserted even) in four sections of d_head/4 (asserted
 	// not all empty)

@@ -136,6 +136,7 @@ func TestValidateProjectorQwenTensors(t *testing.T) {
 		{"ffn_up bias 2-D broadcast", nil, set("v.blk.0.ffn_up.bias", TypeF32, 24, 2), ErrTensorShape, "v.blk.0.ffn_up.bias", false},
 		{"attn_out i32", nil, set("v.blk.0.attn_out.weight", TypeI32), ErrTensorShape, "v.blk.0.attn_out.weight", true},
 		{"mm.0 f64", nil, set("mm.0.weight", TypeF64), ErrTensorShape, "mm.0.weight", true},
+		{"no layers", q2, setKV("clip.vision.block_count", uint32(0)), ErrBadValue, "clip.vision.block_count", true},
 		{"head size 2", nil, setKV("clip.vision.attention.head_count", uint32(16)), ErrBadValue, "clip.vision.attention.head_count", true},
 		{"ln2 f16", nil, set("v.blk.1.ln2.weight", TypeF16), ErrTensorShape, "v.blk.1.ln2.weight", true},
 		{"ffn_up missing", nil, drop("v.blk.0.ffn_up.weight"), ErrMissingTensor, "v.blk.0.ffn_up.weight", false},
@@ -213,6 +214,16 @@ func TestValidateProjectorQwenAccepts(t *testing.T) {
 							f.KVs[i].Value = uint32(0)
 						case "clip.vision.projection_dim":
 							f.KVs[i].Value = uint32(7)
+						}
+					}
+				})
+			}
+			// image_size is not used by the Qwen graphs
+			for _, size := range []uint32{0, 4, 100, 16384} {
+				accept(fmt.Sprint("image_size ", size), func(f *File) {
+					for i := range f.KVs {
+						if f.KVs[i].Key == "clip.vision.image_size" {
+							f.KVs[i].Value = size
 						}
 					}
 				})

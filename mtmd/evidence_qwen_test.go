@@ -130,6 +130,15 @@ func qwenEvidence() []evidenceCase {
 		// head size 1: all four M-RoPE sections empty
 		add(evidenceCase{name: "head size 1", edit: ggufEdit{KV: setU32("clip.vision.attention.head_count", 32)},
 			class: gguf.ErrBadValue, mention: "clip.vision.attention.head_count", abort: true, want: wantCrash})
+		add(evidenceCase{name: "no layers", edit: ggufEdit{KV: setU32("clip.vision.block_count", 0)},
+			class: gguf.ErrBadValue, mention: "clip.vision.block_count", abort: true, want: wantCrash})
+		if qwen3 {
+			// no deepstack layer: the width is the merger's alone, and
+			// mtmd refuses the pair
+			cases[len(cases)-1].want, cases[len(cases)-1].abort = wantError, false
+		}
+		add(evidenceCase{name: "image_size 4 (not used)", edit: ggufEdit{KV: setU32("clip.vision.image_size", 4)}, want: wantRuns})
+		add(evidenceCase{name: "image_size 0 (not used)", edit: ggufEdit{KV: setU32("clip.vision.image_size", 0)}, want: wantRuns})
 		add(evidenceCase{name: "head size 4", edit: ggufEdit{KV: setU32("clip.vision.attention.head_count", 8)}, want: wantRuns})
 		add(evidenceCase{name: "post_ln mis-shaped", edit: ggufEdit{Tensor: reshaped(map[string][]uint64{"v.post_ln.weight": {48}})},
 			class: gguf.ErrTensorShape, mention: "v.post_ln.weight", abort: true, want: wantCrash})
