@@ -320,6 +320,18 @@ func TestValidateModelQwen2VLTensors(t *testing.T) {
 	v = problemOn(t, ValidateModel(modelFile(t, s)), ErrBadValue, "qwen2vl.rope.dimension_count")
 	assert.True(t, v.Abort)
 
+	for _, sec := range [][]int32{{0, 0, 0, 0}, {0, 0, 0, 4}, {100, 100, 100, 0}} {
+		s = spec()
+		s.override = map[string]any{"qwen2vl.rope.dimension_sections": sec}
+		v = problemOn(t, ValidateModel(modelFile(t, s)), ErrBadValue, "qwen2vl.rope.dimension_sections")
+		assert.True(t, v.Abort, "%v", sec)
+	}
+	for _, sec := range [][]int32{{4, 0, 0, 0}, {-4, 4, 4, 0}} { // observed to run
+		s = spec()
+		s.override = map[string]any{"qwen2vl.rope.dimension_sections": sec}
+		assert.NoError(t, ValidateModel(modelFile(t, s)), "%v", sec)
+	}
+
 	f = modelFile(t, spec())
 	f.Tensors = append(f.Tensors, TensorInfo{Name: "rope_freqs.weight", Type: TypeF32, Shape: []uint64{4}})
 	relayout(f)

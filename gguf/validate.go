@@ -440,7 +440,7 @@ func (c *checker) hparams(arch string) hparams {
 		}
 	}
 	if arch == "qwen2vl" {
-		c.ropeSections(k("rope.dimension_sections"))
+		c.ropeSections(k("rope.dimension_sections"), hp.nEmbdHeadK)
 	}
 	return hp
 }
@@ -449,8 +449,23 @@ func (c *checker) hparams(arch string) hparams {
 // qwen2vl with get_key_or_arr(…, 4, required): missing, an array of another
 // length or a scalar that is not an i32 throw (a clean error); an array of
 // 4 f32 or strings trips get_arr's GGML_ASSERT on the element type (abort).
-func (c *checker) ropeSections(key string) {
+//
+// ggml's M-RoPE kernel asserts that one of the first three sections is
+// positive and that the four add up to at most the head size (observed:
+// TestUncheckedQwen2VLTextCrash in package mtmd).
+func (c *checker) ropeSections(key string, headDim uint32) {
 	kv, ok := c.f.Get(key)
+	if ok && kv.IsArray() && kv.Len() == 4 {
+		if sec := int32s(kv.Value); len(sec) == 4 {
+			sum := int64(sec[0]) + int64(sec[1]) + int64(sec[2]) + int64(sec[3])
+			switch {
+			case sec[0] <= 0 && sec[1] <= 0 && sec[2] <= 0:
+				c.add(ErrBadValue, true, key, "", "%v: ggml's M-RoPE needs one of the first three sections > 0", sec)
+			case headDim > 0 && sum > int64(headDim):
+				c.add(ErrBadValue, true, key, "", "%v: the sections add up to %d, more than the head size %d", sec, sum, headDim)
+			}
+		}
+	}
 	switch {
 	case !ok:
 		c.add(ErrMissingKey, false, key, "", "want an array of 4 i32 (the M-RoPE sections)")
