@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -77,6 +78,7 @@ func f32Tensor(t testing.TB, w *Writer, name string, shape ...uint64) {
 
 // modelSpec describes a tiny llama text model.
 type modelSpec struct {
+	arch                               string // "" is llama; "qwen2vl" adds M-RoPE sections and q/k/v biases
 	nEmbd, nFF, nHead, nHeadKV, nLayer uint32
 	extraTokens                        []string
 	skip                               map[string]bool // keys or tensors to leave out
@@ -142,6 +144,17 @@ func buildModel(t testing.TB, s modelSpec) *Writer {
 		{"tokenizer.ggml.add_bos_token", true},
 		{"tokenizer.chat_template", "{% for m in messages %}{{ m.content }}{% endfor %}"},
 	}
+	if s.arch == "qwen2vl" {
+		kvs[0].v = "qwen2vl"
+		for i := range kvs {
+			kvs[i].k = strings.Replace(kvs[i].k, "llama.", "qwen2vl.", 1)
+		}
+		hd := int32(s.nEmbd / s.nHead)
+		kvs = append(kvs, struct {
+			k string
+			v any
+		}{"qwen2vl.rope.dimension_sections", []int32{hd / 8, hd / 8, hd/2 - hd/4, 0}})
+	}
 	for _, kv := range kvs {
 		if s.skip[kv.k] {
 			continue
@@ -169,6 +182,11 @@ func buildModel(t testing.TB, s modelSpec) *Writer {
 		add(b("attn_k.weight"), e, hd*uint64(s.nHeadKV))
 		add(b("attn_v.weight"), e, hd*uint64(s.nHeadKV))
 		add(b("attn_output.weight"), hd*uint64(s.nHead), e)
+		if s.arch == "qwen2vl" {
+			add(b("attn_q.bias"), hd*uint64(s.nHead))
+			add(b("attn_k.bias"), hd*uint64(s.nHeadKV))
+			add(b("attn_v.bias"), hd*uint64(s.nHeadKV))
+		}
 		add(b("ffn_norm.weight"), e)
 		add(b("ffn_gate.weight"), e, ff)
 		add(b("ffn_up.weight"), e, ff)
@@ -188,10 +206,18 @@ type projSpec struct {
 
 func defaultProjSpec(typ string) projSpec {
 	s := projSpec{typ: typ, v: 32, ff: 48, heads: 4, layers: 2, image: 32, patch: 4, nOut: 32}
-	if typ == "idefics3" {
+	switch typ {
+	case "idefics3":
 		s.scale = 2
+	case "qwen3vl_merger":
+		s.nOut = 16 // the merger's 16 and one deepstack layer's 16
 	}
 	return s
+}
+
+// isQwen reports whether typ is one of the Qwen projector types.
+func isQwen(typ string) bool {
+	return typ == "qwen2vl_merger" || typ == "qwen2.5vl_merger" || typ == "qwen2.5o" || typ == "qwen3vl_merger"
 }
 
 func buildProjector(t testing.TB, s projSpec) *Writer {
@@ -222,6 +248,12 @@ func buildProjector(t testing.TB, s projSpec) *Writer {
 			v any
 		}{"clip.vision.projector.scale_factor", s.scale})
 	}
+	if s.typ == "qwen2.5vl_merger" || s.typ == "qwen2.5o" {
+		kvs = append(kvs, struct {
+			k string
+			v any
+		}{"clip.vision.n_wa_pattern", uint32(2)})
+	}
 	for _, kv := range kvs {
 		if s.skip[kv.k] {
 			continue
@@ -243,6 +275,10 @@ func buildProjector(t testing.TB, s projSpec) *Writer {
 		if !s.skip[name] {
 			f32Tensor(t, w, name, shape...)
 		}
+	}
+	if isQwen(s.typ) {
+		buildQwenTensors(s, add)
+		return w
 	}
 	add("v.patch_embd.weight", ps, ps, 3, ve)
 	add("v.patch_embd.bias", ve)
@@ -279,6 +315,64 @@ func buildProjector(t testing.TB, s projSpec) *Writer {
 		add("mm.soft_emb_norm.weight", ve)
 	}
 	return w
+}
+
+// buildQwenTensors writes the tensors of a Qwen projector as clip.cpp's
+// graphs use them: two patch kernels; qwen3vl_merger with a patch bias,
+// position embeddings, fused q/k/v and a deepstack merger on layer 0;
+// qwen2.5vl_merger with gated FFNs; the 2×2 merger mm.0, mm.2.
+func buildQwenTensors(s projSpec, add func(string, ...uint64)) {
+	ve, ff, ps := uint64(s.v), uint64(s.ff), uint64(s.patch)
+	side := uint64(s.image / s.patch)
+	qwen3 := s.typ == "qwen3vl_merger"
+	add("v.patch_embd.weight", ps, ps, 3, ve)
+	add("v.patch_embd.weight.1", ps, ps, 3, ve)
+	if qwen3 {
+		add("v.patch_embd.bias", ve)
+		add("v.position_embd.weight", ve, side*side)
+	}
+	for i := 0; i < int(s.layers); i++ {
+		b := func(n string) string { return fmt.Sprintf("v.blk.%d.%s", i, n) }
+		if qwen3 {
+			add(b("attn_qkv.weight"), ve, 3*ve)
+			add(b("attn_qkv.bias"), 3*ve)
+		} else {
+			for _, n := range []string{"attn_q", "attn_k", "attn_v"} {
+				add(b(n+".weight"), ve, ve)
+				add(b(n+".bias"), ve)
+			}
+		}
+		add(b("attn_out.weight"), ve, ve)
+		add(b("attn_out.bias"), ve)
+		add(b("ln1.weight"), ve)
+		add(b("ln2.weight"), ve)
+		if s.typ != "qwen2.5vl_merger" && s.typ != "qwen2.5o" {
+			add(b("ln1.bias"), ve)
+			add(b("ln2.bias"), ve)
+		} else {
+			add(b("ffn_gate.weight"), ve, ff)
+			add(b("ffn_gate.bias"), ff)
+		}
+		add(b("ffn_up.weight"), ve, ff)
+		add(b("ffn_up.bias"), ff)
+		add(b("ffn_down.weight"), ff, ve)
+		add(b("ffn_down.bias"), ve)
+	}
+	add("v.post_ln.weight", ve)
+	add("v.post_ln.bias", ve)
+	out := uint64(s.nOut)
+	if qwen3 {
+		add("v.deepstack.0.norm.weight", 4*ve)
+		add("v.deepstack.0.norm.bias", 4*ve)
+		add("v.deepstack.0.fc1.weight", 4*ve, 40)
+		add("v.deepstack.0.fc1.bias", 40)
+		add("v.deepstack.0.fc2.weight", 40, out)
+		add("v.deepstack.0.fc2.bias", out)
+	}
+	add("mm.0.weight", 4*ve, 4*ve)
+	add("mm.0.bias", 4*ve)
+	add("mm.2.weight", 4*ve, out)
+	add("mm.2.bias", out)
 }
 
 var _ = math.Inf

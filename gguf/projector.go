@@ -96,8 +96,9 @@ func ProjectorInfo(f *File) (*Projector, error) {
 // pinned clip.cpp/mtmd abort, crash or fail: the container; the keys
 // clip.cpp reads, with the exact types its getters assert; a known
 // projector type; image_mean/image_std of at least 3 f32; values it divides
-// by; use_gelu and use_silu not both true; and for the types mlp, idefics3
-// and gemma3 the tensors their graphs use, with their shapes. For other
+// by; use_gelu and use_silu not both true; and for the types of
+// FullyValidatedProjectorTypes (mlp, idefics3, gemma3, the Qwen mergers)
+// the tensors their graphs use, with their shapes and types. For other
 // projector types only keys are checked. It returns nil or the problems
 // found, joined (at most 32), each a *ValidationError.
 func ValidateProjector(f *File) error {
@@ -165,7 +166,10 @@ func (c *checker) projectorKeys() *Projector {
 		if !kv.IsArray() || (kv.ArrayType != ValueInt32 && kv.ArrayType != ValueUint32) {
 			c.add(ErrKeyType, true, key, "", "type %s, want arr[i32]", kv.TypeName())
 		} else if key == v+"image_grid_pinpoints" && kv.Len()%2 != 0 {
-			c.add(ErrBadValue, true, key, "", "%d elements, want (width, height) pairs", kv.Len())
+			// clip.cpp reads the last pair's height one past the vector:
+			// an out-of-bounds read (observed to run, with a height from
+			// whatever memory follows), not an abort
+			c.add(ErrBadValue, false, key, "", "%d elements, want (width, height) pairs", kv.Len())
 		} else if key == v+"image_grid_pinpoints" && kv.Len() > 2*maxPinpoints {
 			c.add(ErrBadValue, false, key, "", "%d resolutions, at most %d", kv.Len()/2, maxPinpoints)
 		} else {
@@ -224,7 +228,14 @@ func (c *checker) projectorKeys() *Projector {
 			}
 			p.MergeFactor = scale
 		}
-	case "qwen2vl_merger", "qwen2.5vl_merger", "qwen3vl_merger", "glm4v":
+	case typeQwen2VL, typeQwen25VL, typeQwen3VL:
+		// the graphs merge 2×2 whatever the key says (see qwenKeys)
+		p.MergeFactor = qwenMerge
+		c.qwenKeys(p)
+		if typ == typeQwen25VL && !hasWA {
+			c.add(ErrMissingKey, false, v+"n_wa_pattern", "", "qwen2.5vl_merger needs it")
+		}
+	case "glm4v":
 		p.MergeFactor = 2
 		if hasSpatial {
 			if spatial == 0 {
@@ -232,9 +243,6 @@ func (c *checker) projectorKeys() *Projector {
 				okAll = false
 			}
 			p.MergeFactor = spatial
-		}
-		if typ == "qwen2.5vl_merger" && !hasWA {
-			c.add(ErrMissingKey, false, v+"n_wa_pattern", "", "qwen2.5vl_merger needs it")
 		}
 	case "pixtral", "lightonocr":
 		if hasSpatial && spatial > 0 {
@@ -252,14 +260,19 @@ func (c *checker) projectorKeys() *Projector {
 		key string
 		val uint32
 	}{{v + "image_size", p.ImageSize}, {v + "preproc_image_size", p.PreprocImageSize}} {
-		if kv.val > maxImageSide {
+		if kv.val > maxImageSide && !isQwenProjector(typ) { // the Qwen mergers resize by pixel counts, not by image_size
 			c.add(ErrBadValue, false, kv.key, "", "%d pixels, at most %d", kv.val, maxImageSide)
 			okAll = false
 		}
 	}
-	if fl, ok := c.f.Get(v + "feature_layer"); ok {
+	if fl, ok := c.f.Get(v + "feature_layer"); ok && llavaGraph[typ] {
+		// clip_graph_llava runs the encoder up to the deepest feature
+		// layer: one past the block count indexes past model.layers
+		// (SIGSEGV). Negative layers are never matched and so ignored
+		// (the graph then runs as without the key), and the other
+		// graphs do not read the key.
 		for _, x := range int32s(fl.Value) {
-			if x < 0 || uint32(x) > p.BlockCount {
+			if x >= 0 && uint32(x) > p.BlockCount {
 				c.add(ErrBadValue, true, v+"feature_layer", "", "layer %d of a %d-layer encoder", x, p.BlockCount)
 				okAll = false
 				break
@@ -269,8 +282,11 @@ func (c *checker) projectorKeys() *Projector {
 	if !okAll {
 		return nil
 	}
-	// values clip.cpp divides by
-	if p.PatchSize == 0 || p.ImageSize < p.PatchSize {
+	// values clip.cpp divides by. The Qwen mergers do not use image_size
+	// (images keep their size within pixel bounds; the warm-up image is
+	// sized by tokens): any value runs (observed: TestUncheckedQwenProjectorsCrash
+	// in package mtmd).
+	if p.PatchSize == 0 || (p.ImageSize < p.PatchSize && !isQwenProjector(typ)) {
 		c.add(ErrBadValue, true, v+"patch_size", "", "patch size %d for image size %d", p.PatchSize, p.ImageSize)
 		return nil
 	}
@@ -303,7 +319,7 @@ func (c *checker) projectorKeys() *Projector {
 		p.TokensPerImage = n / (m * m)
 	case "internvl", "llama4":
 		p.TokensPerImage = n / (m * m)
-	case "qwen2vl_merger", "qwen2.5vl_merger", "qwen3vl_merger", "glm4v":
+	case typeQwen2VL, typeQwen25VL, typeQwen3VL, "glm4v":
 		s := int(p.ImageSize / (2 * p.PatchSize))
 		p.TokensPerImage = s * s
 	}
@@ -317,6 +333,10 @@ const (
 	maxPinpoints = 64   // image_grid_pinpoints resolutions
 	maxGridTiles = 256  // tiles one grid resolution cuts an image into
 )
+
+// llavaGraph are the projector types clip.cpp builds with clip_graph_llava,
+// the one graph that reads clip.vision.feature_layer.
+var llavaGraph = map[string]bool{"mlp": true, "mlp_norm": true, "ldp": true, "ldpv2": true, "glm_edge": true}
 
 // int32s returns an i32 or u32 array as int32s.
 func int32s(v any) []int32 {
@@ -334,7 +354,7 @@ func int32s(v any) []int32 {
 }
 
 // projectorTensors checks the tensors of the vision tower and projector for
-// mlp, idefics3 and gemma3, and derives OutputEmbd.
+// the fully validated types, and derives OutputEmbd.
 func (c *checker) projectorTensors(p *Projector) {
 	if p.Type == "mlp_norm" {
 		if t, ok := c.f.Tensor("mm.3.bias"); ok {
@@ -343,6 +363,10 @@ func (c *checker) projectorTensors(p *Projector) {
 		return
 	}
 	if !slices.Contains(fullyValidatedProjectors, p.Type) {
+		return
+	}
+	if isQwenProjector(p.Type) {
+		c.qwenTensors(p)
 		return
 	}
 	ve := uint64(p.EmbeddingLength)
@@ -362,7 +386,12 @@ func (c *checker) projectorTensors(p *Projector) {
 		}
 	}
 	if t, ok := c.f.Tensor("v.position_embd.weight"); !ok {
-		c.add(ErrMissingTensor, true, "", "v.position_embd.weight", "want shape [%d %d]", ve, nPos)
+		// clip_graph_llava takes rows of it unchecked (SIGSEGV);
+		// clip_graph_siglip (idefics3, gemma3) adds it only when present
+		// and runs without (observed: TestUncheckedOtherProjectorsCrash)
+		if p.Type == "mlp" {
+			c.add(ErrMissingTensor, true, "", "v.position_embd.weight", "want shape [%d %d]", ve, nPos)
+		}
 	} else if len(t.Shape) > 2 || t.Dim(0) != ve || t.Dim(1) < nPos {
 		c.add(ErrTensorShape, true, "", t.Name, "shape %v, want [%d %d]", t.Shape, ve, nPos)
 	}
@@ -382,7 +411,7 @@ func (c *checker) projectorTensors(p *Projector) {
 		c.checkTensor(tensorCheck{b("attn_out.weight"), []uint64{ve, ve}, true, false}, false, true)
 		for _, s := range []string{"ln1.weight", "ln1.bias", "ln2.weight", "ln2.bias",
 			"attn_q.bias", "attn_k.bias", "attn_v.bias", "attn_out.bias"} {
-			c.checkTensor(tensorCheck{b(s), []uint64{ve}, false, false}, false, true)
+			c.vecTensor(b(s), ve, false, false, false)
 		}
 		up, okUp := c.f.Tensor(b("ffn_up.weight"))
 		down, okDown := c.f.Tensor(b("ffn_down.weight"))
@@ -406,7 +435,7 @@ func (c *checker) projectorTensors(p *Projector) {
 		}
 	}
 	for _, s := range []string{"v.pre_ln.weight", "v.pre_ln.bias", "v.post_ln.weight", "v.post_ln.bias"} {
-		c.checkTensor(tensorCheck{s, []uint64{ve}, false, false}, false, true)
+		c.vecTensor(s, ve, false, false, false)
 	}
 
 	switch p.Type {
@@ -457,13 +486,50 @@ func (c *checker) projectorTensors(p *Projector) {
 		case len(w.Shape) > 2 || w.Dim(1) != ve:
 			c.add(ErrTensorShape, true, "", w.Name, "shape %v, want [n_embd %d]", w.Shape, ve)
 		case w.Type != TypeF32 && w.Type != TypeF16:
-			// transposed and made contiguous: no quantized types
-			c.add(ErrTensorShape, true, "", w.Name, "type %s, want f32 or f16", w.Type)
+			// transposed and made contiguous: the pinned ggml copies
+			// quantized blocks of a transposed tensor wrongly, and the
+			// embeddings are garbage (observed:
+			// TestGemma3QuantizedInputProjection in package mtmd)
+			c.add(ErrTensorShape, false, "", w.Name, "type %s, want f32 or f16 (transposed in the graph: quantized weights give garbage)", w.Type)
 		default:
 			p.OutputEmbd = w.Dim(0)
 		}
 		c.checkTensor(tensorCheck{"mm.soft_emb_norm.weight", []uint64{ve}, true, false}, false, true)
 	}
+}
+
+// vecTensor checks a 1-D norm weight or bias of n values that a vision
+// graph multiplies or adds (ggml_mul/ggml_add) onto n-wide rows: missing
+// (when required), mis-shaped or of another type than f32 (when f32Only;
+// the CPU kernels abort on f16 there). A shape ggml cannot broadcast trips
+// its assertion (abort-class); a length that divides n is broadcast (its
+// values repeated): the graph runs and computes garbage (observed for both:
+// TestUncheckedQwenProjectorsCrash in package mtmd).
+func (c *checker) vecTensor(name string, n uint64, required, abortMissing, f32Only bool) bool {
+	t, ok := c.f.Tensor(name)
+	if !ok {
+		if required {
+			c.add(ErrMissingTensor, abortMissing, "", name, "want shape [%d]", n)
+		}
+		return false
+	}
+	if !sameShape(t.Shape, []uint64{n}) {
+		// (more dimensions with a first that divides n broadcast too, over
+		// rows whose count depends on the image: garbage, or an assertion
+		// for other images)
+		broadcast := t.Dim(0) > 0 && n%t.Dim(0) == 0
+		if broadcast {
+			c.add(ErrTensorShape, false, "", name, "shape %v, want [%d] (ggml would repeat its %d values)", t.Shape, n, t.Dim(0))
+		} else {
+			c.add(ErrTensorShape, true, "", name, "shape %v, want [%d]", t.Shape, n)
+		}
+		return false
+	}
+	if f32Only && t.Type != TypeF32 {
+		c.add(ErrTensorShape, true, "", name, "type %s, want f32", t.Type)
+		return false
+	}
+	return true
 }
 
 // CheckInputWidth checks that the projector's output size equals the
@@ -478,8 +544,8 @@ func (p *Projector) CheckInputWidth(n int) error {
 }
 
 // CheckModel is CheckInputWidth with the width read from the model file:
-// {arch}.embedding_length, the input width of the architectures vlm
-// validates (gguf.FullyValidatedArchitectures).
+// {arch}.embedding_length × (1 + {arch}.n_deepstack_layers), as
+// llama_model_n_embd_inp computes it.
 func (p *Projector) CheckModel(model *File) error {
 	if p.OutputEmbd == 0 {
 		return nil
@@ -489,7 +555,10 @@ func (p *Projector) CheckModel(model *File) error {
 	if !ok {
 		return fmt.Errorf("%w: the model has no u32 %s.embedding_length", ErrProjectorMismatch, arch)
 	}
-	return p.CheckInputWidth(int(n))
+	// llama_hparams::n_embd_inp: Qwen3-VL's text model takes the
+	// deepstack layers' features beside each embedding
+	ds, _ := model.Uint32(arch + ".n_deepstack_layers")
+	return p.CheckInputWidth(int(n) * (1 + int(ds)))
 }
 
 // CheckUBatch checks that a context with micro-batch size nUBatch can decode

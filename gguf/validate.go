@@ -214,22 +214,29 @@ func ValidateModel(f *File) error {
 		// GGML_ABORTs on any other at the first decode.
 		c.add(ErrBadValue, true, "baichuan.block_count", "", "%d layers: llama.cpp's baichuan graph knows 32 (7B) and 40 (13B) only", hp.nLayer)
 	}
-	if graphNeedsQKVBias[arch] && hp.ok {
+	if graphNeedsQKVBias[arch] && hp.ok && !slices.Contains(fullyValidatedArchitectures, arch) {
 		// Optional at load, added unconditionally by the graph: a missing
 		// bias is a null tensor there (SIGSEGV at context creation).
+		// One report for the first missing bias is enough (a file
+		// without them usually lacks all of them).
+	layers:
 		for i := range int(hp.nLayer) {
 			for _, n := range []string{"attn_q", "attn_k", "attn_v"} {
 				name := fmt.Sprintf("blk.%d.%s.bias", i, n)
 				if _, ok := c.f.Tensor(name); !ok {
 					c.add(ErrMissingTensor, true, "", name, "the %s graph adds it without checking", arch)
-					i = int(hp.nLayer)
-					break
+					break layers
 				}
 			}
 		}
 	}
+	if arch == "qwen2vl" && hp.ok && hp.nRot != hp.nEmbdHeadK {
+		// llm_build_qwen2vl asserts n_rot == the head size when the
+		// context builds its graph
+		c.add(ErrBadValue, true, k2(arch, "rope.dimension_count"), "", "%d, the qwen2vl graph asserts the head size %d", hp.nRot, hp.nEmbdHeadK)
+	}
 	if slices.Contains(fullyValidatedArchitectures, arch) && hp.ok && nVocab >= 0 {
-		c.llamaTensors(hp, uint64(nVocab))
+		c.textTensors(arch, hp, uint64(nVocab))
 	}
 	return c.err()
 }
@@ -372,8 +379,13 @@ func (c *checker) hparams(arch string) hparams {
 			hp.ok = false
 		}
 	}
-	if v, ok := c.f32(k("rope.freq_base"), false, false, false); ok && (v <= 0 || !finite(v)) {
-		c.add(ErrBadValue, false, k("rope.freq_base"), "", "%v: the RoPE base must be a finite number > 0 (else every logit is NaN)", v)
+	// RoPE base: ggml takes powf(base, -2/n_rot) as the step between
+	// rotation frequencies. NaN, 0 and finite negative bases make it NaN
+	// or infinite and every logit NaN (observed: TestRopeBaseInfinityRuns
+	// in package mtmd); +Inf and -Inf make it 0 (only the first pair
+	// rotates), which computes finite logits, so they are accepted.
+	if v, ok := c.f32(k("rope.freq_base"), false, false, false); ok && !(v > 0) && !math.IsInf(float64(v), -1) {
+		c.add(ErrBadValue, false, k("rope.freq_base"), "", "%v: the RoPE base must be a number > 0 (else every logit is NaN)", v)
 	}
 	// Grouped-query attention: each KV head serves n_head/n_head_kv
 	// query heads; ggml asserts that this divides at context creation.
@@ -412,7 +424,7 @@ func (c *checker) hparams(arch string) hparams {
 		}
 	}
 
-	if arch == "llama" {
+	if arch == "llama" || arch == "qwen2vl" {
 		if _, ok := c.f32(k("attention.layer_norm_rms_epsilon"), true, false, false); !ok {
 			hp.ok = false
 		}
@@ -428,7 +440,7 @@ func (c *checker) hparams(arch string) hparams {
 		}
 	}
 	if arch == "qwen2vl" {
-		c.ropeSections(k("rope.dimension_sections"))
+		c.ropeSections(k("rope.dimension_sections"), hp.nEmbdHeadK)
 	}
 	return hp
 }
@@ -437,8 +449,23 @@ func (c *checker) hparams(arch string) hparams {
 // qwen2vl with get_key_or_arr(…, 4, required): missing, an array of another
 // length or a scalar that is not an i32 throw (a clean error); an array of
 // 4 f32 or strings trips get_arr's GGML_ASSERT on the element type (abort).
-func (c *checker) ropeSections(key string) {
+//
+// ggml's M-RoPE kernel asserts that one of the first three sections is
+// positive and that the four add up to at most the head size (observed:
+// TestUncheckedQwen2VLTextCrash in package mtmd).
+func (c *checker) ropeSections(key string, headDim uint32) {
 	kv, ok := c.f.Get(key)
+	if ok && kv.IsArray() && kv.Len() == 4 {
+		if sec := int32s(kv.Value); len(sec) == 4 {
+			sum := int64(sec[0]) + int64(sec[1]) + int64(sec[2]) + int64(sec[3])
+			switch {
+			case sec[0] <= 0 && sec[1] <= 0 && sec[2] <= 0:
+				c.add(ErrBadValue, true, key, "", "%v: ggml's M-RoPE needs one of the first three sections > 0", sec)
+			case headDim > 0 && sum > int64(headDim):
+				c.add(ErrBadValue, true, key, "", "%v: the sections add up to %d, more than the head size %d", sec, sum, headDim)
+			}
+		}
+	}
 	switch {
 	case !ok:
 		c.add(ErrMissingKey, false, key, "", "want an array of 4 i32 (the M-RoPE sections)")
@@ -594,7 +621,10 @@ func (c *checker) vocab() int {
 
 	if model == "llama" {
 		// byte fallback: tokenizing a character no token covers throws
-		// an uncaught exception out of llama_tokenize.
+		// std::out_of_range out of llama_tokenize — an abort for a C
+		// caller; vlm's binding catches it, so every prompt with such a
+		// character fails (observed: TestAbortClassesUnchecked in
+		// package mtmd). Not abort-class through vlm.
 		missing := 0
 		first := -1
 		for b := 0; b < 256; b++ {
@@ -606,7 +636,7 @@ func (c *checker) vocab() int {
 			}
 		}
 		if missing > 0 {
-			c.add(ErrByteTokens, true, p+"tokens", "", "%d of the 256 byte tokens <0x00>..<0xFF> missing (first <0x%02X>)", missing, first)
+			c.add(ErrByteTokens, false, p+"tokens", "", "%d of the 256 byte tokens <0x00>..<0xFF> missing (first <0x%02X>): tokenizing a character no token covers fails", missing, first)
 		}
 	}
 	if model == "bert" && types != nil {
@@ -735,14 +765,20 @@ func dim(s []uint64, i int) uint64 {
 	return 1
 }
 
-// llamaTensors checks the tensors llama_model::load_tensors creates for
+func k2(arch, key string) string { return arch + "." + key }
+
+// textTensors checks the tensors llama_model::load_tensors creates for
 // LLM_ARCH_LLAMA (dense models; mixtures of experts are only checked for
-// their keys). Missing, mis-shaped or extra tensors are load errors;
-// non-f32 norms abort at run time.
-func (c *checker) llamaTensors(hp hparams, nVocab uint64) {
+// their keys) and LLM_ARCH_QWEN2VL (Qwen2-VL's and Qwen2.5-VL's text
+// models). Missing, mis-shaped or extra tensors are load errors, except
+// qwen2vl's q/k/v biases: optional at load, added by llm_build_qwen2vl
+// without checking (SIGSEGV at context creation); non-f32 norms and biases
+// abort in the CPU kernels at the first decode.
+func (c *checker) textTensors(arch string, hp hparams, nVocab uint64) {
 	if hp.nExpert > 0 {
 		return
 	}
+	qwen := arch == "qwen2vl"
 	e := uint64(hp.nEmbd)
 	var want []tensorCheck
 	want = append(want,
@@ -751,6 +787,49 @@ func (c *checker) llamaTensors(hp hparams, nVocab uint64) {
 		tensorCheck{"output.weight", []uint64{e, nVocab}, false, false},
 	)
 	rot := uint64(hp.nRot / 2)
+	if qwen {
+		want = append(want, tensorCheck{"output.bias", []uint64{nVocab}, false, true})
+		for i := 0; i < int(hp.nLayer); i++ {
+			b := func(s string) string { return fmt.Sprintf("blk.%d.%s", i, s) }
+			gqa := uint64(hp.nEmbdHeadK) * uint64(hp.nHeadKV[i])
+			ff := uint64(hp.nFF[i])
+			want = append(want,
+				tensorCheck{b("attn_norm.weight"), []uint64{e}, true, true},
+				tensorCheck{b("attn_q.weight"), []uint64{e, e}, true, false},
+				tensorCheck{b("attn_k.weight"), []uint64{e, gqa}, true, false},
+				tensorCheck{b("attn_v.weight"), []uint64{e, gqa}, true, false},
+				tensorCheck{b("attn_output.weight"), []uint64{e, e}, true, false},
+				tensorCheck{b("ffn_norm.weight"), []uint64{e}, true, true},
+				tensorCheck{b("ffn_gate.weight"), []uint64{e, ff}, true, false},
+				tensorCheck{b("ffn_down.weight"), []uint64{ff, e}, true, false},
+				tensorCheck{b("ffn_up.weight"), []uint64{e, ff}, true, false},
+			)
+		}
+		known := make(map[string]struct{}, len(want))
+		for _, tc := range want {
+			known[tc.name] = struct{}{}
+			c.checkTensor(tc, false, false)
+		}
+		reported := false
+		for i := 0; i < int(hp.nLayer); i++ {
+			gqa := uint64(hp.nEmbdHeadK) * uint64(hp.nHeadKV[i])
+			for _, bias := range []tensorCheck{
+				{fmt.Sprintf("blk.%d.attn_q.bias", i), []uint64{e}, true, true},
+				{fmt.Sprintf("blk.%d.attn_k.bias", i), []uint64{gqa}, true, true},
+				{fmt.Sprintf("blk.%d.attn_v.bias", i), []uint64{gqa}, true, true},
+			} {
+				known[bias.name] = struct{}{}
+				bias.required = !reported
+				before := len(c.errs)
+				c.checkTensor(bias, true, false)
+				if _, ok := c.f.Tensor(bias.name); !ok && len(c.errs) > before {
+					reported = true // one missing bias is reported, not all
+				}
+			}
+		}
+		c.unexpected(known, arch)
+		return
+	}
 	if hp.longrope {
 		want = append(want,
 			tensorCheck{"rope_factors_long.weight", []uint64{rot}, false, false},
@@ -786,9 +865,14 @@ func (c *checker) llamaTensors(hp hparams, nVocab uint64) {
 		known[tc.name] = struct{}{}
 		c.checkTensor(tc, false, false)
 	}
+	c.unexpected(known, arch)
+}
+
+// unexpected reports the tensors the architecture does not create.
+func (c *checker) unexpected(known map[string]struct{}, arch string) {
 	for _, t := range c.f.Tensors {
 		if _, ok := known[t.Name]; !ok {
-			c.add(ErrUnexpectedTensor, false, "", t.Name, "not a llama tensor (llama.cpp: wrong number of tensors)")
+			c.add(ErrUnexpectedTensor, false, "", t.Name, "not a %s tensor (llama.cpp: wrong number of tensors)", arch)
 		}
 	}
 }
@@ -799,8 +883,8 @@ func (c *checker) llamaTensors(hp hparams, nVocab uint64) {
 // which it mostly does with errors, but not always (a graph can use a
 // tensor that was optional at load and crash).
 var (
-	fullyValidatedArchitectures = []string{"llama"}
-	fullyValidatedProjectors    = []string{"mlp", "idefics3", "gemma3"}
+	fullyValidatedArchitectures = []string{"llama", "qwen2vl"}
+	fullyValidatedProjectors    = []string{"mlp", "idefics3", "gemma3", typeQwen2VL, typeQwen25VL, "qwen2.5o", typeQwen3VL}
 )
 
 // FullyValidatedArchitectures returns the text architectures ValidateModel
@@ -811,14 +895,28 @@ func FullyValidatedArchitectures() []string { return slices.Clone(fullyValidated
 // checks completely, tensors included.
 func FullyValidatedProjectorTypes() []string { return slices.Clone(fullyValidatedProjectors) }
 
-// mmapAlignment refuses data alignments below ggml's CPU tensor alignment:
-// llama.cpp maps the file and uses the tensors in place, and ggml's CPU
-// buffers assert 32-byte aligned data (alignments 1 to 16 abort).
+// mmapAlignment refuses a model whose tensor data does not start on a
+// 32-byte boundary of the file: llama.cpp maps the file and hands the
+// mapping, from the first tensor's data on, to the CPU backend as a buffer
+// (ggml_backend_cpu_buffer_from_ptr), which asserts a pointer aligned to
+// TENSOR_ALIGNMENT (32). That can only happen with a general.alignment
+// below 32; a file with such an alignment whose data happens to start on a
+// 32-byte boundary loads and runs, and is accepted.
 func (c *checker) mmapAlignment() {
-	if kv, ok := c.f.Get(KeyAlignment); ok {
-		if a, isU32 := kv.Value.(uint32); isU32 && a != 0 && a&(a-1) == 0 && a < DefaultAlignment {
-			c.add(ErrBadAlignment, true, KeyAlignment, "", "%d: a model needs at least %d (ggml's CPU buffers use the mapped file in place)", a, DefaultAlignment)
-		}
+	kv, ok := c.f.Get(KeyAlignment)
+	if !ok || len(c.f.Tensors) == 0 {
+		return
+	}
+	a, isU32 := kv.Value.(uint32)
+	if !isU32 || a == 0 || a&(a-1) != 0 || a >= DefaultAlignment {
+		return
+	}
+	first := c.f.Tensors[0].Offset
+	for _, t := range c.f.Tensors {
+		first = min(first, t.Offset)
+	}
+	if start := uint64(c.f.DataOffset) + first; start%DefaultAlignment != 0 {
+		c.add(ErrBadAlignment, true, KeyAlignment, "", "%d, and the tensor data starts at byte %d of the file, not a multiple of %d (ggml's CPU buffer asserts it when llama.cpp maps the file)", a, start, DefaultAlignment)
 	}
 }
 

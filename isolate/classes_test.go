@@ -94,8 +94,9 @@ func TestUnvalidatedClassesAreCaught(t *testing.T) {
 		err := isolate.Check(ctx, c[0], c[1], isolate.Options{})
 		// The pinned llama.cpp crashed on every one of these (SIGABRT or
 		// SIGSEGV, at load, context creation or encoding). vlm's validation
-		// now refuses the text ones in the child (ErrFailed); the relabelled
-		// projector still crashes the child (ErrCrashed).
+		// now refuses them in the child (ErrFailed): the qwen2vl_merger's
+		// tensors are validated too (the relabelled mlp projector lacks
+		// v.patch_embd.weight.1 and has a patch bias).
 		require.Error(t, err, name)
 		if !errors.Is(err, isolate.ErrCrashed) && !errors.Is(err, isolate.ErrFailed) && !errors.Is(err, isolate.ErrTimeout) {
 			t.Fatalf("%s: untyped error %v", name, err)

@@ -24,8 +24,16 @@ const (
 	MaxRangeItems = 1_000_000
 	// MaxRenderBytes bounds the rendered text.
 	MaxRenderBytes = 64 << 20
-	// MaxRenderTime bounds one render.
-	MaxRenderTime = 10 * time.Second
+	// MaxRenderSteps bounds the work of one render, counted in steps:
+	// printed expressions, macro calls and range() calls. Work, not time,
+	// is what ends a long render, so the same template stops at the same
+	// point with the same error on a fast and on a slow machine (about a
+	// second of rendering on a laptop; real chat templates take hundreds).
+	MaxRenderSteps = 1_000_000
+	// MaxRenderTime bounds one render's wall time: only a backstop for
+	// work between steps (a filter over a long string), far above what
+	// MaxRenderSteps takes on a slow machine.
+	MaxRenderTime = 60 * time.Second
 	// maxRepeat bounds the integer literal a string may be multiplied by
 	// (checked when the template is compiled).
 	maxRepeat = 1_000_000
@@ -81,20 +89,27 @@ type budget struct {
 	depth    int
 	items    int64
 	printed  int64
+	steps    int64
+	now      func() time.Time // the wall clock of the backstop
 }
 
-func newBudget(ctx context.Context) *budget {
-	return &budget{ctx: ctx, deadline: time.Now().Add(MaxRenderTime)}
+// newBudget starts a render's budget; now is the backstop's clock.
+func newBudget(ctx context.Context, now func() time.Time) *budget {
+	return &budget{ctx: ctx, now: now, deadline: now().Add(MaxRenderTime)}
 }
 
-// check fails once the render is cancelled or out of time.
+// check counts one step and fails once the render is cancelled, has done
+// MaxRenderSteps steps, or (the backstop) is out of time.
 func (b *budget) check() error {
 	if b.ctx != nil {
 		if err := b.ctx.Err(); err != nil {
 			return fmt.Errorf("render cancelled (%w): %w", err, ErrRenderLimit)
 		}
 	}
-	if time.Now().After(b.deadline) {
+	if b.steps++; b.steps > MaxRenderSteps {
+		return fmt.Errorf("render did more than %d steps (printed expressions, macro calls, range() calls): %w", MaxRenderSteps, ErrRenderLimit)
+	}
+	if b.now().After(b.deadline) {
 		return fmt.Errorf("render took longer than %v: %w", MaxRenderTime, ErrRenderLimit)
 	}
 	return nil

@@ -58,7 +58,9 @@
 // ([ErrRenderLimit]): macro calls nest at most [MaxMacroDepth] deep (a
 // recursive macro would otherwise overflow Go's stack, which is fatal),
 // range() calls make at most [MaxRangeItems] items per render, the output
-// is at most [MaxRenderBytes], a render takes at most [MaxRenderTime] and
-// stops when [Options].Context is cancelled, and multiplying by an integer
-// literal above 1,000,000 is refused at compile time.
+// is at most [MaxRenderBytes], a render does at most [MaxRenderSteps] steps
+// (printed expressions, macro calls, range() calls: work, so that a template
+// ends the same way on any machine; [MaxRenderTime] is a wall-clock
+// backstop) and stops when [Options].Context is cancelled, and multiplying
+// by an integer literal above 1,000,000 is refused at compile time.
 package template

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -71,4 +72,40 @@ func TestRenderLimits(t *testing.T) {
 	got, err := renderSource(t, `{% macro g(x) %}{% if x > 0 %}{{ g(x - 1) }}{% endif %}{{ x }}{% endmacro %}{{ g(40) }}`, Options{})
 	require.NoError(t, err)
 	assert.Contains(t, got, "3940")
+}
+
+// TestRenderLimitIsWork: a long render ends at MaxRenderSteps with the
+// same error whatever the machine's speed: here once at full speed and
+// once on a "slow machine" whose clock advances 40 µs per step (1,000,000
+// steps would take 40 s, four times the old 10 s wall-clock limit, still
+// under the backstop). Deep nesting with no range() (loops over a list)
+// counts its printed expressions.
+func TestRenderLimitIsWork(t *testing.T) {
+	src := `{% set l = [1,2,3,4,5,6,7,8,9,10] %}{% for a in l %}{% for b in l %}{% for c in l %}{% for d in l %}{% for e in l %}{% for f in l %}{% for g in l %}{{ a }}{% endfor %}{% endfor %}{% endfor %}{% endfor %}{% endfor %}{% endfor %}{% endfor %}`
+	run := func() error {
+		_, err := renderSource(t, src, Options{})
+		return err
+	}
+	fast := run()
+	require.ErrorIs(t, fast, ErrRenderLimit)
+	assert.Contains(t, fast.Error(), "steps")
+
+	var mu sync.Mutex
+	clock := time.Now()
+	renderClock = func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		clock = clock.Add(40 * time.Microsecond)
+		return clock
+	}
+	defer func() { renderClock = time.Now }()
+	slow := run()
+	require.ErrorIs(t, slow, ErrRenderLimit)
+	assert.Equal(t, fast.Error(), slow.Error(), "the same outcome on a slow machine")
+
+	// a bounded render of the same shape is unaffected
+	renderClock = time.Now
+	got, err := renderSource(t, `{% set l = [1,2,3] %}{% for a in l %}{% for b in l %}{{ a }}{{ b }}{% endfor %}{% endfor %}`, Options{})
+	require.NoError(t, err)
+	assert.Equal(t, "111213212223313233", got)
 }

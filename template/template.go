@@ -52,7 +52,8 @@ type Options struct {
 
 	// Context, if set, cancels the render (checked at every macro call,
 	// range() and printed expression). A render also stops after
-	// MaxRenderTime, with a *RenderError wrapping ErrRenderLimit.
+	// MaxRenderSteps such steps (or, a backstop, MaxRenderTime), with a
+	// *RenderError wrapping ErrRenderLimit.
 	Context context.Context
 
 	// Marker is the media marker [Template.Prompt] writes for each image;
@@ -150,13 +151,17 @@ func (t *Template) Render(msgs []Message, opts Options) (string, error) {
 	return t.render(mv, &opts)
 }
 
+// renderClock is the wall clock of the render-time backstop (tests
+// replace it to play a slow machine).
+var renderClock = time.Now
+
 func (t *Template) render(messages jinja.Value, opts *Options) (string, error) {
 	now := opts.Now
 	if now == nil {
 		now = time.Now
 	}
 	data := make(map[string]jinja.Value, 14+len(opts.Vars))
-	b := newBudget(opts.Context)
+	b := newBudget(opts.Context, renderClock)
 	// Globals as transformers defines them; Vars may replace these.
 	data["raise_exception"] = raiseExceptionValue
 	data["strftime_now"] = strftimeNow(now)

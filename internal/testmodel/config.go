@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/vlm-go/vlm/gguf"
 )
@@ -32,12 +33,49 @@ const (
 	// general.architecture "qwen2vl") takes M-RoPE positions: 4 per image
 	// token, an image of nx×ny tokens taking max(nx, ny) positions.
 	ProjectorQwen2VL ProjectorType = "qwen2vl_merger"
+	// ProjectorQwen25VL is Qwen2.5-VL's merger: as ProjectorQwen2VL, but
+	// RMS norms (weights only), gated SiLU feed-forward blocks (ffn_gate,
+	// ffn_up, ffn_down) and window attention on every layer but each
+	// clip.vision.n_wa_pattern-th (2: layer 0 windowed, layer 1 full).
+	ProjectorQwen25VL ProjectorType = "qwen2.5vl_merger"
+	// ProjectorQwen25O is Qwen2.5-Omni's vision projector: the file says
+	// "qwen2.5o", which clip.cpp reads as qwen2.5vl_merger for vision; the
+	// tensors are ProjectorQwen25VL's.
+	ProjectorQwen25O ProjectorType = "qwen2.5o"
+	// ProjectorQwen3VL is Qwen3-VL's merger: a patch bias, learned position
+	// embeddings (interpolated to the image's grid), fused q/k/v, layer
+	// norms, gelu feed-forward blocks, and a deepstack merger on layer 0
+	// (v.deepstack.0.*) whose output is concatenated to the main merger's:
+	// each output embedding is OutputEmbd wide, half from each path. The
+	// text model is FamilyQwen2VL ("qwen2vl", M-RoPE) of that width.
+	ProjectorQwen3VL ProjectorType = "qwen3vl_merger"
 )
 
-// ProjectorTypes lists the projector types the generator supports.
+// ProjectorTypes lists the projector types every package's suite runs
+// end to end (see QwenProjectorTypes for the other Qwen mergers).
 func ProjectorTypes() []ProjectorType {
 	return []ProjectorType{ProjectorMLP, ProjectorIdefics3, ProjectorGemma3, ProjectorQwen2VL}
 }
+
+// QwenProjectorTypes lists the Qwen mergers the generator writes: each
+// pairs with a FamilyQwen2VL text model and decodes with M-RoPE.
+func QwenProjectorTypes() []ProjectorType {
+	return []ProjectorType{ProjectorQwen2VL, ProjectorQwen25VL, ProjectorQwen25O, ProjectorQwen3VL}
+}
+
+// AllProjectorTypes lists every projector type the generator writes.
+func AllProjectorTypes() []ProjectorType {
+	return []ProjectorType{ProjectorMLP, ProjectorIdefics3, ProjectorGemma3, ProjectorQwen2VL, ProjectorQwen25VL, ProjectorQwen25O, ProjectorQwen3VL}
+}
+
+// Qwen reports whether t is one of the Qwen mergers (dynamic resolution,
+// 2×2 merge, M-RoPE).
+func (t ProjectorType) Qwen() bool {
+	return t == ProjectorQwen2VL || t == ProjectorQwen25VL || t == ProjectorQwen25O || t == ProjectorQwen3VL
+}
+
+// qwen25 reports whether t has Qwen2.5-VL's tensors.
+func (t ProjectorType) qwen25() bool { return t == ProjectorQwen25VL || t == ProjectorQwen25O }
 
 // Family selects a text model's special tokens, BOS/EOS conventions and
 // embedded chat template.
@@ -276,10 +314,8 @@ func (c TextConfig) Validate() error {
 // Validate checks the projector's shape on its own (its match with the text
 // model is checked by [Spec.Validate]).
 func (c ProjectorConfig) Validate() error {
-	switch c.Type {
-	case ProjectorMLP, ProjectorIdefics3, ProjectorGemma3, ProjectorQwen2VL:
-	default:
-		return cfgErr("projector.type", "unknown projector type %q (want %q, %q, %q or %q)", c.Type, ProjectorMLP, ProjectorIdefics3, ProjectorGemma3, ProjectorQwen2VL)
+	if !slices.Contains(AllProjectorTypes(), c.Type) {
+		return cfgErr("projector.type", "unknown projector type %q (want one of %v)", c.Type, AllProjectorTypes())
 	}
 	for _, f := range []struct {
 		name string
@@ -331,7 +367,10 @@ func (c ProjectorConfig) Validate() error {
 		if grid%c.ScaleFactor != 0 {
 			return cfgErr("projector.scale_factor", "patch grid %d (image_size/patch_size) is not divisible by the pooling kernel %d", grid, c.ScaleFactor)
 		}
-	case ProjectorQwen2VL:
+	case ProjectorQwen2VL, ProjectorQwen25VL, ProjectorQwen25O, ProjectorQwen3VL:
+		if c.Type == ProjectorQwen3VL && c.OutputEmbd%2 != 0 {
+			return cfgErr("projector.output_embd", "%d is odd: qwen3vl_merger's embeddings are half merger, half deepstack", c.OutputEmbd)
+		}
 		if c.ScaleFactor != 2 {
 			return cfgErr("projector.scale_factor", "the qwen2vl_merger's spatial merge size must be 2 (clip.cpp merges 2×2 patches), got %d", c.ScaleFactor)
 		}
@@ -393,7 +432,7 @@ func (s Spec) validateShapes() error {
 		s.Projector.Type == ProjectorGemma3 && s.Text.Family != FamilyGemma3,
 		// M-RoPE both ways: a qwen2vl_merger's images take 4 positions per
 		// token, which only the qwen2vl architecture reads.
-		(s.Projector.Type == ProjectorQwen2VL) != (s.Text.Family == FamilyQwen2VL):
+		s.Projector.Type.Qwen() != (s.Text.Family == FamilyQwen2VL):
 		return &ConfigError{Field: "text.family", Err: ErrProjectorMismatch,
 			Reason: fmt.Sprintf("projector %s needs the special tokens of another family than %s", s.Projector.Type, s.Text.Family)}
 	}

@@ -7,7 +7,9 @@
 // SentencePiece-style vocabulary, byte fallback, the special tokens its
 // projector family needs and the family's real chat template), the projector
 // ([ProjectorConfig]: "mlp" as in LLaVA-1.5, "idefics3" as in SmolVLM,
-// "gemma3", "qwen2vl_merger" as in Qwen2-VL), the tensor type of the 2-D
+// "gemma3", "qwen2vl_merger" as in Qwen2-VL, "qwen2.5vl_merger" and
+// "qwen2.5o" as in Qwen2.5-VL and -Omni, "qwen3vl_merger" as in Qwen3-VL;
+// the Qwen mergers pair with the "qwen2vl" text architecture), the tensor type of the 2-D
 // weights (F32, F16 or Q8_0) and a seed. The weights are seeded random
 // numbers scaled so that activations stay finite; the same Spec always gives
 // byte-identical files, a different seed gives different weights. Random

@@ -269,7 +269,12 @@ func (s Spec) projectorPlan() *filePlan {
 	grid := uint64(c.ImageSize / c.PatchSize)
 	out := uint64(c.OutputEmbd)
 	siglip := c.Type != ProjectorMLP
-	qwen := c.Type == ProjectorQwen2VL
+	qwen := c.Type.Qwen()
+	qwen25 := c.Type.qwen25()
+	qwen3 := c.Type == ProjectorQwen3VL
+	if qwen3 {
+		out /= 2 // the merger's half; the deepstack layer gives the other
+	}
 
 	p := &filePlan{}
 	add := func(key string, val any) { p.kvs = append(p.kvs, kv{key, val}) }
@@ -279,7 +284,12 @@ func (s Spec) projectorPlan() *filePlan {
 	add("general.file_type", fileType(s.WeightType))
 	add("clip.has_vision_encoder", true)
 	add("clip.projector_type", string(c.Type))
-	add("clip.use_gelu", siglip && !qwen) // SigLIP: gelu; LLaVA's CLIP and Qwen2-VL's ViT: quick gelu
+	// SigLIP and Qwen3-VL's ViT: gelu; LLaVA's CLIP and Qwen2-VL's ViT:
+	// quick gelu; Qwen2.5-VL's: SiLU (gated)
+	add("clip.use_gelu", siglip && (!qwen || qwen3))
+	if qwen25 {
+		add("clip.use_silu", true)
+	}
 	add("clip.vision.embedding_length", uint32(c.NEmbd))
 	add("clip.vision.feed_forward_length", uint32(c.NFF))
 	add("clip.vision.block_count", uint32(c.NLayer))
@@ -292,8 +302,11 @@ func (s Spec) projectorPlan() *filePlan {
 	add("clip.vision.image_std", c.ImageStd[:])
 	switch c.Type {
 	case ProjectorMLP:
-	case ProjectorQwen2VL:
+	case ProjectorQwen2VL, ProjectorQwen25VL, ProjectorQwen25O, ProjectorQwen3VL:
 		add("clip.vision.spatial_merge_size", uint32(c.ScaleFactor))
+		if qwen25 {
+			add("clip.vision.n_wa_pattern", uint32(2))
+		}
 	default:
 		add("clip.vision.projector.scale_factor", uint32(c.ScaleFactor))
 	}
@@ -317,17 +330,29 @@ func (s Spec) projectorPlan() *filePlan {
 		tensor(name+".weight", f32, initOnes, 0, n)
 		tensor(name+".bias", f32, initNormal, biasStd, n)
 	}
+	// vnorm is a vision tower norm: Qwen2.5-VL's are RMS norms, weight only.
+	vnorm := func(name string, n uint64) {
+		if qwen25 {
+			tensor(name+".weight", f32, initOnes, 0, n)
+			return
+		}
+		norm(name, n)
+	}
 	tensor("v.patch_embd.weight", unquantized, initNormal, invSqrt(c.PatchSize*c.PatchSize*3), ps, ps, 3, v)
 	switch {
 	case qwen:
 		// Qwen2-VL's 3-D convolution over two frames, as clip.cpp takes
-		// it: a second kernel for the second frame (the same image), no
-		// bias (its graph asserts none), no position embeddings (M-RoPE).
+		// it: a second kernel for the second frame (the same image); no
+		// bias (the qwen2vl graph asserts none) and no position
+		// embeddings (M-RoPE) but for Qwen3-VL, which has both.
 		tensor("v.patch_embd.weight.1", unquantized, initNormal, invSqrt(c.PatchSize*c.PatchSize*3), ps, ps, 3, v)
+		if qwen3 {
+			tensor("v.patch_embd.bias", f32, initNormal, biasStd, v)
+		}
 	case siglip:
 		tensor("v.patch_embd.bias", f32, initNormal, biasStd, v)
 	}
-	if !qwen {
+	if !qwen || qwen3 {
 		tensor("v.position_embd.weight", f32, initNormal, 0.1, v, grid*grid)
 	}
 	if !siglip {
@@ -339,17 +364,34 @@ func (s Spec) projectorPlan() *filePlan {
 			tensor(b+name+".weight", w, initNormal, std, in, outw)
 			tensor(b+name+".bias", f32, initNormal, biasStd, outw)
 		}
-		norm(b+"ln1", v)
-		linear("attn_q", v, v, invSqrt(c.NEmbd))
-		linear("attn_k", v, v, invSqrt(c.NEmbd))
-		linear("attn_v", v, v, invSqrt(c.NEmbd))
+		vnorm(b+"ln1", v)
+		if qwen3 {
+			linear("attn_qkv", v, 3*v, invSqrt(c.NEmbd))
+		} else {
+			linear("attn_q", v, v, invSqrt(c.NEmbd))
+			linear("attn_k", v, v, invSqrt(c.NEmbd))
+			linear("attn_v", v, v, invSqrt(c.NEmbd))
+		}
 		linear("attn_out", v, v, invSqrt(c.NEmbd)*resid)
-		norm(b+"ln2", v)
+		vnorm(b+"ln2", v)
+		if qwen25 {
+			linear("ffn_gate", v, ff, invSqrt(c.NEmbd))
+		}
 		linear("ffn_up", v, ff, invSqrt(c.NEmbd))
 		linear("ffn_down", ff, v, invSqrt(c.NFF)*resid)
 	}
 	if siglip {
-		norm("v.post_ln", v)
+		vnorm("v.post_ln", v)
+	}
+	if qwen3 {
+		// Qwen3-VL's deepstack merger on layer 0: the layer's output,
+		// 2×2 patches merged, through norm, fc1, gelu, fc2.
+		m := 4 * v
+		norm("v.deepstack.0.norm", m)
+		tensor("v.deepstack.0.fc1.weight", w, initNormal, invSqrt(4*c.NEmbd), m, m)
+		tensor("v.deepstack.0.fc1.bias", f32, initNormal, biasStd, m)
+		tensor("v.deepstack.0.fc2.weight", w, initNormal, invSqrt(4*c.NEmbd), m, out)
+		tensor("v.deepstack.0.fc2.bias", f32, initNormal, biasStd, out)
 	}
 	switch c.Type {
 	case ProjectorMLP:
@@ -364,7 +406,7 @@ func (s Spec) projectorPlan() *filePlan {
 	case ProjectorGemma3:
 		tensor("mm.soft_emb_norm.weight", f32, initOnes, 0, v)
 		tensor("mm.input_projection.weight", unquantized, initNormal, invSqrt(c.NEmbd), out, v)
-	case ProjectorQwen2VL:
+	case ProjectorQwen2VL, ProjectorQwen25VL, ProjectorQwen25O, ProjectorQwen3VL:
 		// The merger: 2×2 neighbouring patches (4·n_embd values, after
 		// v.post_ln, Qwen2-VL's ln_q) through a 4·n_embd-wide MLP.
 		m := 4 * v

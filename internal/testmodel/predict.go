@@ -35,7 +35,7 @@ func (s Spec) ImageChunks(width, height int) ([]int, error) {
 	case ProjectorGemma3:
 		g := grid / c.ScaleFactor
 		return []int{g * g}, nil
-	case ProjectorQwen2VL:
+	case ProjectorQwen2VL, ProjectorQwen25VL, ProjectorQwen25O, ProjectorQwen3VL:
 		nx, ny := qwen2VLGrid(width, height, c.PatchSize)
 		return []int{nx * ny}, nil
 	}
@@ -77,7 +77,7 @@ func (s Spec) ImageGrid(width, height int) (nx, ny []int, err error) {
 	}
 	for _, n := range chunks {
 		x, y := n, 1
-		if s.Projector.Type == ProjectorQwen2VL {
+		if s.Projector.Type.Qwen() {
 			x, y = qwen2VLGrid(width, height, s.Projector.PatchSize)
 		}
 		nx, ny = append(nx, x), append(ny, y)
@@ -96,7 +96,7 @@ func (s Spec) ImagePositions(width, height int) (int, error) {
 	}
 	n := 0
 	for i := range nx {
-		if s.Projector.Type == ProjectorQwen2VL {
+		if s.Projector.Type.Qwen() {
 			n += max(nx[i], ny[i])
 		} else {
 			n += nx[i] * ny[i]

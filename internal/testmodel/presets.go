@@ -41,6 +41,18 @@ const (
 	// = 16 embeddings taking 4 positions; images below 2048 pixels (8
 	// tokens) are scaled up, above 4096 tokens down.
 	PresetTinyQwen2VL = "tiny-qwen2vl"
+	// PresetTinyQwen25VL is tiny-qwen2vl with a Qwen2.5-VL-style projector
+	// (qwen2.5vl_merger: RMS norms, gated SiLU FFNs, window attention on
+	// layer 0).
+	PresetTinyQwen25VL = "tiny-qwen25vl"
+	// PresetTinyQwen25O is tiny-qwen25vl with the projector type written as
+	// Qwen2.5-Omni's "qwen2.5o".
+	PresetTinyQwen25O = "tiny-qwen25o"
+	// PresetTinyQwen3VL is tiny-qwen2vl with a Qwen3-VL-style projector
+	// (qwen3vl_merger: patch bias, learned position embeddings, fused
+	// q/k/v, a deepstack merger on layer 0): each 64-wide embedding is the
+	// merger's 32 and the deepstack layer's 32.
+	PresetTinyQwen3VL = "tiny-qwen3vl"
 	// PresetSmolVLM256M has the shapes of SmolVLM-256M-Instruct: text 576
 	// wide, 30 layers, 9 heads (3 KV), n_ff 1536, vocabulary 49280, context
 	// 8192, RoPE base 100000, tied output; vision SigLIP-B/16 (768 wide, 12
@@ -71,7 +83,7 @@ func tinyVision(t ProjectorType) ProjectorConfig {
 		c.ScaleFactor, c.PreprocImageSize = 2, 64
 	case ProjectorGemma3:
 		c.ImageSize, c.ScaleFactor = 64, 4
-	case ProjectorQwen2VL:
+	case ProjectorQwen2VL, ProjectorQwen25VL, ProjectorQwen25O, ProjectorQwen3VL:
 		c.ImageSize, c.ScaleFactor, c.LayerNormEps, c.ImageMean, c.ImageStd = 64, 2, 1e-6, clipMean, clipStd
 	}
 	return c
@@ -83,6 +95,9 @@ var tinyPresets = map[ProjectorType]string{
 	ProjectorIdefics3: PresetTinyIdefics3,
 	ProjectorGemma3:   PresetTinyGemma3,
 	ProjectorQwen2VL:  PresetTinyQwen2VL,
+	ProjectorQwen25VL: PresetTinyQwen25VL,
+	ProjectorQwen25O:  PresetTinyQwen25O,
+	ProjectorQwen3VL:  PresetTinyQwen3VL,
 }
 
 var presets = map[string]func() Spec{
@@ -97,6 +112,15 @@ var presets = map[string]func() Spec{
 	},
 	PresetTinyQwen2VL: func() Spec {
 		return Spec{Text: tinyText(FamilyQwen2VL, false), Projector: tinyVision(ProjectorQwen2VL)}
+	},
+	PresetTinyQwen25VL: func() Spec {
+		return Spec{Text: tinyText(FamilyQwen2VL, false), Projector: tinyVision(ProjectorQwen25VL)}
+	},
+	PresetTinyQwen25O: func() Spec {
+		return Spec{Text: tinyText(FamilyQwen2VL, false), Projector: tinyVision(ProjectorQwen25O)}
+	},
+	PresetTinyQwen3VL: func() Spec {
+		return Spec{Text: tinyText(FamilyQwen2VL, false), Projector: tinyVision(ProjectorQwen3VL)}
 	},
 	PresetSmolVLM256M: func() Spec {
 		return Spec{

@@ -26,17 +26,32 @@ func qwenImage(w, h int) *image.NRGBA {
 	return img
 }
 
-// TestQwen2VLPairRuns loads the tiny-qwen2vl pair through llama.Load and
-// mtmd.Load and runs the M-RoPE path: the projector says so, images
-// tokenize into the predicted grid (tokens ≠ positions), a prompt with an
-// image evaluates, and greedy generation after it is deterministic.
+// TestQwen2VLPairRuns loads the tiny pair of each Qwen merger
+// (tiny-qwen2vl, tiny-qwen25vl, tiny-qwen25o, tiny-qwen3vl) through
+// llama.Load and mtmd.Load — which validate every tensor of these types —
+// and runs the M-RoPE path: the projector says so, images tokenize into the
+// predicted grid (tokens ≠ positions), a prompt with an image evaluates,
+// and greedy generation after it is deterministic.
 func TestQwen2VLPairRuns(t *testing.T) {
+	for _, pt := range testmodel.QwenProjectorTypes() {
+		t.Run(string(pt), func(t *testing.T) {
+			assert.Contains(t, gguf.FullyValidatedProjectorTypes(), string(pt))
+			testQwenPairRuns(t, pt)
+		})
+	}
+}
+
+func testQwenPairRuns(t *testing.T, pt testmodel.ProjectorType) {
 	ctx := context.Background()
+	wantType := string(pt)
+	if pt == testmodel.ProjectorQwen25O {
+		wantType = "qwen2.5vl_merger" // as clip.cpp reads it
+	}
 	for _, typ := range []gguf.TensorType{gguf.TypeF32, gguf.TypeF16, gguf.TypeQ8_0} {
 		t.Run(typ.String(), func(t *testing.T) {
-			spec, err := testmodel.TinySpec(testmodel.ProjectorQwen2VL, typ)
+			spec, err := testmodel.TinySpec(pt, typ)
 			require.NoError(t, err)
-			mpath, ppath := testmodel.TinyPair(t, testmodel.ProjectorQwen2VL, typ)
+			mpath, ppath := testmodel.TinyPair(t, pt, typ)
 			m, err := llama.Load(ctx, mpath, llama.LoadOptions{})
 			require.NoError(t, err)
 			defer m.Close()
@@ -45,7 +60,8 @@ func TestQwen2VLPairRuns(t *testing.T) {
 			defer p.Close()
 			assert.True(t, p.UsesMRoPE(), "qwen2vl_merger decodes with M-RoPE")
 			assert.False(t, p.UsesNonCausal())
-			assert.Equal(t, "qwen2vl_merger", p.Info().Type)
+			assert.Equal(t, wantType, p.Info().Type)
+			assert.Equal(t, uint64(spec.Text.NEmbd), p.Info().OutputEmbd, "the validator derives the output width")
 			assert.Equal(t, 16, p.Info().TokensPerImage)
 
 			for _, size := range [][2]int{{64, 64}, {100, 40}, {17, 90}, {32, 32}, {640, 480}, {4000, 3000}} {

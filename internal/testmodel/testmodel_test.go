@@ -24,7 +24,7 @@ var weightTypes = []gguf.TensorType{gguf.TypeF32, gguf.TypeF16, gguf.TypeQ8_0}
 func tinySpecs(t *testing.T) []Spec {
 	t.Helper()
 	var out []Spec
-	for _, p := range ProjectorTypes() {
+	for _, p := range AllProjectorTypes() {
 		for _, typ := range weightTypes {
 			s, err := TinySpec(p, typ)
 			require.NoError(t, err)
@@ -38,7 +38,7 @@ func specLabel(s Spec) string { return fmt.Sprintf("%s/%s", s.Name, s.WeightType
 
 func TestPresets(t *testing.T) {
 	names := Presets()
-	assert.Equal(t, []string{"smolvlm-256m", "tiny", "tiny-gemma3", "tiny-idefics3", "tiny-mlp", "tiny-qwen2vl"}, names)
+	assert.Equal(t, []string{"smolvlm-256m", "tiny", "tiny-gemma3", "tiny-idefics3", "tiny-mlp", "tiny-qwen25o", "tiny-qwen25vl", "tiny-qwen2vl", "tiny-qwen3vl"}, names)
 	for _, name := range names {
 		s, err := Preset(name)
 		require.NoError(t, err, name)
@@ -56,7 +56,7 @@ func TestPresets(t *testing.T) {
 
 	_, err = Preset("huge")
 	assert.ErrorIs(t, err, ErrUnknownPreset)
-	_, err = TinySpec("qwen2.5vl_merger", gguf.TypeF16)
+	_, err = TinySpec("ldp", gguf.TypeF16)
 	assert.ErrorIs(t, err, ErrUnknownPreset)
 	qwen, err := TinySpec(ProjectorQwen2VL, gguf.TypeF16)
 	require.NoError(t, err)
@@ -350,7 +350,7 @@ func dataEstimate(p *filePlan) float64 {
 func TestQ8SizeWithinOnePercent(t *testing.T) {
 	// Written tiny files: metadata as measured (the data offset) plus the
 	// data estimate is within 1% of the file size.
-	for _, p := range ProjectorTypes() {
+	for _, p := range AllProjectorTypes() {
 		s, err := TinySpec(p, gguf.TypeQ8_0)
 		require.NoError(t, err)
 		tp, pp, err := s.plans()
@@ -608,7 +608,7 @@ func TestEnsureConcurrent(t *testing.T) {
 }
 
 func TestTinyPair(t *testing.T) {
-	for _, p := range ProjectorTypes() {
+	for _, p := range AllProjectorTypes() {
 		m, pr := TinyPair(t, p, gguf.TypeQ8_0)
 		for _, path := range []string{m, pr} {
 			st, err := os.Stat(path)
