@@ -55,6 +55,7 @@ func run() int {
 	duration := flag.Duration("duration", 10*time.Minute, "how long to run")
 	clients := flag.Int("clients", 16, "concurrent clients")
 	sample := flag.Duration("sample", 30*time.Second, "how often to print the figures")
+	warmup := flag.Duration("warmup", time.Minute, "mixed traffic before the reference sample (caches, allocator arenas, every sequence touched)")
 	maxGrowth := flag.Float64("max-rss-growth", 0.10, "largest RSS growth allowed at the end, as a fraction of the start")
 	abuse := flag.Bool("abuse", true, "mix abusive requests in")
 	flag.Parse()
@@ -112,48 +113,53 @@ func run() int {
 	s.smallPic = pngDataURL(64, 48, 0)
 	s.bigPic = solidPNGDataURL(7000, 7000)
 
-	// A warm-up round (image cache, KV, allocator arenas), then the
-	// reference sample.
+	// A warm-up of the same traffic (image caches, KV cells of every
+	// sequence, allocator arenas), then, idle, the reference sample; the
+	// last sample is taken idle after the traffic too.
 	ctx := context.Background()
-	for i := range 4 {
-		s.chat(ctx, i, false)
+	traffic := func(ctx context.Context) *sync.WaitGroup {
+		var wg sync.WaitGroup
+		for c := range *clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rng := rand.New(rand.NewPCG(uint64(c), uint64(time.Now().UnixNano())))
+				for i := 0; ctx.Err() == nil; i++ {
+					switch k := rng.IntN(20); {
+					case !*abuse || k < 10:
+						s.chat(ctx, c*100000+i, true)
+					case k < 12:
+						s.chat(ctx, c*100000+i, false)
+					case k < 13:
+						s.bigImages(ctx)
+					case k < 15:
+						s.unknownPath(ctx, c*100000+i)
+					case k < 16:
+						s.trickle(ctx)
+					case k < 18:
+						s.malformed(ctx, rng)
+					default:
+						s.hangUp(ctx, c*100000+i)
+					}
+				}
+			}()
+		}
+		return &wg
 	}
-	if *abuse {
-		s.bigImages(ctx)
+	idle := func() {
+		http.DefaultClient.CloseIdleConnections() // their server goroutines are not the server's leak
+		time.Sleep(5 * time.Second)               // connections close, sequences free
 	}
-	http.DefaultClient.CloseIdleConnections() // their server goroutines are not the server's leak
-	time.Sleep(2 * time.Second)
+	wctx, wcancel := context.WithTimeout(ctx, *warmup)
+	traffic(wctx).Wait()
+	wcancel()
+	idle()
 	first := s.sample()
-	fmt.Printf("start: %s\n", first)
+	fmt.Printf("start (after %v of warm-up): %s\n", *warmup, first)
 
 	ctx, cancel := context.WithTimeout(ctx, *duration)
 	defer cancel()
-	var wg sync.WaitGroup
-	for c := range *clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(c), 7))
-			for i := 0; ctx.Err() == nil; i++ {
-				switch k := rng.IntN(20); {
-				case !*abuse || k < 10:
-					s.chat(ctx, c*1000+i, true)
-				case k < 12:
-					s.chat(ctx, c*1000+i, false)
-				case k < 13:
-					s.bigImages(ctx)
-				case k < 15:
-					s.unknownPath(ctx, c*1000+i)
-				case k < 16:
-					s.trickle(ctx)
-				case k < 18:
-					s.malformed(ctx, rng)
-				default:
-					s.hangUp(ctx, c*1000+i)
-				}
-			}
-		}()
-	}
+	wg := traffic(ctx)
 	tick := time.NewTicker(*sample)
 	defer tick.Stop()
 	peak := first
@@ -169,8 +175,7 @@ loop:
 		}
 	}
 	wg.Wait()
-	http.DefaultClient.CloseIdleConnections()
-	time.Sleep(5 * time.Second) // connections close, sequences free
+	idle()
 	last := s.sample()
 	fmt.Printf("end: %s\n", last)
 	fmt.Printf("statuses: %s\n", s.statusLine())
