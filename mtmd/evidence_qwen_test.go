@@ -258,55 +258,70 @@ func runEvidence(t *testing.T, cases []evidenceCase) {
 	goodProj := map[testmodel.ProjectorType]string{}
 	goodRun := map[testmodel.ProjectorType]uncheckedOutcome{}
 	dir := t.TempDir()
-	parent := t
-	for i, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			if _, ok := goodModel[c.pair]; !ok {
-				goodModel[c.pair], goodProj[c.pair] = testmodel.TinyPair(parent, c.pair, gguf.TypeF16)
-				o := runUnchecked(t, uncheckedArgs{Model: goodModel[c.pair], Projector: goodProj[c.pair]})
-				require.True(t, o.ran() && !o.nonFinite(), "the good %s pair: %v", c.pair, o)
-				goodRun[c.pair] = o
-			}
-			path := rewriteGGUF(t, goodProj[c.pair], dir, fmt.Sprintf("evidence-%02d", i), c.edit)
-
-			// vlm's verdict, from the file alone (as mtmd.Load checks it)
-			info, err := mtmd.CheckFile(path)
-			if err == nil {
-				m, merr := gguf.Open(goodModel[c.pair])
-				require.NoError(t, merr)
-				err = info.CheckModel(m)
-			}
-			if c.class == nil {
-				require.NoError(t, err, "vlm refuses a file the pinned mtmd runs")
-			} else {
-				require.Error(t, err, "vlm accepts the file")
-				assert.ErrorIs(t, err, c.class)
-				assert.ErrorContains(t, err, c.mention)
-				assert.Equal(t, c.abort, isAbortOn(err, c.mention), "abort-class: %v", err)
-			}
-
-			o := runUnchecked(t, uncheckedArgs{Model: goodModel[c.pair], Projector: path})
-			t.Logf("vlm: %v", err)
-			t.Logf("unchecked mtmd: %v", o)
-			switch c.want {
-			case wantCrash:
-				assert.True(t, o.Crashed || o.TimedOut, "want %v, got: %v", c.want, o)
-			case wantError:
-				assert.True(t, o.Error != "" && !o.Crashed && !o.TimedOut, "want %v, got: %v", c.want, o)
-			case wantNonFinite:
-				assert.True(t, o.ran() && o.nonFinite(), "want %v, got: %v", c.want, o)
-			case wantDiffers:
-				assert.True(t, o.ran(), "want %v, got: %v", c.want, o)
-				assert.NotEqual(t, goodRun[c.pair].EmbdSum, o.EmbdSum, "want %v, got: %v", c.want, o)
-			case wantCorrupt:
-				assert.True(t, o.Crashed || o.TimedOut || (o.ran() && o.EmbdSum != goodRun[c.pair].EmbdSum), "want %v, got: %v", c.want, o)
-			case wantRuns:
-				assert.True(t, o.ran() && !o.nonFinite(), "want %v, got: %v", c.want, o)
-			}
-		})
+	for _, c := range cases {
+		if _, ok := goodModel[c.pair]; !ok {
+			goodModel[c.pair], goodProj[c.pair] = testmodel.TinyPair(t, c.pair, gguf.TypeF16)
+			o := runUnchecked(t, uncheckedArgs{Model: goodModel[c.pair], Projector: goodProj[c.pair]})
+			require.True(t, o.ran() && !o.nonFinite(), "the good %s pair: %v", c.pair, o)
+			goodRun[c.pair] = o
+		}
 	}
+	// The children run in parallel (-test.parallel, GOMAXPROCS by default):
+	// the group ends when they all have.
+	t.Run("unchecked", func(t *testing.T) {
+		for i, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				t.Parallel()
+				evidenceCheck(t, c, goodModel, goodProj, goodRun, rewriteGGUF(t, goodProj[c.pair], dir, fmt.Sprintf("evidence-%02d", i), c.edit))
+			})
+		}
+	})
 	// The files vlm accepts also run through vlm's own API in this
 	// process.
+	acceptedThroughVLM(t, cases, goodModel, goodProj)
+}
+
+// evidenceCheck checks vlm's verdict on the file at path and what the pinned
+// llama.cpp does with it unchecked.
+func evidenceCheck(t *testing.T, c evidenceCase, goodModel, goodProj map[testmodel.ProjectorType]string, goodRun map[testmodel.ProjectorType]uncheckedOutcome, path string) {
+	// vlm's verdict, from the file alone (as mtmd.Load checks it)
+	info, err := mtmd.CheckFile(path)
+	if err == nil {
+		m, merr := gguf.Open(goodModel[c.pair])
+		require.NoError(t, merr)
+		err = info.CheckModel(m)
+	}
+	if c.class == nil {
+		require.NoError(t, err, "vlm refuses a file the pinned mtmd runs")
+	} else {
+		require.Error(t, err, "vlm accepts the file")
+		assert.ErrorIs(t, err, c.class)
+		assert.ErrorContains(t, err, c.mention)
+		assert.Equal(t, c.abort, isAbortOn(err, c.mention), "abort-class: %v", err)
+	}
+
+	o := runUnchecked(t, uncheckedArgs{Model: goodModel[c.pair], Projector: path})
+	t.Logf("vlm: %v", err)
+	t.Logf("unchecked mtmd: %v", o)
+	switch c.want {
+	case wantCrash:
+		assert.True(t, o.Crashed || o.TimedOut, "want %v, got: %v", c.want, o)
+	case wantError:
+		assert.True(t, o.Error != "" && !o.Crashed && !o.TimedOut, "want %v, got: %v", c.want, o)
+	case wantNonFinite:
+		assert.True(t, o.ran() && o.nonFinite(), "want %v, got: %v", c.want, o)
+	case wantDiffers:
+		assert.True(t, o.ran(), "want %v, got: %v", c.want, o)
+		assert.NotEqual(t, goodRun[c.pair].EmbdSum, o.EmbdSum, "want %v, got: %v", c.want, o)
+	case wantCorrupt:
+		assert.True(t, o.Crashed || o.TimedOut || (o.ran() && o.EmbdSum != goodRun[c.pair].EmbdSum), "want %v, got: %v", c.want, o)
+	case wantRuns:
+		assert.True(t, o.ran() && !o.nonFinite(), "want %v, got: %v", c.want, o)
+	}
+}
+
+// acceptedThroughVLM runs the files vlm accepts through its own API.
+func acceptedThroughVLM(t *testing.T, cases []evidenceCase, goodModel, goodProj map[testmodel.ProjectorType]string) {
 	for _, c := range cases {
 		if c.class != nil {
 			continue
