@@ -34,8 +34,7 @@ func (e *Engine) schedule() {
 		e.xmu.Lock()
 		e.dropCancelled()
 		e.admit()
-		e.counters.waiting.Store(int32(len(e.queue)))
-		e.counters.active.Store(int32(len(e.active)))
+		e.countCells()
 		worked := e.step()
 		e.compact()
 		e.countCells()
@@ -49,12 +48,11 @@ func (e *Engine) schedule() {
 	}
 }
 
-// countCells publishes, after a step, the requests waiting and running and
-// the KV cells reserved by running requests and kept by free sequences
-// (Stats): what a step ended is not counted while the scheduler sleeps.
+// countCells publishes the requests waiting and running and the KV cells
+// reserved by running requests and kept by free sequences (Stats), after
+// admission and after each step (what a step ended is not counted while the
+// scheduler sleeps).
 func (e *Engine) countCells() {
-	e.counters.waiting.Store(int32(len(e.queue)))
-	e.counters.active.Store(int32(len(e.active)))
 	reserved, cached := 0, 0
 	for _, r := range e.active {
 		reserved += r.reserve
@@ -64,8 +62,12 @@ func (e *Engine) countCells() {
 			cached += cells(s.units)
 		}
 	}
+	// The cells first: Stats loads the requests first, so a reader that
+	// sees a request running also sees its cells.
 	e.counters.kvReserved.Store(int64(reserved))
 	e.counters.kvCached.Store(int64(cached))
+	e.counters.waiting.Store(int32(len(e.queue)))
+	e.counters.active.Store(int32(len(e.active)))
 }
 
 // compact removes ended requests from the active list.
