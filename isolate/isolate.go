@@ -267,7 +267,10 @@ func Check(ctx context.Context, modelPath, projectorPath string, opts Options) e
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(cctx, exe)
-	cmd.Env = append(os.Environ(), envChild+"=1", envArgs+"="+string(args))
+	// GGML_NO_BACKTRACE: on an abort ggml would attach gdb, where it is
+	// installed, to print a backtrace (a second or more); the error carries
+	// the assert's own line.
+	cmd.Env = append(os.Environ(), envChild+"=1", envArgs+"="+string(args), "GGML_NO_BACKTRACE=1")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &limitedTail{max: 64 << 10, buf: &stderr}
 	err = cmd.Run()
