@@ -135,9 +135,9 @@ case "$cmd" in
       (cd template && go test -timeout=3m -run '^(TestCorpus|TestDifferential)$' | grep '^template:')
     fi
     # Every test binary gets an explicit limit: on a cold 2-core machine
-    # the slowest packages (mtmd: its evidence runs a child process per
-    # malformed file; the root: the consumer test) run about 100 s alone
-    # and under 200 s beside another compile, under half of 10 minutes. A
+    # the slowest packages (the root: the consumer test; mtmd: its evidence
+    # runs a child process per malformed file) run under a minute alone and
+    # about two beside another compile, far under half of 10 minutes. A
     # -timeout in the arguments wins.
     case " ${flags[*]-} " in *" -timeout"*|*" --timeout"*|*" -test.timeout"*) ;; *) flags=(-timeout=10m ${flags[@]+"${flags[@]}"}) ;; esac
     go_args ${flags[@]+"${flags[@]}"}
