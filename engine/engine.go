@@ -74,7 +74,7 @@ func (o Options) withDefaults(nCtxTrain int) (Options, error) {
 		o.Sequences = 1
 	}
 	if o.Sequences > 256 {
-		return o, fmt.Errorf("Sequences %d > 256: %w", o.Sequences, ErrInvalidOptions)
+		return o, fmt.Errorf("option Sequences %d > 256: %w", o.Sequences, ErrInvalidOptions)
 	}
 	if o.SequenceLength == 0 {
 		o.SequenceLength = llama.DefaultNCtx

@@ -2,7 +2,6 @@ package gguf
 
 import (
 	"errors"
-	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -345,7 +344,7 @@ func TestValidationErrorText(t *testing.T) {
 	for i := 0; i < 100; i++ {
 		s.extraTokens = append(s.extraTokens, "b")
 	}
-	s.extraTokens = append(s.extraTokens, fmt.Sprint("z"))
+	s.extraTokens = append(s.extraTokens, "z")
 	err := ValidateModel(modelFile(t, s))
 	assert.LessOrEqual(t, len(flatten(err)), maxProblems)
 	assert.Contains(t, err.Error(), "duplicate tokens in all")
