@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"iter"
 	"net/http"
 	"strings"
@@ -109,26 +108,8 @@ func (h *Handler) parseCompletion(data []byte) (*completionRequest, []string, *a
 // completions serves POST /v1/completions.
 func (h *Handler) completions(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	if h.draining.Load() {
-		leaveBody(w, r)
-		writeError(w, &apiError{status: 503, Type: "server_error", Code: "shutting_down", Message: "the server is shutting down; retry on another replica"})
-		return
-	}
-	// The cheap checks first, as for chat.
-	if r.ContentLength > h.opts.MaxBodyBytes {
-		h.m.bodyErrors.WithLabelValues(bodyTooLarge).Inc()
-		leaveBody(w, r)
-		writeError(w, tooLarge(h.opts.MaxBodyBytes))
-		return
-	}
-	if h.full() {
-		leaveBody(w, r)
-		writeError(w, h.overloaded())
-		return
-	}
-	data, aerr := h.readBody(w, r)
-	if aerr != nil {
-		writeError(w, aerr)
+	data, ok := h.cheapChecksAndBody(w, r)
+	if !ok {
 		return
 	}
 	req, prompts, aerr := h.parseCompletion(data)
@@ -215,50 +196,9 @@ func (h *Handler) streamCompletion(w http.ResponseWriter, r *http.Request, ctx c
 		writeError(w, mapError(err))
 		return
 	}
-	fl, _ := w.(http.Flusher)
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.Header().Set("X-Accel-Buffering", "no")
-	w.WriteHeader(200)
-	created := time.Now().Unix()
-	chunk := func(text string, finish any) map[string]any {
-		return map[string]any{"id": id, "object": "text_completion", "created": created, "model": h.opts.ModelName,
-			"choices": []map[string]any{{"index": 0, "text": text, "logprobs": nil, "finish_reason": finish}}}
-	}
-	send := func(v any) bool {
-		data, _ := json.Marshal(v)
-		if _, err := fmt.Fprintf(w, "data: %s\n\n", data); err != nil {
-			return false
-		}
-		if fl != nil {
-			fl.Flush()
-		}
-		return true
-	}
-	for ok {
-		if err != nil {
-			if r.Context().Err() != nil {
-				markGone(w)
-				return
-			}
-			send(map[string]any{"error": mapError(err)})
-			return
-		}
-		if tok.Text != "" && !send(chunk(tok.Text, nil)) {
-			markGone(w)
-			return
-		}
-		tok, err, ok = next()
-	}
-	resp := st.Response()
-	h.observe(resp, start)
-	send(chunk("", finishReason(resp.StopReason)))
-	if req.StreamOptions != nil && req.StreamOptions.IncludeUsage {
-		send(map[string]any{"id": id, "object": "text_completion", "created": created, "model": h.opts.ModelName,
-			"choices": []any{}, "usage": usage(resp)})
-	}
-	fmt.Fprint(w, "data: [DONE]\n\n")
-	if fl != nil {
-		fl.Flush()
-	}
+	include := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
+	h.writeEvents(w, r, st, tok, err, ok, next, start, id, "text_completion", include, nil,
+		func(text string, finish any) any {
+			return []map[string]any{{"index": 0, "text": text, "logprobs": nil, "finish_reason": finish}}
+		})
 }

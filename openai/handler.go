@@ -260,25 +260,8 @@ func newID() string {
 // (image decoding, tokens).
 func (h *Handler) chat(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	if h.draining.Load() {
-		leaveBody(w, r)
-		writeError(w, &apiError{status: 503, Type: "server_error", Code: "shutting_down", Message: "the server is shutting down; retry on another replica"})
-		return
-	}
-	if r.ContentLength > h.opts.MaxBodyBytes {
-		h.m.bodyErrors.WithLabelValues(bodyTooLarge).Inc()
-		leaveBody(w, r)
-		writeError(w, tooLarge(h.opts.MaxBodyBytes))
-		return
-	}
-	if h.full() {
-		leaveBody(w, r)
-		writeError(w, h.overloaded())
-		return
-	}
-	data, aerr := h.readBody(w, r)
-	if aerr != nil {
-		writeError(w, aerr)
+	data, ok := h.cheapChecksAndBody(w, r)
+	if !ok {
 		return
 	}
 	req, aerr := h.parse(data)
@@ -417,18 +400,68 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *api
 	return nil, badRequest("", "reading the request body: %v", err)
 }
 
+// cheapChecksAndBody runs the checks that cost nothing before a request's
+// body is read — draining, the declared size, the admission check — then
+// reads the body within its deadline. On a refusal it has written the
+// error and returns false.
+func (h *Handler) cheapChecksAndBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	if h.draining.Load() {
+		leaveBody(w, r)
+		writeError(w, &apiError{status: 503, Type: "server_error", Code: "shutting_down", Message: "the server is shutting down; retry on another replica"})
+		return nil, false
+	}
+	if r.ContentLength > h.opts.MaxBodyBytes {
+		h.m.bodyErrors.WithLabelValues(bodyTooLarge).Inc()
+		leaveBody(w, r)
+		writeError(w, tooLarge(h.opts.MaxBodyBytes))
+		return nil, false
+	}
+	if h.full() {
+		leaveBody(w, r)
+		writeError(w, h.overloaded())
+		return nil, false
+	}
+	data, aerr := h.readBody(w, r)
+	if aerr != nil {
+		writeError(w, aerr)
+		return nil, false
+	}
+	return data, true
+}
+
 // streamSSE writes the answer as server-sent events.
 func (h *Handler) streamSSE(w http.ResponseWriter, r *http.Request, id string, req *chatRequest, st *pipeline.Stream,
 	tok llama.GeneratedToken, err error, ok bool, next func() (llama.GeneratedToken, error, bool), start time.Time) {
+	include := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
+	h.writeEvents(w, r, st, tok, err, ok, next, start, id, "chat.completion.chunk", include,
+		map[string]any{"role": "assistant", "content": ""},
+		func(text string, finish any) any {
+			delta := map[string]any{"content": text}
+			if finish != nil {
+				delta = map[string]any{}
+			}
+			return []map[string]any{{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": nil}}
+		})
+}
+
+// writeEvents writes a stream as server-sent events of the given object
+// type: first (if set) as the delta of an opening event, one event per
+// token with text, then the last one with the finish reason, the usage
+// when include is set, and [DONE]. choices builds an event's
+// choices from a token's text (finish nil) or the finish reason. An error
+// after the first token becomes an error event; a client that went away
+// is marked so.
+func (h *Handler) writeEvents(w http.ResponseWriter, r *http.Request, st *pipeline.Stream,
+	tok llama.GeneratedToken, err error, ok bool, next func() (llama.GeneratedToken, error, bool), start time.Time,
+	id, object string, include bool, first map[string]any, choices func(text string, finish any) any) {
 	fl, _ := w.(http.Flusher)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(200)
 	created := time.Now().Unix()
-	chunk := func(delta map[string]any, finish any) map[string]any {
-		return map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": h.opts.ModelName,
-			"choices": []map[string]any{{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": nil}}}
+	event := func(choices any) map[string]any {
+		return map[string]any{"id": id, "object": object, "created": created, "model": h.opts.ModelName, "choices": choices}
 	}
 	send := func(v any) bool {
 		data, _ := json.Marshal(v)
@@ -440,7 +473,7 @@ func (h *Handler) streamSSE(w http.ResponseWriter, r *http.Request, id string, r
 		}
 		return true
 	}
-	if !send(chunk(map[string]any{"role": "assistant", "content": ""}, nil)) {
+	if first != nil && !send(event([]map[string]any{{"index": 0, "delta": first, "finish_reason": nil, "logprobs": nil}})) {
 		markGone(w)
 		return
 	}
@@ -450,11 +483,10 @@ func (h *Handler) streamSSE(w http.ResponseWriter, r *http.Request, id string, r
 				markGone(w)
 				return
 			}
-			e := mapError(err)
-			send(map[string]any{"error": e})
+			send(map[string]any{"error": mapError(err)})
 			return
 		}
-		if tok.Text != "" && !send(chunk(map[string]any{"content": tok.Text}, nil)) {
+		if tok.Text != "" && !send(event(choices(tok.Text, nil))) {
 			markGone(w)
 			return
 		}
@@ -462,10 +494,11 @@ func (h *Handler) streamSSE(w http.ResponseWriter, r *http.Request, id string, r
 	}
 	resp := st.Response()
 	h.observe(resp, start)
-	send(chunk(map[string]any{}, finishReason(resp.StopReason)))
-	if req.StreamOptions != nil && req.StreamOptions.IncludeUsage {
-		send(map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": h.opts.ModelName,
-			"choices": []any{}, "usage": usage(resp)})
+	send(event(choices("", finishReason(resp.StopReason))))
+	if include {
+		u := event([]any{})
+		u["usage"] = usage(resp)
+		send(u)
 	}
 	fmt.Fprint(w, "data: [DONE]\n\n")
 	if fl != nil {
