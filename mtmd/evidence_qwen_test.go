@@ -328,24 +328,8 @@ func acceptedThroughVLM(t *testing.T, cases []evidenceCase, goodModel, goodProj 
 		}
 		t.Run("vlm/"+c.name, func(t *testing.T) {
 			path := rewriteGGUF(t, goodProj[c.pair], t.TempDir(), "accepted", c.edit)
-			ctx := context.Background()
-			m, err := llama.Load(ctx, goodModel[c.pair], llama.LoadOptions{})
-			require.NoError(t, err)
-			defer m.Close()
-			p, err := mtmd.Load(ctx, path, m, mtmd.Options{Threads: 1})
-			require.NoError(t, err)
-			defer p.Close()
-			x, err := m.NewContext(llama.ContextOptions{NCtx: 512, NBatch: 128, Threads: 1})
-			require.NoError(t, err)
-			defer x.Close()
-			img, err := mtmd.ImageFromGo(testImage(64, 48, 3))
-			require.NoError(t, err)
-			chunks, err := p.Tokenize("What is in "+p.Marker()+"?", []*mtmd.Image{img}, mtmd.TokenizeOptions{AddSpecial: true, ParseSpecial: true})
-			require.NoError(t, err)
-			defer chunks.Close()
-			_, stats, err := p.Eval(ctx, x, chunks, mtmd.EvalOptions{Logits: true})
-			require.NoError(t, err)
-			assert.Positive(t, stats.ImagesEncoded) // idefics3: tiles and the overview
+			// Loads, encodes the picture (it asserts so) and answers.
+			require.Len(t, greedyImageAnswer(t, goodModel[c.pair], path, 2), 2)
 		})
 	}
 }
