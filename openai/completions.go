@@ -18,19 +18,9 @@ import (
 // text completions, which the Gateway API Inference Extension requires of
 // a model server). The prompt is raw text: no chat template is applied.
 type completionRequest struct {
-	Model         string          `json:"model"`
-	Prompt        json.RawMessage `json:"prompt"`
-	MaxTokens     *int            `json:"max_tokens"`
-	Temperature   *float64        `json:"temperature"`
-	TopP          *float64        `json:"top_p"`
-	Seed          *int64          `json:"seed"`
-	Stop          json.RawMessage `json:"stop"`
-	Stream        bool            `json:"stream"`
-	StreamOptions *struct {
-		IncludeUsage bool `json:"include_usage"`
-	} `json:"stream_options"`
-	FrequencyPenalty *float64 `json:"frequency_penalty"`
-	PresencePenalty  *float64 `json:"presence_penalty"`
+	Model  string          `json:"model"`
+	Prompt json.RawMessage `json:"prompt"`
+	sampling
 
 	// Refused when they ask for what is not implemented.
 	N         *int            `json:"n"`
@@ -123,15 +113,10 @@ func (h *Handler) completions(w http.ResponseWriter, r *http.Request) {
 	}
 	defer h.inFlight.Add(-1)
 	// The sampling fields mean what they mean for chat: one parser.
-	maxTokens := req.MaxTokens
-	if maxTokens == nil {
+	chat := &chatRequest{Model: req.Model, Messages: []chatMessage{{Role: "user", Content: json.RawMessage(`"x"`)}}, sampling: req.sampling}
+	if chat.MaxTokens == nil {
 		n := min(defaultCompletionTokens, h.opts.MaxTokens)
-		maxTokens = &n
-	}
-	chat := &chatRequest{
-		Model: req.Model, Messages: []chatMessage{{Role: "user", Content: json.RawMessage(`"x"`)}},
-		MaxTokens: maxTokens, Temperature: req.Temperature, TopP: req.TopP, Seed: req.Seed, Stop: req.Stop,
-		FrequencyPenalty: req.FrequencyPenalty, PresencePenalty: req.PresencePenalty,
+		chat.MaxTokens = &n
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
 	defer cancel()

@@ -23,18 +23,10 @@ import (
 // sends that do not change the answer (user, metadata, store, ...) are
 // ignored; those that would and are not supported are refused.
 type chatRequest struct {
-	Model               string          `json:"model"`
-	Messages            []chatMessage   `json:"messages"`
-	MaxTokens           *int            `json:"max_tokens"`
-	MaxCompletionTokens *int            `json:"max_completion_tokens"`
-	Temperature         *float64        `json:"temperature"`
-	TopP                *float64        `json:"top_p"`
-	Seed                *int64          `json:"seed"`
-	Stop                json.RawMessage `json:"stop"`
-	Stream              bool            `json:"stream"`
-	StreamOptions       *struct {
-		IncludeUsage bool `json:"include_usage"`
-	} `json:"stream_options"`
+	Model               string        `json:"model"`
+	Messages            []chatMessage `json:"messages"`
+	MaxCompletionTokens *int          `json:"max_completion_tokens"`
+	sampling
 	ResponseFormat *struct {
 		Type       string `json:"type"`
 		JSONSchema *struct {
@@ -43,8 +35,6 @@ type chatRequest struct {
 			Strict *bool           `json:"strict"`
 		} `json:"json_schema"`
 	} `json:"response_format"`
-	FrequencyPenalty *float64 `json:"frequency_penalty"`
-	PresencePenalty  *float64 `json:"presence_penalty"`
 
 	// Refused when they ask for what is not implemented.
 	N           *int            `json:"n"`
@@ -57,6 +47,22 @@ type chatRequest struct {
 	Audio       json.RawMessage `json:"audio"`
 	Modalities  []string        `json:"modalities"`
 	Prediction  json.RawMessage `json:"prediction"`
+}
+
+// sampling are the fields chat and text completions share: how long the
+// answer may be, how it is sampled, whether it streams.
+type sampling struct {
+	MaxTokens     *int            `json:"max_tokens"`
+	Temperature   *float64        `json:"temperature"`
+	TopP          *float64        `json:"top_p"`
+	Seed          *int64          `json:"seed"`
+	Stop          json.RawMessage `json:"stop"`
+	Stream        bool            `json:"stream"`
+	StreamOptions *struct {
+		IncludeUsage bool `json:"include_usage"`
+	} `json:"stream_options"`
+	FrequencyPenalty *float64 `json:"frequency_penalty"`
+	PresencePenalty  *float64 `json:"presence_penalty"`
 }
 
 type chatMessage struct {
