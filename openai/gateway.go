@@ -4,7 +4,6 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/vlm-go/vlm/pipeline"
 )
@@ -47,9 +46,6 @@ func registerGatewayMetrics(reg *prometheus.Registry, p *pipeline.Pipeline, mode
 		[]string{"block_size", "num_gpu_blocks", "enable_prefix_caching"})
 	info.WithLabelValues(strconv.Itoa(blockSize), strconv.Itoa(p.EngineStats().KVCells/blockSize), "True").Set(1)
 	reg.MustRegister(info)
-	// The process's own health: goroutines, heap, resident memory, open
-	// files (what cmd/vlm-soak watches).
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
 
 // kvUsage is the KV cache utilisation in [0, 1].

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/vlm-go/vlm/llama"
@@ -164,6 +165,9 @@ func NewHandler(p *pipeline.Pipeline, opts Options) *Handler {
 	h.reg = prometheus.NewRegistry()
 	h.m = newMetrics(h.reg, p)
 	registerGatewayMetrics(h.reg, p, h.opts.ModelName)
+	// The process's own health: goroutines, heap, resident memory, open
+	// files (what cmd/vlm-soak watches).
+	h.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	h.client = h.remoteClient()
 	h.mux.HandleFunc("POST /v1/chat/completions", h.auth(h.chat))
 	h.mux.HandleFunc("POST /v1/completions", h.auth(h.completions))
