@@ -1,12 +1,3 @@
-// Package vlm is the thin cgo layer of vlm: the only package that imports "C".
-//
-// It compiles llama.cpp, ggml and llama.cpp's multimodal library (mtmd) from the
-// pinned github.com/ollama/ollama module, initialises the backends once per
-// process, routes their log output into log/slog and wraps the C API close to
-// 1:1 with Go types. Most programs import the Go-idiomatic packages built on
-// top of it (llama, mtmd, sampler, pipeline) rather than this one.
-//
-// Building needs cgo and a C/C++ compiler, nothing else; see the README.
 package vlm
 
 //go:generate go run ./internal/ccgen
@@ -20,7 +11,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"unsafe"
 
 	// internal/cc compiles libllama and libmtmd (and ggml: ggml.go) from
 	// the pinned module's sources with vlm's flags.
@@ -64,16 +54,4 @@ func cxxError(fn string, e *C.vlm_cxx_err) error {
 		return nil
 	}
 	return fmt.Errorf("%s: %s: %w", fn, C.GoString(&e.msg[0]), ErrNativeException)
-}
-
-// cxxThrowTest runs the wrappers' catch path with a std::runtime_error
-// carrying msg (for tests).
-func cxxThrowTest(msg string) error {
-	cmsg := C.CString(msg)
-	defer C.free(unsafe.Pointer(cmsg))
-	var e C.vlm_cxx_err
-	if rc := C.vlm_cxx_throw_test(cmsg, &e); rc != -7 {
-		return fmt.Errorf("vlm_cxx_throw_test returned %d", int(rc))
-	}
-	return cxxError("vlm_cxx_throw_test", &e)
 }

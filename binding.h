@@ -27,10 +27,6 @@ typedef struct {
 // vlmGoLog. It is installed as their log callback.
 void vlm_log_trampoline(enum ggml_log_level level, const char *text, void *user_data);
 
-// vlm_log_test_threads (tests) runs threads that each write lines of
-// pieces through vlm_log_trampoline at once; it returns the threads started.
-int vlm_log_test_threads(int threads, int lines, int pieces);
-
 // vlm_install_log_callbacks routes llama.cpp's, ggml's and mtmd's log output
 // through vlm_log_trampoline.
 void vlm_install_log_callbacks(void);
@@ -95,16 +91,6 @@ int32_t vlm_cxx_mtmd_encode_chunk(mtmd_context *ctx, const mtmd_input_chunk *chu
 int32_t vlm_cxx_chat_apply_template(const char *tmpl, const struct llama_chat_message *chat, size_t n_msg,
                                     bool add_ass, char *buf, int32_t length, vlm_cxx_err *err);
 void vlm_cxx_sampler_accept(struct llama_sampler *smpl, llama_token token, vlm_cxx_err *err);
-// vlm_cxx_helper_eval_chunks is mtmd_helper_eval_chunks (llama.cpp's own
-// evaluation of tokenized chunks into a context); on success it copies the
-// last output's logits (n_vocab floats) into logits when that is not NULL.
-int32_t vlm_cxx_helper_eval_chunks(mtmd_context *ctx, struct llama_context *lctx, const mtmd_input_chunks *chunks,
-                                   llama_pos n_past, llama_seq_id seq, int32_t n_batch, bool logits_last,
-                                   llama_pos *new_n_past, float *logits, vlm_cxx_err *err);
-// vlm_cxx_throw_test (tests) throws std::runtime_error(msg) inside the
-// wrapper machinery and returns -7 with err filled in.
-int32_t vlm_cxx_throw_test(const char *msg, vlm_cxx_err *err);
-
 #ifdef __cplusplus
 }
 #endif

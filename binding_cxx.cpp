@@ -5,6 +5,7 @@
 // reaches a cgo frame calls std::terminate and ends the process; here each
 // is caught and returned as an error. See binding.h.
 #include "binding.h"
+#include "binding_guard.h"
 #include "mtmd-helper.h"
 
 #include <cmath>
@@ -15,31 +16,7 @@
 #include <new>
 #include <stdexcept>
 
-namespace {
-
-void caught(vlm_cxx_err *err, const char *what) {
-    if (err == nullptr) {
-        return;
-    }
-    err->thrown = 1;
-    std::snprintf(err->msg, sizeof err->msg, "%s", what != nullptr ? what : "unknown C++ exception");
-}
-
-// guard runs f and returns its result, or fail after catching what it threw.
-template <typename R, typename F> R guard(vlm_cxx_err *err, R fail, F f) {
-    try {
-        return f();
-    } catch (const std::bad_alloc &) {
-        caught(err, "std::bad_alloc (out of memory)");
-    } catch (const std::exception &e) {
-        caught(err, e.what());
-    } catch (...) {
-        caught(err, nullptr);
-    }
-    return fail;
-}
-
-} // namespace
+using vlm_guard::guard;
 
 extern "C" {
 
@@ -78,27 +55,6 @@ void vlm_cxx_sampler_accept(struct llama_sampler *smpl, llama_token token, vlm_c
         llama_sampler_accept(smpl, token);
         return 0;
     });
-}
-
-int32_t vlm_cxx_helper_eval_chunks(mtmd_context *ctx, struct llama_context *lctx, const mtmd_input_chunks *chunks,
-                                   llama_pos n_past, llama_seq_id seq, int32_t n_batch, bool logits_last,
-                                   llama_pos *new_n_past, float *logits, vlm_cxx_err *err) {
-    return guard<int32_t>(err, -1, [&] {
-        int32_t rc = mtmd_helper_eval_chunks(ctx, lctx, chunks, n_past, seq, n_batch, logits_last, new_n_past);
-        if (rc == 0 && logits != nullptr) {
-            const float *l = llama_get_logits_ith(lctx, -1);
-            if (l == nullptr) {
-                return -2;
-            }
-            const int n = llama_vocab_n_tokens(llama_model_get_vocab(llama_get_model(lctx)));
-            std::memcpy(logits, l, static_cast<size_t>(n) * sizeof(float));
-        }
-        return rc;
-    });
-}
-
-int32_t vlm_cxx_throw_test(const char *msg, vlm_cxx_err *err) {
-    return guard<int32_t>(err, -7, [&]() -> int32_t { throw std::runtime_error(msg); });
 }
 
 bool vlm_grammar_allows(struct llama_sampler *grammar, llama_token t) {

@@ -2,12 +2,10 @@ package vlm
 
 import (
 	"bytes"
-	"errors"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -98,33 +96,6 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func TestLogRoutingJoinsPiecesAndFilters(t *testing.T) {
-	runtime.LockOSThread() // pieces are joined per thread, as llama.cpp writes them
-	defer runtime.UnlockOSThread()
-	buf := captureLogs(t, slog.LevelInfo)
-	emitTestLog(levelInfo, "hello ")
-	emitTestLog(levelCont, "world\nsecond line\n")
-	emitTestLog(levelDebug, "dropped below the level\n")
-	emitTestLog(levelError, "boom\n")
-	out := buf.String()
-	assert.Contains(t, out, `level=INFO msg="hello world" source=llama.cpp`)
-	assert.Contains(t, out, `level=INFO msg="second line"`)
-	assert.Contains(t, out, `level=ERROR msg=boom`)
-	assert.NotContains(t, out, "dropped")
-}
-
 func TestLogDefaultLevelIsWarn(t *testing.T) {
 	assert.Equal(t, slog.LevelWarn, LogLevel())
-}
-
-// TestCxxExceptionsAreCaught: a C++ exception thrown under the binding's
-// wrappers comes back as ErrNativeException with its message, and the
-// process goes on.
-func TestCxxExceptionsAreCaught(t *testing.T) {
-	for range 3 {
-		err := cxxThrowTest("boom from C++")
-		if !errors.Is(err, ErrNativeException) || !strings.Contains(err.Error(), "boom from C++") {
-			t.Fatalf("got %v, want ErrNativeException with the message", err)
-		}
-	}
 }

@@ -62,20 +62,24 @@ compute_env() {
 }
 
 # go_args rewrites a -tags flag in "$@" so that it keeps GOFLAGS' vlm_march
-# (a -tags on the command line replaces the one in GOFLAGS); the result is in
-# the array args.
+# (a -tags on the command line replaces the one in GOFLAGS) and the tags in
+# $extra_tags (test and vet: vlmtest, which compiles the hooks only tests
+# use); the result is in the array args.
 go_args() {
   args=()
-  local tag=""
-  case " ${GOFLAGS:-} " in *vlm_march*) tag=vlm_march ;; esac
+  local tag="${extra_tags:-}" seen=""
+  case " ${GOFLAGS:-} " in *vlm_march*) tag="${tag:+$tag,}vlm_march" ;; esac
   while [ $# -gt 0 ]; do
     case "$1" in
-      -tags=*|--tags=*) args+=("$1${tag:+,$tag}") ;;
-      -tags|--tags) args+=("$1"); shift; args+=("${1:-}${tag:+,$tag}") ;;
+      -tags=*|--tags=*) args+=("$1${tag:+,$tag}"); seen=1 ;;
+      -tags|--tags) args+=("$1"); shift; args+=("${1:-}${tag:+,$tag}"); seen=1 ;;
       *) args+=("$1") ;;
     esac
     shift
   done
+  if [ -z "$seen" ] && [ -n "${extra_tags:-}" ]; then
+    args=("-tags=$tag" ${args[@]+"${args[@]}"})
+  fi
 }
 
 # test_tools installs what some tests use beyond Go and gcc, where it can do
@@ -140,13 +144,13 @@ case "$cmd" in
     # about two beside another compile, far under half of 10 minutes. A
     # -timeout in the arguments wins.
     case " ${flags[*]-} " in *" -timeout"*|*" --timeout"*|*" -test.timeout"*) ;; *) flags=(-timeout=10m ${flags[@]+"${flags[@]}"}) ;; esac
-    go_args ${flags[@]+"${flags[@]}"}
+    extra_tags=vlmtest go_args ${flags[@]+"${flags[@]}"}
     go test ${args[@]+"${args[@]}"} "${pkgs[@]}"
     ;;
   vet)
     check_tools
     compute_env
-    go_args "$@"
+    extra_tags=vlmtest go_args "$@"
     go vet ${args[@]+"${args[@]}"} ./...
     ;;
   server)

@@ -3,6 +3,7 @@ package vlm
 import (
 	"errors"
 	"fmt"
+	"github.com/vlm-go/vlm/internal/errkind"
 )
 
 // Errors returned by the binding. Test for them with errors.Is.
@@ -16,8 +17,14 @@ var (
 	// ErrContextFull: the context has no room for the batch (KV cache full).
 	ErrContextFull = errors.New("vlm: context full")
 	// ErrInvalidArgument: an argument is out of range (an unknown token id,
-	// an empty batch, a sequence id the context does not have, ...).
-	ErrInvalidArgument = errors.New("vlm: invalid argument")
+	// an empty batch, a sequence id the context does not have, ...). It is
+	// also the kind of every package's own "bad argument" sentinel —
+	// engine.ErrInvalidRequest and ErrInvalidOptions, pipeline.ErrInvalidInput
+	// and ErrInvalidOptions, sampler.ErrInvalidConfig,
+	// template.ErrInvalidMessage, mtmd.ErrInvalidImage, the JSON-schema
+	// converter's errors — so errors.Is(err, vlm.ErrInvalidArgument) tells a
+	// caller's mistake from a failure at any layer.
+	ErrInvalidArgument = errkind.InvalidArgument
 	// ErrDecode: llama_decode or mtmd_encode failed for another reason.
 	ErrDecode = errors.New("vlm: decode failed")
 	// ErrVocabOnly: the model was loaded with VocabOnly (vocabulary and

@@ -2,13 +2,9 @@ package vlm
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"runtime"
-	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -64,59 +60,6 @@ func record(t *testing.T, level slog.Level, r *recorder) {
 	SetLogger(slog.New(r))
 	SetLogLevel(level)
 	t.Cleanup(func() { SetLogger(nil); SetLogLevel(prev) })
-}
-
-// TestLogLinesOfConcurrentThreadsDoNotInterleave: native threads writing
-// lines in pieces at the same time each get their own lines back whole (the
-// old code joined pieces in one process-wide buffer and mixed them).
-func TestLogLinesOfConcurrentThreadsDoNotInterleave(t *testing.T) {
-	r := &recorder{}
-	record(t, slog.LevelError, r)
-	const threads, lines, pieces = 2, 300, 6
-	require.Equal(t, threads, logTestThreads(threads, lines, pieces))
-	want := map[string]int{}
-	for id := 0; id < threads; id++ {
-		for l := 0; l < lines; l++ {
-			var b strings.Builder
-			fmt.Fprintf(&b, "t%d line %d:", id, l)
-			for k := 0; k < pieces; k++ {
-				fmt.Fprintf(&b, " t%d.%d", id, k)
-			}
-			want[b.String()]++
-		}
-	}
-	got := map[string]int{}
-	for _, l := range r.all() {
-		got[l]++
-	}
-	assert.Equal(t, want, got)
-}
-
-// TestLogHandlerRunsWithoutALock: a handler may itself log through
-// llama.cpp's callback and call SetLogger (the old code called handlers
-// under its lock: this deadlocked).
-func TestLogHandlerRunsWithoutALock(t *testing.T) {
-	r := &recorder{}
-	r.onRecord = func(msg string) {
-		if msg == "outer" {
-			emitTestLog(levelError, "inner\n")
-			SetLogger(slog.New(r))
-		}
-	}
-	record(t, slog.LevelError, r)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		emitTestLog(levelError, "outer\n")
-	}()
-	select {
-	case <-done:
-	case <-time.After(2 * time.Minute): // a deadlock, not a slow machine
-		t.Fatal("the handler deadlocked on the log routing's lock")
-	}
-	assert.Equal(t, []string{"inner", "outer"}, r.all())
 }
 
 // TestLogTwoContextsDecodingConcurrently records every native line at Debug

@@ -330,26 +330,3 @@ func (x *MtmdContext) Encode(chunks *InputChunks, i int) ([]float32, error) {
 	}
 	return append([]float32(nil), unsafe.Slice((*float32)(unsafe.Pointer(p)), info.NTokens*x.nEmbd)...), nil
 }
-
-// HelperEvalChunks evaluates chunks into sequence seq of lctx from position
-// nPast with llama.cpp's own mtmd_helper_eval_chunks, and returns the next
-// position and the logits of the last output. vlm evaluates chunks in Go
-// (package mtmd); this is the reference its tests compare against.
-func (x *MtmdContext) HelperEvalChunks(lctx *LlamaContext, chunks *InputChunks, nPast, seq int32, nBatch int) (int32, []float32, error) {
-	if !x.Valid() || !lctx.Valid() || chunks == nil || chunks.c == nil {
-		return nPast, nil, ErrClosed
-	}
-	logits := make([]float32, lctx.nVocab)
-	var next C.llama_pos
-	var cerr C.vlm_cxx_err
-	rc := C.vlm_cxx_helper_eval_chunks(x.c, lctx.c, chunks.c, C.llama_pos(nPast), C.llama_seq_id(seq), C.int32_t(nBatch), true,
-		&next, (*C.float)(unsafe.Pointer(&logits[0])), &cerr)
-	runtime.KeepAlive(chunks)
-	if err := cxxError("mtmd_helper_eval_chunks", &cerr); err != nil {
-		return nPast, nil, err
-	}
-	if rc != 0 {
-		return nPast, nil, &CodeError{Func: "mtmd_helper_eval_chunks", Code: int(rc), Err: ErrDecode}
-	}
-	return int32(next), logits, nil
-}

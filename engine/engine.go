@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vlm-go/vlm/internal/errkind"
 	"iter"
 	"strings"
 	"sync"
@@ -23,9 +24,9 @@ var (
 	// sequence; a server answers 429 or 503 and the client retries later.
 	ErrOverloaded = errors.New("engine: overloaded: too many requests waiting")
 	// ErrInvalidRequest: the request is empty or inconsistent.
-	ErrInvalidRequest = errors.New("engine: invalid request")
+	ErrInvalidRequest = errkind.New("engine: invalid request", vlm.ErrInvalidArgument)
 	// ErrInvalidOptions: an option is out of range.
-	ErrInvalidOptions = errors.New("engine: invalid options")
+	ErrInvalidOptions = errkind.New("engine: invalid options", vlm.ErrInvalidArgument)
 	// ErrClosed: the engine was closed (before or while the request ran).
 	ErrClosed = vlm.ErrClosed
 	// ErrShuttingDown: Shutdown was called; the engine answers the

@@ -549,4 +549,5 @@ func TestQuantizeToQ8_0(t *testing.T) {
 
 	assert.Error(t, llama.Quantize(context.Background(), filepath.Join(t.TempDir(), "none.gguf"), dst, llama.QuantQ8_0, 1))
 	assert.ErrorIs(t, llama.Quantize(context.Background(), src, dst, llama.QuantType(999), 1), llama.ErrInvalidArgument)
+	assert.ErrorIs(t, llama.Quantize(context.Background(), src, dst, llama.QuantQ8_0, -1), llama.ErrInvalidArgument, "threads < 0")
 }

@@ -20,11 +20,19 @@ const (
 )
 
 // Quantize converts the model at src to typ and writes it to dst (through a
-// temporary file in dst's folder, renamed when complete). threads ≤ 0 uses
-// every core. The source is checked like Load checks it.
+// temporary file in dst's folder, renamed when complete) with threads
+// threads; 0 means vlm.DefaultThreads(), as everywhere in vlm, and a
+// negative count is ErrInvalidArgument. The source is checked like Load
+// checks it.
 func Quantize(ctx context.Context, src, dst string, typ QuantType, threads int) error {
 	if _, err := CheckFile(src); err != nil {
 		return err
+	}
+	if threads < 0 {
+		return fmt.Errorf("threads %d: %w", threads, ErrInvalidArgument)
+	}
+	if threads == 0 {
+		threads = vlm.DefaultThreads()
 	}
 	switch typ {
 	case QuantF16, QuantQ8_0, QuantQ4_0:

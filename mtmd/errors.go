@@ -2,6 +2,7 @@ package mtmd
 
 import (
 	"errors"
+	"github.com/vlm-go/vlm/internal/errkind"
 
 	"github.com/vlm-go/vlm"
 	"github.com/vlm-go/vlm/gguf"
@@ -24,7 +25,7 @@ var (
 	// its context's deadline (other decodes held them); retry later.
 	ErrBudgetBusy = errors.New("mtmd: image memory budget busy")
 	// ErrInvalidImage: the image is empty, truncated or corrupt.
-	ErrInvalidImage = errors.New("mtmd: invalid image")
+	ErrInvalidImage = errkind.New("mtmd: invalid image", vlm.ErrInvalidArgument)
 	// ErrUnsupportedFormat: the bytes are not an image format vlm decodes.
 	ErrUnsupportedFormat = errors.New("mtmd: unsupported image format")
 	// ErrMarkerMismatch: the number of media markers differs from the images.

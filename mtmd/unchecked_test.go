@@ -1,3 +1,5 @@
+//go:build vlmtest
+
 package mtmd_test
 
 import (

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vlm-go/vlm/internal/errkind"
 	"strings"
 	"sync"
 
@@ -19,9 +20,9 @@ import (
 // pass through wrapped.
 var (
 	// ErrInvalidInput: the input is empty or inconsistent.
-	ErrInvalidInput = errors.New("pipeline: invalid input")
+	ErrInvalidInput = errkind.New("pipeline: invalid input", vlm.ErrInvalidArgument)
 	// ErrInvalidOptions: an option is out of range.
-	ErrInvalidOptions = errors.New("pipeline: invalid options")
+	ErrInvalidOptions = errkind.New("pipeline: invalid options", vlm.ErrInvalidArgument)
 	// ErrClosed: the pipeline or session was closed.
 	ErrClosed = vlm.ErrClosed
 	// ErrOverloaded: Options.MaxWaiting requests are already waiting.

@@ -11,6 +11,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/vlm-go/vlm/internal/errkind"
 	"runtime"
 	"sync"
 
@@ -20,7 +21,7 @@ import (
 )
 
 // ErrInvalidConfig: a Config field is out of range or the grammar does not parse.
-var ErrInvalidConfig = errors.New("sampler: invalid config")
+var ErrInvalidConfig = errkind.New("sampler: invalid config", vlm.ErrInvalidArgument)
 
 // ErrClosed: the sampler was closed.
 var ErrClosed = vlm.ErrClosed

@@ -3,6 +3,7 @@ package template
 import (
 	"errors"
 	"fmt"
+	"github.com/vlm-go/vlm/internal/errkind"
 )
 
 // ErrNoTemplate is returned when no chat template is available: the model
@@ -16,7 +17,7 @@ var ErrUnknownTemplate = errors.New("template: unknown built-in template")
 
 // ErrInvalidMessage is returned when a [Message] cannot be turned into
 // template input, e.g. one that sets both Content and Text.
-var ErrInvalidMessage = errors.New("template: invalid message")
+var ErrInvalidMessage = errkind.New("template: invalid message", errkind.InvalidArgument)
 
 // ErrImageCount is returned by [Template.Prompt] when the number of media
 // markers in the prompt differs from the number of image parts in the
