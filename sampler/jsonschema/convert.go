@@ -1,4 +1,4 @@
-package openai
+package jsonschema
 
 import (
 	"encoding/json"
@@ -10,56 +10,6 @@ import (
 	"strconv"
 	"strings"
 )
-
-// ErrSchema: a response_format JSON schema that is not a schema, or uses
-// what the grammar converter does not support (the error names it).
-var ErrSchema = errors.New("openai: unsupported JSON schema")
-
-// JSONGrammar is a GBNF grammar (llama.cpp's grammar format) for any JSON
-// object: response_format {"type": "json_object"}.
-var JSONGrammar = mustGrammar(map[string]any{"type": "object"})
-
-func mustGrammar(schema map[string]any) string {
-	g, err := SchemaGrammar(schema)
-	if err != nil {
-		panic(err)
-	}
-	return g
-}
-
-// SchemaGrammar converts a JSON schema into a GBNF grammar whose sentences
-// are the JSON documents the schema accepts, for the sampler's Grammar.
-// It follows llama.cpp's json-schema-to-grammar in what it supports and how
-// (whitespace, property order: properties in the order the schema lists
-// them, required ones always, optional ones possibly left out): objects
-// with properties, required and additionalProperties; arrays with items,
-// prefixItems, minItems and maxItems; enum and const; string (minLength,
-// maxLength, formats date, time, date-time and uuid), number, integer
-// (minimum and maximum for small ranges are not narrowed), boolean and
-// null; type lists; anyOf and oneOf; allOf of one schema; $ref to
-// #/definitions/... and #/$defs/... within the schema. pattern, not, and
-// if/then/else are refused with ErrSchema.
-func SchemaGrammar(schema map[string]any) (string, error) {
-	c := &converter{root: schema, rules: map[string]string{}, refs: map[string]string{}}
-	body, err := c.visit(schema, "root")
-	if err != nil {
-		return "", err
-	}
-	c.rules["root"] = body
-	names := make([]string, 0, len(c.rules))
-	for n := range c.rules {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	var b strings.Builder
-	b.WriteString("root ::= " + c.rules["root"] + "\n")
-	for _, n := range names {
-		if n != "root" {
-			b.WriteString(n + " ::= " + c.rules[n] + "\n")
-		}
-	}
-	return b.String(), nil
-}
 
 // Primitive rules, as llama.cpp writes them.
 var primitives = map[string]string{
@@ -94,43 +44,46 @@ var primitiveDeps = map[string][]string{
 }
 
 type converter struct {
-	root  map[string]any
-	rules map[string]string
-	refs  map[string]string // $ref → rule name
-	n     int
+	b    *Builder
+	root map[string]any
+	refs map[string]string // $ref → rule name
 }
 
 // use adds primitive rule name (and what it needs) and returns its name.
-func (c *converter) use(name string) string {
-	if _, ok := c.rules[name]; ok {
+func (b *Builder) use(name string) string {
+	if _, ok := b.rules[name]; ok {
 		return name
 	}
-	c.rules[name] = primitives[name]
+	b.rules[name] = primitives[name]
 	for _, d := range primitiveDeps[name] {
-		c.use(d)
+		b.use(d)
 	}
 	return name
 }
 
+func (c *converter) use(name string) string { return c.b.use(name) }
+
+func (c *converter) add(hint, body string) string { return c.b.Rule(hint, body) }
+
 var nonName = regexp.MustCompile(`[^a-zA-Z0-9-]+`)
 
-// add makes a new rule named after hint with body and returns its name.
-func (c *converter) add(hint, body string) string {
+// newName returns an unused rule name made from hint.
+func (b *Builder) newName(hint string) string {
 	name := strings.Trim(nonName.ReplaceAllString(hint, "-"), "-")
 	if name == "" {
 		name = "r"
 	}
-	if _, taken := c.rules[name]; taken || primitives[name] != "" || name == "root" {
+	if _, taken := b.rules[name]; taken || primitives[name] != "" || name == "root" {
 		for {
-			c.n++
-			n := fmt.Sprintf("%s-%d", name, c.n)
-			if _, taken := c.rules[n]; !taken {
+			b.n++
+			n := fmt.Sprintf("%s-%d", name, b.n)
+			if _, taken := b.rules[n]; !taken && primitives[n] == "" {
 				name = n
 				break
 			}
 		}
 	}
-	c.rules[name] = body
+	b.rules[name] = ""
 	return name
 }
 
@@ -315,7 +268,7 @@ func (c *converter) ref(r string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	c.rules[name] = body
+	c.b.rules[name] = body
 	return name, nil
 }
 
@@ -515,12 +468,12 @@ func (c *converter) object(s map[string]any, name string) (string, error) {
 	return body + ` "}" ` + sp, nil
 }
 
-// orderKey holds, in every object DecodeSchema decodes, its keys in the
+// orderKey holds, in every object decodeSchema decodes, its keys in the
 // order the document lists them (JSON objects decode into maps, which
 // forget it; the grammar lists properties in the schema's order).
 const orderKey = "\x00order"
 
-// withoutOrder returns v without DecodeSchema's order entries.
+// withoutOrder returns v without decodeSchema's order entries.
 func withoutOrder(v any) any {
 	switch v := v.(type) {
 	case map[string]any:
@@ -555,9 +508,9 @@ func orderedKeys(m map[string]any) []string {
 	return keys
 }
 
-// DecodeSchema decodes a JSON schema document, keeping the order of every
-// object's keys for SchemaGrammar.
-func DecodeSchema(data []byte) (map[string]any, error) {
+// decodeSchema decodes a JSON schema document, keeping the order of every
+// object's keys.
+func decodeSchema(data []byte) (map[string]any, error) {
 	d := json.NewDecoder(strings.NewReader(string(data)))
 	d.UseNumber()
 	v, err := decodeOrdered(d, 0)

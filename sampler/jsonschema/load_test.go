@@ -1,39 +1,33 @@
-package openai_test
+package jsonschema_test
 
 import (
-	"bytes"
-	"encoding/json"
+	"context"
 	"testing"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/vlm-go/vlm/gguf"
+	"github.com/vlm-go/vlm/internal/testmodel"
 	"github.com/vlm-go/vlm/llama"
-	"github.com/vlm-go/vlm/openai"
-	"github.com/vlm-go/vlm/pipeline"
 	"github.com/vlm-go/vlm/sampler"
+	"github.com/vlm-go/vlm/sampler/jsonschema"
 )
 
-func compileSchema(t testing.TB, schema map[string]any) *jsonschema.Schema {
+func loadModel(t testing.TB) *llama.Model {
 	t.Helper()
-	data, err := json.Marshal(schema)
+	path, _ := testmodel.TinyPair(t, testmodel.ProjectorIdefics3, gguf.TypeF16)
+	m, err := llama.Load(context.Background(), path, llama.LoadOptions{NoGPU: true})
 	require.NoError(t, err)
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
-	require.NoError(t, err)
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	require.NoError(t, c.AddResource("schema.json", doc))
-	s, err := c.Compile("schema.json")
-	require.NoError(t, err)
-	return s
+	t.Cleanup(func() { m.Close() })
+	return m
 }
 
-// TestSchemaGrammarsLoad: every supported schema kind converts into a
-// grammar llama.cpp's parser accepts (a sampler is built with it), and
-// unsupported ones are refused with ErrSchema.
-func TestSchemaGrammarsLoad(t *testing.T) {
-	p := loadModel(t)
+// TestGrammarsLoad: every supported schema kind converts into a grammar
+// llama.cpp's parser accepts (a sampler is built with it), and unsupported
+// ones are refused with ErrSchema.
+func TestGrammarsLoad(t *testing.T) {
+	m := loadModel(t)
 	good := []string{
 		`{}`,
 		`{"type":"object"}`,
@@ -52,28 +46,20 @@ func TestSchemaGrammarsLoad(t *testing.T) {
 		`{"type":"object","properties":{"we\"ird key\n":{"type":"null"}},"required":["we\"ird key\n"]}`,
 	}
 	for _, src := range good {
-		schema, err := openai.DecodeSchema([]byte(src))
+		g, err := jsonschema.Grammar([]byte(src))
 		require.NoError(t, err, src)
-		g, err := openai.SchemaGrammar(schema)
-		require.NoError(t, err, src)
-		smp, err := sampler.New(p, sampler.Config{Grammar: g})
+		smp, err := sampler.New(m, sampler.Config{Grammar: g})
 		require.NoError(t, err, "%s\n%s", src, g)
 		smp.Close()
 	}
+	smp, err := sampler.New(m, sampler.Config{Grammar: jsonschema.ObjectGrammar()})
+	require.NoError(t, err)
+	smp.Close()
 	bad := []string{`{"type":"banana"}`, `{"type":"string","pattern":"x"}`, `{"$ref":"http://x/y"}`, `{"$ref":"#/nope"}`,
 		`{"enum":[]}`, `{"anyOf":"x"}`, `{"type":"object","properties":{"a":{}},"required":["b"]}`, `{"type":"array","maxItems":1,"minItems":2}`,
-		`{"not":{}}`, `[]`, `{"type":7}`}
+		`{"not":{}}`, `[]`, `{"type":7}`, `{`, `{} {}`}
 	for _, src := range bad {
-		schema, err := openai.DecodeSchema([]byte(src))
-		if err == nil {
-			_, err = openai.SchemaGrammar(schema)
-		}
-		assert.ErrorIs(t, err, openai.ErrSchema, src)
+		_, err := jsonschema.Grammar([]byte(src))
+		assert.ErrorIs(t, err, jsonschema.ErrSchema, src)
 	}
-}
-
-func loadModel(t testing.TB) *llama.Model {
-	t.Helper()
-	s := newServer(t, pipeline.Options{}, openai.Options{})
-	return s.p.Model()
 }
