@@ -95,7 +95,7 @@ func (b *Builder) Schema(hint string, schema []byte) (string, error) {
 		return "", err
 	}
 	c := &converter{b: b, root: root, refs: map[string]string{}}
-	body, err := c.visit(root, hint)
+	body, err := c.visit(root, "", hint)
 	if err != nil {
 		return "", err
 	}

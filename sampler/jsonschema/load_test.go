@@ -55,8 +55,8 @@ func TestGrammarsLoad(t *testing.T) {
 	smp, err := sampler.New(m, sampler.Config{Grammar: jsonschema.ObjectGrammar()})
 	require.NoError(t, err)
 	smp.Close()
-	bad := []string{`{"type":"banana"}`, `{"type":"string","pattern":"x"}`, `{"$ref":"http://x/y"}`, `{"$ref":"#/nope"}`,
-		`{"enum":[]}`, `{"anyOf":"x"}`, `{"type":"object","properties":{"a":{}},"required":["b"]}`, `{"type":"array","maxItems":1,"minItems":2}`,
+	bad := []string{`{"type":"banana"}`, `{"type":"string","pattern":"(?=x)"}`, `{"$ref":"http://x/y"}`, `{"$ref":"#/nope"}`,
+		`{"enum":[]}`, `{"anyOf":"x"}`, `{"type":"object","properties":{"a":{}},"required":["b"],"additionalProperties":false}`, `{"type":"array","maxItems":1,"minItems":2}`,
 		`{"not":{}}`, `[]`, `{"type":7}`, `{`, `{} {}`}
 	for _, src := range bad {
 		_, err := jsonschema.Grammar([]byte(src))
