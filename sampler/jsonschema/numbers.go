@@ -75,7 +75,11 @@ func readRange(s *obj, path string) (numRange, error) {
 		}
 		v, lit, ok := number(raw)
 		if !ok {
-			return r, &Error{Path: path, Keyword: kw, Reason: "must be a number"}
+			reason := "must be a number"
+			if _, isNum := raw.(json.Number); isNum {
+				reason = "is out of range"
+			}
+			return r, &Error{Path: path, Keyword: kw, Reason: reason}
 		}
 		if significantDigits(lit) > maxDigits {
 			return r, &Error{Path: path, Keyword: kw, Reason: fmt.Sprintf("%s has more than %d significant digits, which clients comparing float64 values cannot hold exactly", lit, maxDigits)}
