@@ -41,7 +41,13 @@ var primitives = map[string]string{
 	"date-string":      `"\"" date "\"" space`,
 	"time-string":      `"\"" time "\"" space`,
 	"date-time-string": `"\"" date "T" time "\"" space`,
-	"uuid":             `"\"" [0-9a-fA-F]{8} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{12} "\"" space`,
+	// Conservative forms every common checker accepts (zod, Ajv, RFC 5321/1123 checks).
+	"email-string":    `"\"" [a-zA-Z0-9]{1,20} ("." [a-zA-Z0-9]{1,20}){0,2} "@" (hostname-label "."){1,3} [a-z]{2,6} "\"" space`,
+	"hostname-string": `"\"" hostname-label ("." hostname-label){0,3} "\"" space`,
+	"hostname-label":  `[a-z0-9] ([a-z0-9-]{0,18} [a-z0-9])?`,
+	"ipv4-string":     `"\"" ipv4-octet "." ipv4-octet "." ipv4-octet "." ipv4-octet "\"" space`,
+	"ipv4-octet":      `"25" [0-5] | "2" [0-4] [0-9] | "1" [0-9] [0-9] | [1-9] [0-9] | [0-9]`,
+	"uuid":            `"\"" [0-9a-fA-F]{8} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{12} "\"" space`,
 }
 
 // primitiveDeps lists the rules each primitive uses.
@@ -51,7 +57,8 @@ var primitiveDeps = map[string][]string{
 	"object": {"space", "string", "value"}, "array": {"space", "value"},
 	"date": {"day28", "day30", "day31", "leap-year"}, "day30": {"day28"}, "day31": {"day30"},
 	"date-string": {"date", "space"}, "time-string": {"time", "space"}, "date-time-string": {"date", "time", "space"},
-	"uuid": {"space"},
+	"uuid": {"space"}, "email-string": {"hostname-label", "space"}, "hostname-string": {"hostname-label", "space"},
+	"ipv4-string": {"ipv4-octet", "space"},
 }
 
 // formatLength is the length of the strings of a fixed-length format.
@@ -464,9 +471,10 @@ func (c *converter) str(s *obj, path, hint string) (string, error) {
 	lengths := s.has("minLength") || s.has("maxLength")
 	if f, ok := s.get("format"); ok {
 		name, _ := f.(string)
-		rule := map[string]string{"date": "date-string", "time": "time-string", "date-time": "date-time-string", "uuid": "uuid"}[name]
+		rule := map[string]string{"date": "date-string", "time": "time-string", "date-time": "date-time-string", "uuid": "uuid",
+			"email": "email-string", "hostname": "hostname-string", "ipv4": "ipv4-string"}[name]
 		if rule == "" {
-			return "", &Error{Path: path, Keyword: "format", Reason: fmt.Sprintf("format %s is not supported (date, time, date-time and uuid are)", jsonText(f))}
+			return "", &Error{Path: path, Keyword: "format", Reason: fmt.Sprintf("format %s is not supported (date, time, date-time, uuid, email, hostname and ipv4 are)", jsonText(f))}
 		}
 		if s.has("pattern") {
 			return "", &Error{Path: path, Keyword: "pattern", Reason: "not supported together with format"}

@@ -36,7 +36,11 @@
 //     integers beyond ±(10^15−1) are not written.
 //   - string: minLength and maxLength (maxLength above 4096 writes at most
 //     4096); format date (month lengths and leap years), time, date-time
-//     (RFC 3339, with an offset) and uuid; pattern (below). A string with
+//     (RFC 3339, with an offset), uuid, and in a conservative form that
+//     every common checker accepts (zod, Ajv, RFC 5321 and 1123 checks)
+//     email (letters and digits, dot-separated, "@", up to three
+//     lowercase labels and a top-level domain of 2 to 6 letters), hostname
+//     and ipv4; pattern (below). A string with
 //     minLength, maxLength or pattern holds only characters of the Basic
 //     Multilingual Plane, so that its length is the same counted in code
 //     points (JSON Schema, Python, Ajv) and in UTF-16 units (JavaScript's
@@ -67,8 +71,8 @@
 // patternProperties, propertyNames, minProperties, maxProperties,
 // dependentRequired, dependentSchemas, dependencies, contains, minContains,
 // maxContains, uniqueItems true, multipleOf, unevaluatedProperties,
-// unevaluatedItems, $dynamicRef, $recursiveRef, formats other than the four
-// above, patterns outside the subset (lookaround, backreferences, \b, \p{…},
+// unevaluatedItems, $dynamicRef, $recursiveRef, formats other than those
+// above (uri, ipv6, duration, ...), patterns outside the subset (lookaround, backreferences, \b, \p{…},
 // inline flags), $ref outside the document or to anchors, and combinations
 // that cannot be merged (two different patterns or formats, two tuple forms,
 // anyOf on both sides of an allOf) or that allow no value.

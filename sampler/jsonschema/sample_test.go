@@ -29,10 +29,12 @@ var sampleSchemas = []string{
 		"day":{"type":"string","format":"date"},
 		"at":{"type":"string","format":"date-time"},
 		"id":{"type":"string","format":"uuid"},
+
 		"kind":{"enum":["a",1,null,true,{"x":[1]}]},
 		"fixed":{"const":"v1"},
 		"ok":{"type":["boolean","null"]}},
 	 "required":["n","x","code","word","day","at","id","kind","fixed","ok"]}`,
+	`{"type":"object","properties":{"mail":{"type":"string","format":"email"},"host":{"type":"string","format":"hostname"},"ip":{"type":"string","format":"ipv4"}},"required":["mail","host","ip"]}`,
 	`{"type":"object","properties":{"a":{"type":"integer","minimum":0,"maximum":9},"b":{"type":"string","maxLength":4}},"anyOf":[{"required":["a"]},{"required":["b"]}],"additionalProperties":false}`,
 	`{"type":"object","additionalProperties":{"type":"integer","minimum":1,"maximum":3},"required":["id"]}`,
 	`{"oneOf":[{"type":"object","properties":{"kind":{"const":"circle"},"r":{"type":"number","exclusiveMinimum":0,"maximum":10}},"required":["kind","r"],"additionalProperties":false},
