@@ -1,7 +1,9 @@
 package jsonschema
 
 import (
+	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/big"
 	"net/url"
@@ -195,7 +197,7 @@ func (c *converter) visit(s any, path, hint string) (string, error) {
 		if v {
 			return c.use("value"), nil
 		}
-		return "", &Error{Path: path, Reason: "the schema false accepts no value"}
+		return "", &Error{Path: path, Reason: "the schema false accepts no value", none: true}
 	case *obj:
 		return c.visitObj(v, path, hint)
 	}
@@ -350,7 +352,7 @@ func (c *converter) types(s *obj, path string) ([]string, error) {
 		return nil, &Error{Path: path, Keyword: "type", Reason: "must be a string or an array of strings"}
 	}
 	if len(list) == 0 {
-		return nil, &Error{Path: path, Keyword: "type", Reason: "an empty list allows no value"}
+		return nil, &Error{Path: path, Keyword: "type", Reason: "an empty list allows no value", none: true}
 	}
 	var out []string
 	for _, x := range list {
@@ -442,7 +444,7 @@ func bounds(s *obj, loKey, hiKey, path string, limit int) (lo, hi int, err error
 		hi = -1
 	}
 	if hasHi && hi < lo {
-		return 0, 0, &Error{Path: path, Keyword: hiKey, Reason: fmt.Sprintf("%s %d < %s %d allows nothing", hiKey, hi, loKey, lo)}
+		return 0, 0, &Error{Path: path, Keyword: hiKey, Reason: fmt.Sprintf("%s %d < %s %d allows nothing", hiKey, hi, loKey, lo), none: true}
 	}
 	if lo > limit {
 		return 0, 0, &Error{Path: path, Keyword: loKey, Reason: fmt.Sprintf("above %d is not supported", limit)}
@@ -504,7 +506,7 @@ func (c *converter) str(s *obj, path, hint string) (string, error) {
 			return "", &Error{Path: path, Keyword: "pattern", Reason: err.Error()}
 		}
 		if name == "" {
-			return "", &Error{Path: path, Keyword: "pattern", Reason: "no string matches it (within the lengths allowed)"}
+			return "", &Error{Path: path, Keyword: "pattern", Reason: "no string matches it (within the lengths allowed)", none: true}
 		}
 		return `"\"" ` + name + ` "\"" ` + c.use("space"), nil
 	}
@@ -547,7 +549,7 @@ func (c *converter) enum(s *obj, path string) (string, error) {
 		}
 	}
 	if len(alts) == 0 {
-		return "", &Error{Path: path, Keyword: "enum", Reason: "no value has the type the schema allows"}
+		return "", &Error{Path: path, Keyword: "enum", Reason: "no value has the type the schema allows", none: true}
 	}
 	return alt(alts), nil
 }
@@ -622,12 +624,23 @@ func (c *converter) alternatives(s *obj, kw string, a any, path, hint string) (s
 	rest := s.clone()
 	rest.del(kw)
 	var branches []any
+	var firstNone error
 	for i, x := range list {
 		m, err := c.mergeSchemas(rest, x, pathJoin(path, kw, i))
+		if err == nil && m == false {
+			err = &Error{Path: pathJoin(path, kw, i), Reason: "the branch allows no value", none: true}
+		}
+		if allowsNone(err) {
+			firstNone = cmp.Or(firstNone, err) // no value lost: leave the branch out
+			continue
+		}
 		if err != nil {
 			return "", err
 		}
 		branches = append(branches, m)
+	}
+	if len(branches) == 0 {
+		return "", firstNone
 	}
 	if kw == "oneOf" {
 		for i := range branches {
@@ -639,19 +652,27 @@ func (c *converter) alternatives(s *obj, kw string, a any, path, hint string) (s
 		}
 	}
 	var alts []string
-	var errs []error
 	for i, m := range branches {
 		e, err := c.visit(m, pathJoin(path, kw, i), fmt.Sprintf("%s-%d", hint, i))
-		if err != nil {
-			errs = append(errs, err)
+		if allowsNone(err) {
+			firstNone = cmp.Or(firstNone, err)
 			continue
+		}
+		if err != nil {
+			return "", err // a supported branch left out would hide what the schema asks for: say so
 		}
 		alts = append(alts, c.add(fmt.Sprintf("%s-%d", hint, i), e))
 	}
-	if len(errs) > 0 {
-		return "", errs[0] // a branch left out would make the grammar narrower than the schema's intent: say so
+	if len(alts) == 0 {
+		return "", firstNone
 	}
 	return alt(alts), nil
+}
+
+// allowsNone: err says a schema allows no value (and nothing else is wrong).
+func allowsNone(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.none
 }
 
 // disjoint reports whether no value can satisfy both schemas (false when
@@ -904,30 +925,48 @@ func (c *converter) array(s *obj, path, hint string) (string, error) {
 		hi = capAt(hi, len(prefix))
 	}
 	if hi >= 0 && lo > hi {
-		return "", &Error{Path: path, Keyword: "minItems", Reason: "no array length satisfies the item schemas and minItems"}
+		return "", &Error{Path: path, Keyword: "minItems", Reason: "no array length satisfies the item schemas and minItems", none: true}
 	}
-	item := func(i int) (string, error) {
-		if i < len(prefix) {
-			e, err := c.visit(prefix[i], pathJoin(path, "prefixItems", i), fmt.Sprintf("%s-%d", hint, i))
-			if err != nil {
-				return "", err
-			}
-			return c.add(fmt.Sprintf("%s-%d", hint, i), e), nil
+	// The rules of the items, made once. An item schema no value fits ends
+	// the array before it.
+	var rules []string
+	for i := range prefix {
+		if hi >= 0 && i >= hi {
+			break
 		}
-		e, err := c.visit(rest, pathJoin(path, "items"), hint+"-item")
+		e, err := c.visit(prefix[i], pathJoin(path, "prefixItems", i), fmt.Sprintf("%s-%d", hint, i))
+		if allowsNone(err) {
+			hi = i
+			break
+		}
 		if err != nil {
 			return "", err
 		}
-		return c.add(hint+"-item", e), nil
+		rules = append(rules, c.add(fmt.Sprintf("%s-%d", hint, i), e))
+	}
+	var restRule string
+	if len(rules) == len(prefix) && (hi < 0 || hi > len(prefix)) {
+		e, err := c.visit(rest, pathJoin(path, "items"), hint+"-item")
+		switch {
+		case allowsNone(err):
+			hi = len(prefix)
+		case err != nil:
+			return "", err
+		default:
+			restRule = c.add(hint+"-item", e)
+		}
+	}
+	if hi >= 0 && lo > hi {
+		return "", &Error{Path: path, Keyword: "minItems", Reason: "no array length satisfies the item schemas and minItems", none: true}
+	}
+	item := func(i int) (string, error) {
+		if i < len(prefix) {
+			return rules[i], nil
+		}
+		return restRule, nil
 	}
 	sep := `"," ` + sp + " "
 	// tail(i): the items from position i on, each after a comma.
-	var restRule string
-	if hi < 0 || hi > len(prefix) {
-		if restRule, err = item(len(prefix)); err != nil {
-			return "", err
-		}
-	}
 	var tail func(i int) (string, error)
 	tail = func(i int) (string, error) {
 		if hi >= 0 && i >= hi {
@@ -1033,7 +1072,7 @@ func (c *converter) object(s *obj, path, hint string) (string, error) {
 		req := contains(required, k)
 		if b, ok := ps.(bool); ok && !b {
 			if req {
-				return "", &Error{Path: pathJoin(path, "properties", k), Reason: fmt.Sprintf("property %q is required but its schema is false", k)}
+				return "", &Error{Path: pathJoin(path, "properties", k), Reason: fmt.Sprintf("property %q is required but its schema is false", k), none: true}
 			}
 			continue
 		}
@@ -1044,10 +1083,24 @@ func (c *converter) object(s *obj, path, hint string) (string, error) {
 			continue
 		}
 		if b, ok := extra.(bool); ok && !b {
-			return "", &Error{Path: path, Keyword: "required", Reason: fmt.Sprintf("property %q is required but not in properties, and additionalProperties is false", k)}
+			return "", &Error{Path: path, Keyword: "required", Reason: fmt.Sprintf("property %q is required but not in properties, and additionalProperties is false", k), none: true}
 		}
 		members = append(members, member{k, extra, true, pathJoin(path, "additionalProperties")})
 	}
+	var kvs []string
+	kept := members[:0]
+	for _, m := range members {
+		e, err := c.visit(m.schema, m.path, hint+"-"+m.key)
+		if allowsNone(err) && !m.required {
+			continue // a property no value fits may only be absent
+		}
+		if err != nil {
+			return "", err
+		}
+		kvs = append(kvs, c.add(hint+"-"+m.key+"-kv", gbnfString(jsonText(m.key))+" "+sp+` ":" `+sp+" "+c.add(hint+"-"+m.key, e)))
+		kept = append(kept, m)
+	}
+	members = kept
 	if len(members) == 0 && len(props.keys) > 0 {
 		return `"{" ` + sp + ` "}" ` + sp, nil // every property listed is false: none may be there
 	}
@@ -1061,6 +1114,9 @@ func (c *converter) object(s *obj, path, hint string) (string, error) {
 		default:
 			// Any keys, each value of the additionalProperties schema.
 			e, err := c.visit(x, pathJoin(path, "additionalProperties"), hint+"-value")
+			if allowsNone(err) {
+				return `"{" ` + sp + ` "}" ` + sp, nil
+			}
 			if err != nil {
 				return "", err
 			}
@@ -1068,14 +1124,6 @@ func (c *converter) object(s *obj, path, hint string) (string, error) {
 			kv := c.add(hint+"-kv", c.use("string")+` ":" `+sp+" "+v)
 			return `"{" ` + sp + " (" + kv + ` ("," ` + sp + " " + kv + `)*)? "}" ` + sp, nil
 		}
-	}
-	kvs := make([]string, len(members))
-	for i, m := range members {
-		e, err := c.visit(m.schema, m.path, hint+"-"+m.key)
-		if err != nil {
-			return "", err
-		}
-		kvs[i] = c.add(hint+"-"+m.key+"-kv", gbnfString(jsonText(m.key))+" "+sp+` ":" `+sp+" "+c.add(hint+"-"+m.key, e))
 	}
 	// after[i]: members i.. when one is already written (each after a comma).
 	sep := `"," ` + sp + " "
@@ -1182,7 +1230,7 @@ func (c *converter) mergeSchemas(a, b any, path string) (any, error) {
 				}
 			}
 			if len(both) == 0 {
-				return nil, &Error{Path: path, Keyword: "type", Reason: "the schemas combined allow no type"}
+				return nil, &Error{Path: path, Keyword: "type", Reason: "the schemas combined allow no type", none: true}
 			}
 			out.set(k, both)
 		case "properties":
@@ -1245,7 +1293,7 @@ func (c *converter) mergeSchemas(a, b any, path string) (any, error) {
 				}
 			}
 			if len(both) == 0 {
-				return nil, &Error{Path: path, Keyword: k, Reason: "the schemas combined allow no value"}
+				return nil, &Error{Path: path, Keyword: k, Reason: "the schemas combined allow no value", none: true}
 			}
 			out.del(k)
 			out.set("enum", both)

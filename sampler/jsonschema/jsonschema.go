@@ -23,6 +23,8 @@ type Error struct {
 	Keyword string
 	// Reason says what is wrong or unsupported.
 	Reason string
+
+	none bool // the schema is fine but allows no value here (an anyOf branch that can be left out)
 }
 
 // Error implements error.

@@ -159,7 +159,7 @@ func integerGrammar(r numRange, path string) (string, error) {
 		}
 	}
 	if lo.Cmp(hi) > 0 {
-		return "", &Error{Path: path, Keyword: kwHi, Reason: "no integer lies within the bounds"}
+		return "", &Error{Path: path, Keyword: kwHi, Reason: "no integer lies within the bounds", none: true}
 	}
 	var alts []string
 	if lo.Sign() < 0 { // negative part: "-" and a magnitude in [max(1, -hi), -lo]
@@ -346,7 +346,7 @@ func numberGrammar(r numRange, path string) (string, error) {
 	if r.lo.v != nil && r.hi.v != nil {
 		c := r.lo.v.Cmp(r.hi.v)
 		if c > 0 || (c == 0 && (r.lo.excl || r.hi.excl)) {
-			return "", &Error{Path: path, Keyword: "maximum", Reason: "no number lies within the bounds"}
+			return "", &Error{Path: path, Keyword: "maximum", Reason: "no number lies within the bounds", none: true}
 		}
 	}
 	zero := new(big.Rat)
@@ -378,7 +378,7 @@ func numberGrammar(r numRange, path string) (string, error) {
 		}
 	}
 	if len(alts) == 0 {
-		return "", &Error{Path: path, Keyword: "maximum", Reason: "no number lies within the bounds"}
+		return "", &Error{Path: path, Keyword: "maximum", Reason: "no number lies within the bounds", none: true}
 	}
 	return alt(alts), nil
 }
