@@ -35,12 +35,13 @@
 //     digit-wise ranges. A bound needs at most 15 significant digits;
 //     integers beyond ±(10^15−1) are not written.
 //   - string: minLength and maxLength (maxLength above 4096 writes at most
-//     4096); format date (month lengths and leap years), time, date-time
-//     (RFC 3339, with an offset), uuid, and in a conservative form that
-//     every common checker accepts (zod, Ajv, RFC 5321 and 1123 checks)
-//     email (letters and digits, dot-separated, "@", up to three
-//     lowercase labels and a top-level domain of 2 to 6 letters), hostname
-//     and ipv4; pattern (below). A string with
+//     4096); formats in forms that every common checker accepts (RFC 3339
+//     and 4122, zod, Ajv, RFC 5321 and 1123 checks): date (month lengths,
+//     leap years), time (with an offset), date-time (in UTC, "Z", as zod's
+//     .datetime() wants by default), uuid (lower case, version 1 to 8, the
+//     RFC 4122 variant), email (letters and digits, dot-separated, "@", up
+//     to three lowercase labels and a top-level domain of 2 to 6 letters),
+//     hostname and ipv4; pattern (below). A string with
 //     minLength, maxLength or pattern holds only characters of the Basic
 //     Multilingual Plane, so that its length is the same counted in code
 //     points (JSON Schema, Python, Ajv) and in UTF-16 units (JavaScript's
