@@ -66,9 +66,6 @@ var primitiveDeps = map[string][]string{
 	"ipv4-string": {"ipv4-octet", "space"},
 }
 
-// formatLength is the length of the strings of a fixed-length format.
-var formatLength = map[string]int{"date": 10, "uuid": 36}
-
 // use adds primitive rule name (and what it needs) and returns its name.
 func (b *Builder) use(name string) string {
 	if _, ok := b.rules[name]; ok {
@@ -474,6 +471,8 @@ func (c *converter) str(s *obj, path, hint string) (string, error) {
 		return "", err
 	}
 	lengths := s.has("minLength") || s.has("maxLength")
+	var d *dfa // the strings format and pattern allow, when lengths or both need an automaton
+	kw := "pattern"
 	if f, ok := s.get("format"); ok {
 		name, _ := f.(string)
 		rule := map[string]string{"date": "date-string", "time": "time-string", "date-time": "date-time-string", "uuid": "uuid",
@@ -481,35 +480,37 @@ func (c *converter) str(s *obj, path, hint string) (string, error) {
 		if rule == "" {
 			return "", &Error{Path: path, Keyword: "format", Reason: fmt.Sprintf("format %s is not supported (date, time, date-time, uuid, email, hostname and ipv4 are)", jsonText(f))}
 		}
-		if s.has("pattern") {
-			return "", &Error{Path: path, Keyword: "pattern", Reason: "not supported together with format"}
+		if !s.has("pattern") && !lengths {
+			return c.use(rule), nil
 		}
-		if lengths {
-			n, fixed := formatLength[name]
-			if !fixed {
-				return "", &Error{Path: path, Keyword: "maxLength", Reason: "minLength and maxLength are not supported with format " + name}
-			}
-			if n < lo || (hi >= 0 && n > hi) {
-				return "", &Error{Path: path, Keyword: "maxLength", Reason: fmt.Sprintf("format %s has %d characters, outside minLength and maxLength", name, n)}
-			}
+		if d, err = formatDFA(name); err != nil {
+			return "", &Error{Path: path, Keyword: "format", Reason: err.Error()}
 		}
-		return c.use(rule), nil
+		kw = "format"
 	}
 	if p, ok := s.get("pattern"); ok {
 		ps, ok := p.(string)
 		if !ok {
 			return "", &Error{Path: path, Keyword: "pattern", Reason: "must be a string"}
 		}
-		d, err := compilePattern(ps)
+		dp, err := compilePattern(ps)
 		if err != nil {
 			return "", &Error{Path: path, Keyword: "pattern", Reason: err.Error()}
 		}
-		name, err := c.b.stringRules(hint+"-pattern", d, lo, hi)
+		if d != nil {
+			if dp, err = intersect(d, dp); err != nil {
+				return "", &Error{Path: path, Keyword: "pattern", Reason: err.Error() + " (with the format)"}
+			}
+		}
+		d, kw = dp, "pattern"
+	}
+	if d != nil {
+		name, err := c.b.stringRules(hint+"-"+kw, d, lo, hi)
 		if err != nil {
-			return "", &Error{Path: path, Keyword: "pattern", Reason: err.Error()}
+			return "", &Error{Path: path, Keyword: kw, Reason: err.Error()}
 		}
 		if name == "" {
-			return "", &Error{Path: path, Keyword: "pattern", Reason: "no string matches it (within the lengths allowed)", none: true}
+			return "", &Error{Path: path, Keyword: kw, Reason: "no string matches it (with the format, pattern and lengths allowed)", none: true}
 		}
 		return `"\"" ` + name + ` "\"" ` + c.use("space"), nil
 	}

@@ -41,7 +41,8 @@
 //     .datetime() wants by default), uuid (lower case, version 1 to 8, the
 //     RFC 4122 variant), email (letters and digits, dot-separated, "@", up
 //     to three lowercase labels and a top-level domain of 2 to 6 letters),
-//     hostname and ipv4; pattern (below). A string with
+//     hostname and ipv4; pattern (below). A format with a pattern or
+//     lengths beside it is the intersection of their automata. A string with
 //     minLength, maxLength or pattern holds only characters of the Basic
 //     Multilingual Plane, so that its length is the same counted in code
 //     points (JSON Schema, Python, Ajv) and in UTF-16 units (JavaScript's
@@ -75,6 +76,6 @@
 // unevaluatedItems, $dynamicRef, $recursiveRef, formats other than those
 // above (uri, ipv6, duration, ...), patterns outside the subset (lookaround, backreferences, \b, \p{…},
 // inline flags), $ref outside the document or to anchors, and combinations
-// that cannot be merged (two different patterns or formats, two tuple forms,
+// that cannot be merged (two different patterns or formats in one allOf, two tuple forms,
 // anyOf on both sides of an allOf) or that allow no value.
 package jsonschema

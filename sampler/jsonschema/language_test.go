@@ -108,6 +108,12 @@ var languageCases = []languageCase{
 		valid: []string{`"example.com"`, `"a-b.c"`, `"x"`}, invalid: []string{`"-a.com"`, `"a-.com"`, `"a..b"`, `"a_b"`}},
 	{name: "ipv4", schema: `{"type":"string","format":"ipv4"}`,
 		valid: []string{`"0.0.0.0"`, `"255.255.255.255"`, `"10.0.12.199"`}, invalid: []string{`"256.1.1.1"`, `"1.2.3"`, `"01.2.3.4"`, `"1.2.3.4.5"`}},
+	{name: "format with pattern", schema: `{"type":"string","format":"uuid","pattern":"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-8][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}|00000000-0000-0000-0000-000000000000)$"}`,
+		valid: []string{`"123e4567-e89b-12d3-a456-426614174000"`}, invalid: []string{`"123e4567-e89b-02d3-a456-426614174000"`, `"x"`}},
+	{name: "format with lengths", schema: `{"type":"string","format":"email","maxLength":8}`,
+		valid: []string{`"a@b.io"`, `"ab@cd.io"`}, invalid: []string{`"abc@cd.io"`}, unwritten: []string{`"a@b"`}},
+	{name: "date with pattern", schema: `{"type":"string","format":"date","pattern":"^2024-"}`,
+		valid: []string{`"2024-02-29"`, `"2024-12-01"`}, invalid: []string{`"2023-01-01"`, `"2024-02-30"`}},
 	{name: "object", schema: `{"type":"object","properties":{"a":{"type":"integer"},"b":{"type":"string"},"c":{"type":"boolean"}},"required":["b"]}`,
 		valid:     []string{`{"b":"x"}`, `{"a":1,"b":"x"}`, `{"a":1,"b":"x","c":true}`, `{"b":"x","c":false}`, `{ "a": 1, "b": "x" }`},
 		invalid:   []string{`{}`, `{"a":1}`, `{"b":1}`, `{"a":"1","b":"x"}`, `[]`},
@@ -189,6 +195,30 @@ func TestLanguage(t *testing.T) {
 			for _, x := range tc.unwritten {
 				assert.True(t, valid(v, x), "the validator rejects %s", x)
 				assert.False(t, m.accepts(t, x), "the grammar accepts %s, outside its form", x)
+			}
+		})
+	}
+}
+
+// TestFormatAutomata: a format beside a pattern or lengths goes through an
+// automaton built from a regular expression instead of the format's
+// grammar rule; both must accept the same texts.
+func TestFormatAutomata(t *testing.T) {
+	e := newEngine(t)
+	for _, tc := range languageCases {
+		if !strings.HasPrefix(tc.schema, `{"type":"string","format":`) || strings.Count(tc.schema, ",") != 1 {
+			continue
+		}
+		schema := strings.TrimSuffix(tc.schema, "}") + `,"minLength":0}`
+		t.Run(tc.name, func(t *testing.T) {
+			g, err := jsonschema.Grammar([]byte(schema))
+			require.NoError(t, err)
+			m := e.load(t, g)
+			for _, x := range tc.valid {
+				assert.True(t, m.accepts(t, x), "%s: rejects %s", schema, x)
+			}
+			for _, x := range append(tc.invalid, tc.unwritten...) {
+				assert.False(t, m.accepts(t, x), "%s: accepts %s", schema, x)
 			}
 		})
 	}
@@ -294,7 +324,7 @@ func TestRefused(t *testing.T) {
 		`{"type":"banana"}`:                                                                     "type",
 		`{"type":7}`:                                                                            "type",
 		`{"type":"string","pattern":"^a$","format":"date"}`:                                     "pattern",
-		`{"type":"string","format":"date-time","maxLength":30}`:                                 "maxLength",
+		`{"type":"string","format":"date-time","maxLength":12}`:                                 "format",
 		`{"allOf":[{"type":"string"},{"type":"integer"}]}`:                                      "type",
 		`{"type":"string","pattern":"^x{2000}$"}`:                                               "pattern",
 		`{"type":"string","pattern":"^a$","maxLength":0}`:                                       "pattern",

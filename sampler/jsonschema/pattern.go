@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Patterns are ECMA-262 regular expressions that match anywhere in the
@@ -690,4 +691,95 @@ func (b *Builder) stringRules(hint string, d *dfa, lo, hi int) (string, error) {
 		b.rules[names[k]] = body
 	}
 	return root, nil
+}
+
+// formatRegex: the formats as anchored patterns (the same strings as their
+// grammar rules), for a format with a pattern or lengths beside it.
+var formatRegex = map[string]string{
+	"date":      dateRegex,
+	"time":      `^` + timeRegex + `(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$`,
+	"date-time": `^` + dateRegex[1:len(dateRegex)-1] + `T` + timeRegex + `Z$`,
+	"uuid":      `^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`,
+	"email":     `^[a-zA-Z0-9]{1,20}(?:\.[a-zA-Z0-9]{1,20}){0,2}@(?:` + labelRegex + `\.){1,3}[a-z]{2,6}$`,
+	"hostname":  `^` + labelRegex + `(?:\.` + labelRegex + `){0,3}$`,
+	"ipv4":      `^` + octetRegex + `(?:\.` + octetRegex + `){3}$`,
+}
+
+const (
+	dateRegex  = `^(?:\d{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\d|3[01])|(?:0[469]|11)-(?:0[1-9]|[12]\d|30)|02-(?:0[1-9]|1\d|2[0-8]))|(?:\d\d(?:0[48]|[2468][048]|[13579][26])|(?:0[048]|[2468][048]|[13579][26])00)-02-29)$`
+	timeRegex  = `(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,9})?`
+	labelRegex = `[a-z0-9](?:[a-z0-9-]{0,18}[a-z0-9])?`
+	octetRegex = `(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]\d|\d)`
+)
+
+var (
+	formatMu   sync.Mutex
+	formatDFAs = map[string]*dfa{}
+)
+
+// formatDFA compiles a format's pattern once.
+func formatDFA(name string) (*dfa, error) {
+	formatMu.Lock()
+	defer formatMu.Unlock()
+	if d, ok := formatDFAs[name]; ok {
+		return d, nil
+	}
+	d, err := compilePattern(formatRegex[name])
+	if err != nil {
+		return nil, err
+	}
+	formatDFAs[name] = d
+	return d, nil
+}
+
+// intersect is the automaton for the strings both accept.
+func intersect(a, b *dfa) (*dfa, error) {
+	type pair struct{ pa, pb int }
+	var parts []runeSet
+	var from []pair // the parts of a and b each new part lies in
+	for i, x := range a.parts {
+		for j, y := range b.parts {
+			if z := x.intersect(y); !z.empty() {
+				parts = append(parts, z)
+				from = append(from, pair{i, j})
+			}
+		}
+	}
+	d := &dfa{parts: parts}
+	index := map[pair]int{}
+	var queue []pair
+	add := func(p pair) (int, error) {
+		if i, ok := index[p]; ok {
+			return i, nil
+		}
+		if len(d.accept) >= maxDFAStates {
+			return 0, fmt.Errorf("pattern needs more than %d automaton states", maxDFAStates)
+		}
+		index[p] = len(d.accept)
+		d.accept = append(d.accept, a.accept[p.pa] && b.accept[p.pb])
+		d.next = append(d.next, nil)
+		queue = append(queue, p)
+		return len(d.accept) - 1, nil
+	}
+	if _, err := add(pair{0, 0}); err != nil {
+		return nil, err
+	}
+	for i := 0; i < len(queue); i++ {
+		p := queue[i]
+		row := make([]int, len(parts))
+		for k, f := range from {
+			ta, tb := a.next[p.pa][f.pa], b.next[p.pb][f.pb]
+			row[k] = -1
+			if ta < 0 || tb < 0 {
+				continue
+			}
+			j, err := add(pair{ta, tb})
+			if err != nil {
+				return nil, err
+			}
+			row[k] = j
+		}
+		d.next[i] = row
+	}
+	return d, nil
 }
