@@ -185,3 +185,7 @@ func (p *Pipeline) answerChoices(ctx context.Context, msgs []template.Message, i
 		yield(ChoiceToken{}, failed)
 	}
 }
+
+// ChoicesLimit is the most choices StreamChoices and RunChoices take on
+// this pipeline: Options.Parallel, at most MaxChoices.
+func (p *Pipeline) ChoicesLimit() int { return min(p.opts.Parallel, MaxChoices) }
