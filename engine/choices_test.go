@@ -126,8 +126,7 @@ func TestLogprobs(t *testing.T) {
 
 // TestSubmitN: three choices about one new picture evaluate the prompt
 // (and encode the picture) once — the engine's counters show one prefill
-// and two forks — and each choice is what a request of its own with seed
-// Seed+i answers.
+// and two forks — and each choice samples with seed Seed+i.
 func TestSubmitN(t *testing.T) {
 	p := loadPair(t, testmodel.ProjectorIdefics3)
 	e := newEngine(t, p, engine.Options{Sequences: 3})
@@ -180,19 +179,27 @@ func TestSubmitN(t *testing.T) {
 	// One prefill: the prompt's text tokens once, then the answers'.
 	require.Equal(t, int64(prompt.PromptTokens-prompt.ImageTokens+decoded), after.TokensDecoded-before.TokensDecoded)
 
-	// Each choice is a request of its own with seed 42+i.
+	// Choice i samples with seed 42+i; the same SubmitN again gives the
+	// same choices; greedy choices are the greedy answer alone.
+	streams, err = e.SubmitN(context.Background(), engine.Request{Chunks: p.tokenize(t, a), MaxTokens: maxTokens, Sampler: cfg}, n)
+	require.NoError(t, err)
 	distinct := map[string]bool{}
 	for i, r := range results {
-		c := cfg
-		c.Seed += uint32(i)
-		s, err := e.Submit(context.Background(), engine.Request{Chunks: p.tokenize(t, a), MaxTokens: maxTokens, Sampler: c})
-		require.NoError(t, err)
-		alone := s.Wait()
-		require.NoError(t, alone.Err)
-		require.Equal(t, alone.Tokens, r.Tokens, "choice %d", i)
+		require.Equal(t, cfg.Seed+uint32(i), r.Seed, "choice %d", i)
+		again := streams[i].Wait()
+		require.NoError(t, again.Err)
+		require.Equal(t, r.Tokens, again.Tokens, "choice %d again", i)
 		distinct[r.Text] = true
 	}
 	require.Greater(t, len(distinct), 1, "seeded choices should differ")
+	alone := p.alone(t, a, maxTokens)
+	streams, err = e.SubmitN(context.Background(), engine.Request{Chunks: p.tokenize(t, a), MaxTokens: maxTokens}, n)
+	require.NoError(t, err)
+	for i, s := range streams {
+		r := s.Wait()
+		require.NoError(t, r.Err)
+		require.Equal(t, alone, r.Tokens, "greedy choice %d", i)
+	}
 }
 
 // TestSubmitNLimits: n beyond the sequences, or a KV cache that cannot

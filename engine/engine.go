@@ -275,9 +275,9 @@ type Stats struct {
 	// Forked is the choices after the first of SubmitN requests: each
 	// started from a copy of the first one's evaluated prompt (counted
 	// in CopiedPrefixes and ReusedTokens too).
-	Forked int64
-	Waiting        int   // requests waiting for a sequence now
-	Active         int   // requests being answered now
+	Forked  int64
+	Waiting int // requests waiting for a sequence now
+	Active  int // requests being answered now
 	// KV cache cells (one per prompt entry or answer token), as the
 	// scheduler last counted them: the context's cells (Options.KVSize),
 	// those reserved by running requests (each its prompt and room for its
@@ -346,6 +346,9 @@ type Result struct {
 	Err error
 	// Sequence is the sequence the request ran in (-1 if it never ran).
 	Sequence int32
+	// Seed is the seed its sampler used (a random one when
+	// Sampler.Seed was 0; SubmitN's choice i: Seed+i).
+	Seed uint32
 
 	PromptTokens     int           // entries of the prompt: text tokens plus image embeddings
 	ImageTokens      int           // image embeddings in the prompt

@@ -215,7 +215,11 @@ const MaxChoices = 16
 // the KV cells are shared, not duplicated, and Stats.Forked counts them)
 // and samples its own answer from the same logits with its own sampler:
 // choice i's Sampler.Seed is req.Sampler.Seed + i (wrapping, 0 skipped),
-// and a Seed of 0 gives every choice a random seed. The choices run at
+// and a Seed of 0 gives every choice a random seed (Result.Seed tells).
+// Like any requests decoded together, the choices' logits can differ in
+// their last bits from those of a request decoded alone (ggml takes other
+// kernels for a batch of several rows), so a sampled choice is
+// reproduced by the same SubmitN, not always by its seed alone. The choices run at
 // once, one sequence each, so n may not exceed Options.Sequences (nor
 // MaxChoices), and the KV cache must hold the prompt once and room for
 // every answer. Each stream reports the prompt's PromptTokens; only the
@@ -315,6 +319,7 @@ func (e *Engine) newFollower(ctx context.Context, leader *request, req Request, 
 		return nil, err
 	}
 	f.smp = smp
+	f.res.Seed = smp.Seed()
 	f.events = make(chan event, e.opts.StreamBuffer)
 	f.finished = make(chan struct{})
 	f.done = make(chan struct{})
@@ -412,6 +417,7 @@ func (e *Engine) newRequest(ctx context.Context, req Request) (*request, error) 
 		return nil, err
 	}
 	r.smp = smp
+	r.res.Seed = smp.Seed()
 	r.genOpts = llama.GenerateOptions{MaxTokens: req.MaxTokens, Stop: req.Stop, Special: req.Special}
 	r.logprobs, r.topN = req.Logprobs, req.TopLogprobs
 	r.events = make(chan event, e.opts.StreamBuffer)

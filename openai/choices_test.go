@@ -62,8 +62,8 @@ func TestChatLogprobs(t *testing.T) {
 
 // TestChatN: n = 3 from one prefill: three choices indexed 0–2, the
 // prompt counted once in usage, the engine forked twice; seeded, the
-// choices are those of seeds s, s+1, s+2 alone; streamed, the chunks
-// carry their choice's index.
+// same request gives the same choices; greedy, every choice is the greedy
+// answer; streamed, the chunks carry their choice's index.
 func TestChatN(t *testing.T) {
 	s := newServer(t, pipeline.Options{Parallel: 3, ContextSize: 512}, oaOptions())
 	ctx := context.Background()
@@ -82,17 +82,28 @@ func TestChatN(t *testing.T) {
 	single, err := s.client.Chat.Completions.New(ctx, one)
 	require.NoError(t, err)
 	require.Equal(t, single.Usage.PromptTokens, c.Usage.PromptTokens, "the prompt is counted once")
-	completion := int64(0)
 	for i, ch := range c.Choices {
 		require.EqualValues(t, i, ch.Index)
-		seeded := one
-		seeded.Seed = oa.Int(11 + int64(i))
-		alone, err := s.client.Chat.Completions.New(ctx, seeded)
-		require.NoError(t, err)
-		require.Equal(t, alone.Choices[0].Message.Content, ch.Message.Content, "choice %d is seed 11+%d's answer", i, i)
-		completion += alone.Usage.CompletionTokens
 	}
-	require.Equal(t, completion, c.Usage.CompletionTokens)
+	// The same request again: the same choices (choice i has seed 11+i).
+	again, err := s.client.Chat.Completions.New(ctx, params)
+	require.NoError(t, err)
+	require.Equal(t, c.Usage, again.Usage)
+	for i, ch := range c.Choices {
+		require.Equal(t, ch.Message.Content, again.Choices[i].Message.Content, "choice %d", i)
+	}
+	// Greedy choices are the greedy answer.
+	greedy := one
+	greedy.Temperature = oa.Float(0)
+	alone, err := s.client.Chat.Completions.New(ctx, greedy)
+	require.NoError(t, err)
+	greedy.N = oa.Int(3)
+	g, err := s.client.Chat.Completions.New(ctx, greedy)
+	require.NoError(t, err)
+	for i, ch := range g.Choices {
+		require.Equal(t, alone.Choices[0].Message.Content, ch.Message.Content, "greedy choice %d", i)
+	}
+	require.Equal(t, 3*alone.Usage.CompletionTokens, g.Usage.CompletionTokens)
 
 	st := s.client.Chat.Completions.NewStreaming(ctx, params)
 	texts := map[int64]*strings.Builder{}

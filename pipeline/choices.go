@@ -58,8 +58,11 @@ func (s *ChoiceStream) Responses() []*Response { return s.resps }
 // StreamChoices answers one input n times (OpenAI's n), token by token:
 // the prompt and its images are evaluated once, then each choice samples
 // its own answer with its own sampler; choice i's Sampler.Seed is
-// opts.Sampler.Seed + i (a random seed each when it is 0). n is at most
-// MaxChoices and Options.Parallel (else ErrInvalidOptions).
+// opts.Sampler.Seed + i (a random seed each when it is 0; Response.Seed
+// tells). n is at most MaxChoices and Options.Parallel (else
+// ErrInvalidOptions). Decoded together, the choices' logits can differ
+// in their last bits from a request's alone, so a sampled choice is
+// reproduced by the same call, not always by Run with its seed.
 func (p *Pipeline) StreamChoices(ctx context.Context, in Input, opts GenerateOptions, n int) *ChoiceStream {
 	resps := make([]*Response, max(n, 1))
 	for i := range resps {

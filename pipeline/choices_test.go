@@ -44,12 +44,16 @@ func TestRunChoices(t *testing.T) {
 			require.Zero(t, r.Stats.EvaluatedTokens, "choice %d", i)
 			require.Zero(t, r.Stats.ImagesEncoded, "choice %d", i)
 		}
-		// Choice i is the answer of seed 7+i.
-		o := opts
-		o.Sampler.Seed += uint32(i)
-		alone, err := p.Run(context.Background(), in, o)
-		require.NoError(t, err)
-		require.Equal(t, alone.Tokens, r.Tokens, "choice %d", i)
+		require.Equal(t, uint32(7+i), r.Seed, "choice %d samples with seed 7+i", i)
+	}
+	// Greedy choices are the greedy answer.
+	greedy := pipeline.GenerateOptions{MaxTokens: 8}
+	alone, err := p.Run(context.Background(), in, greedy)
+	require.NoError(t, err)
+	gs, err := p.RunChoices(context.Background(), in, greedy, 2)
+	require.NoError(t, err)
+	for i, r := range gs {
+		require.Equal(t, alone.Tokens, r.Tokens, "greedy choice %d", i)
 	}
 
 	st := p.StreamChoices(context.Background(), in, opts, 3)

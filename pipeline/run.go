@@ -109,6 +109,9 @@ type Response struct {
 	Tokens []llama.Token
 	// StopReason says why the answer ended.
 	StopReason llama.StopReason
+	// Seed is the seed the answer was sampled with (a random one when
+	// Sampler.Seed was 0; StreamChoices' choice i: Seed+i).
+	Seed uint32
 	// Logprobs has one entry per token of the answer, in order, when
 	// GenerateOptions.Logprobs asked for them (nil otherwise).
 	Logprobs []TokenLogprobs
@@ -228,6 +231,7 @@ func (resp *Response) finish(res engine.Result, text string, opts GenerateOption
 	st.Total = time.Since(start)
 	resp.Tokens = res.Tokens
 	resp.StopReason = res.Reason
+	resp.Seed = res.Seed
 	resp.Text = text
 	resp.answer = resp.Text
 	if opts.ReturnFullText {
