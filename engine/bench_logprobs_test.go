@@ -11,7 +11,7 @@ import (
 	"github.com/vlm-go/vlm/llama"
 )
 
-// BenchmarkDecodeLogprobs decodes 32 tokens with SmolVLM-256M's shapes
+// BenchmarkDecodeLogprobs decodes 16 tokens with SmolVLM-256M's shapes
 // (a 49280-token vocabulary) with log-probabilities off, on, and on with
 // 20 alternatives: the cost of Request.Logprobs per token (ns/token).
 //
@@ -26,11 +26,11 @@ func BenchmarkDecodeLogprobs(b *testing.B) {
 	m, err := llama.Load(context.Background(), mp, llama.LoadOptions{NoGPU: true})
 	require.NoError(b, err)
 	defer m.Close()
-	e, err := engine.New(m, nil, engine.Options{Sequences: 1, SequenceLength: 256, Threads: 2, FlashAttn: llama.FlashAttentionOff})
+	e, err := engine.New(m, nil, engine.Options{Sequences: 1, SequenceLength: 256, Threads: 1, FlashAttn: llama.FlashAttentionOff})
 	require.NoError(b, err)
 	defer e.Close()
 	prompt := []llama.Token{1, 200, 300, 400, 500, 600, 700, 800}
-	const tokens = 32
+	const tokens = 16
 	for _, c := range []struct {
 		name     string
 		logprobs bool

@@ -23,7 +23,10 @@ import (
 //     (pipeline.Options.Parallel, at most 16): the choices run at once, one
 //     sequence each, from ONE prefill of the prompt (and its images); usage
 //     counts the prompt once. Choice i samples with seed+i (any seed when
-//     the request has none). Above the limit: 400.
+//     the request has none); decoded together, the choices' logits can
+//     differ in their last bits from a request's alone, so the same
+//     request reproduces its choices, n = 1 with seed+i need not. Above
+//     the limit: 400.
 //   - logprobs / top_logprobs (chat: a bool and 0–20; completions: an int
 //     0–20, the legacy shape): the log-softmax of the model's raw logits,
 //     before temperature, penalties, logit bias and grammars — vLLM's

@@ -49,6 +49,12 @@ func TestJSClients(t *testing.T) {
 	if err := errors.Join(errNode, errNpm); err != nil {
 		t.Fatalf("the JavaScript client tests need Node.js 20+ and npm (%v): install them (Debian: apt-get install nodejs npm), or set %s=off to skip these tests", err, jsClientsEnv)
 	}
+	if v, err := exec.Command(node, "--version").Output(); err != nil {
+		t.Fatalf("node --version: %v", err)
+	} else if major, _, _ := strings.Cut(strings.TrimPrefix(strings.TrimSpace(string(v)), "v"), "."); atoi(major) < 20 {
+		t.Fatalf("the JavaScript client tests need Node.js 20 or newer, %s has %s: install a newer one (https://nodejs.org, NodeSource's packages), or set %s=off to skip these tests",
+			node, strings.TrimSpace(string(v)), jsClientsEnv)
+	}
 	src, err := filepath.Abs("jsclients")
 	require.NoError(t, err)
 	modules := jsModules(t, npm, src)
@@ -162,4 +168,10 @@ func jsModules(t *testing.T, npm, src string) string {
 		require.NoError(t, serr, "installing the npm packages: %v", err)
 	}
 	return modules
+}
+
+// atoi is strconv.Atoi, 0 for what is not a number.
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }
