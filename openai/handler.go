@@ -286,6 +286,11 @@ func (h *Handler) chat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := newID()
+	if req.choices.special() {
+		h.chatChoices(w, r, ctx, id, req, in, gen, start)
+		return
+	}
+	req.choices.apply(&gen) // logit_bias
 	st := h.p.Stream(ctx, in, gen)
 	next, stop := iter.Pull2(st.Tokens())
 	defer stop()

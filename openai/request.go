@@ -37,17 +37,20 @@ type chatRequest struct {
 		} `json:"json_schema"`
 	} `json:"response_format"`
 
-	// Refused when they ask for what is not implemented.
+	// Choices, log-probabilities, logit bias (choices.go).
 	N           *int            `json:"n"`
-	Tools       json.RawMessage `json:"tools"`
-	ToolChoice  json.RawMessage `json:"tool_choice"`
-	Functions   json.RawMessage `json:"functions"`
 	Logprobs    *bool           `json:"logprobs"`
 	TopLogprobs *int            `json:"top_logprobs"`
 	LogitBias   json.RawMessage `json:"logit_bias"`
-	Audio       json.RawMessage `json:"audio"`
-	Modalities  []string        `json:"modalities"`
-	Prediction  json.RawMessage `json:"prediction"`
+	choices     choiceOptions   // the four above, checked by parse
+
+	// Refused when they ask for what is not implemented.
+	Tools      json.RawMessage `json:"tools"`
+	ToolChoice json.RawMessage `json:"tool_choice"`
+	Functions  json.RawMessage `json:"functions"`
+	Audio      json.RawMessage `json:"audio"`
+	Modalities []string        `json:"modalities"`
+	Prediction json.RawMessage `json:"prediction"`
 }
 
 // sampling are the fields chat and text completions share: how long the
@@ -110,21 +113,18 @@ func (h *Handler) parse(data []byte) (*chatRequest, *apiError) {
 	if d.More() {
 		return nil, badRequest("", "the body holds more than one JSON value")
 	}
+	co, aerr := h.parseChoices(req.N, req.Logprobs != nil && *req.Logprobs, req.TopLogprobs, "top_logprobs", req.LogitBias)
+	if aerr != nil {
+		return nil, aerr
+	}
+	req.choices = co
 	switch {
-	case req.N != nil && *req.N != 1:
-		return nil, badRequest("n", "n = %d: only one choice per request is supported", *req.N)
 	case !isNull(req.Tools) && string(bytes.TrimSpace(req.Tools)) != "[]":
 		return nil, badRequest("tools", "tools are not supported")
 	case !isNull(req.Functions):
 		return nil, badRequest("functions", "functions are not supported")
 	case !isNull(req.ToolChoice) && string(bytes.TrimSpace(req.ToolChoice)) != `"none"`:
 		return nil, badRequest("tool_choice", "tool_choice is not supported")
-	case req.Logprobs != nil && *req.Logprobs:
-		return nil, badRequest("logprobs", "logprobs are not supported")
-	case req.TopLogprobs != nil:
-		return nil, badRequest("top_logprobs", "top_logprobs are not supported")
-	case !isNull(req.LogitBias) && string(bytes.TrimSpace(req.LogitBias)) != "{}":
-		return nil, badRequest("logit_bias", "logit_bias is not supported")
 	case !isNull(req.Audio) || slices.Contains(req.Modalities, "audio"):
 		return nil, badRequest("audio", "audio output is not supported")
 	case !isNull(req.Prediction):
