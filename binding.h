@@ -95,6 +95,11 @@ int32_t vlm_cxx_mtmd_encode_chunk(mtmd_context *ctx, const mtmd_input_chunk *chu
 int32_t vlm_cxx_chat_apply_template(const char *tmpl, const struct llama_chat_message *chat, size_t n_msg,
                                     bool add_ass, char *buf, int32_t length, vlm_cxx_err *err);
 void vlm_cxx_sampler_accept(struct llama_sampler *smpl, llama_token token, vlm_cxx_err *err);
+// vlm_grammar_lazy is llama_sampler_init_grammar_lazy_patterns with what it
+// throws (a trigger pattern std::regex rejects) caught into err.
+struct llama_sampler *vlm_grammar_lazy(const struct llama_vocab *vocab, const char *grammar, const char *root,
+                                       const char **patterns, size_t n_patterns, const llama_token *tokens,
+                                       size_t n_tokens, vlm_cxx_err *err);
 // vlm_cxx_helper_eval_chunks is mtmd_helper_eval_chunks (llama.cpp's own
 // evaluation of tokenized chunks into a context); on success it copies the
 // last output's logits (n_vocab floats) into logits when that is not NULL.
