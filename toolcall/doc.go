@@ -43,8 +43,10 @@
 //
 //     (the Hermes format Qwen2.5 was trained on, which Qwen2.5-VL's template
 //     dropped);
+//
 //   - an assistant message with tool_calls becomes its text followed by one
 //     <tool_call>…</tool_call> block per call;
+//
 //   - tool results become a user message holding one
 //     <tool_response>\n…\n</tool_response> block per result (consecutive
 //     results in one message).

@@ -79,7 +79,7 @@ var cat = call("tag_image", `{"tags":["cat","sofa"],"confident":true}`)
 
 var formatCases = []formatCase{
 	{toolcall.Llama3JSON, map[string][]toolcall.Call{
-		`{"name": "get_weather", "parameters": {"city": "Paris", "days": 3}}`:       {paris},
+		`{"name": "get_weather", "parameters": {"city": "Paris", "days": 3}}`:               {paris},
 		`{"name": "tag_image", "parameters": {"tags": ["cat", "sofa"], "confident": true}}`: {cat},
 	}, []string{
 		`{"name": "get_weather", "parameters": {"days": 3}}`,
@@ -88,21 +88,21 @@ var formatCases = []formatCase{
 		`Sure! {"name": "get_weather", "parameters": {"city": "Paris"}}`,
 	}},
 	{toolcall.MistralV7, map[string][]toolcall.Call{
-		`[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris", "days": 3}}]`:                                                                              {paris},
+		`[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris", "days": 3}}]`:                                                                                    {paris},
 		`[TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Paris", "days": 3}}, {"name": "tag_image", "arguments": {"tags": ["cat", "sofa"], "confident": true}}]`: {paris, cat},
 	}, []string{
 		`[TOOL_CALLS][{"name": "get_weather", "arguments": {"unit": "celsius"}}]`,
 		`[{"name": "get_weather", "arguments": {"city": "Paris"}}]`,
 	}},
 	{toolcall.MistralV11, map[string][]toolcall.Call{
-		`[TOOL_CALLS]get_weather[ARGS]{"city": "Paris", "days": 3}`:                                                             {paris},
+		`[TOOL_CALLS]get_weather[ARGS]{"city": "Paris", "days": 3}`:                                                                        {paris},
 		`[TOOL_CALLS]get_weather[ARGS]{"city": "Paris", "days": 3}[TOOL_CALLS]tag_image[ARGS]{"tags": ["cat", "sofa"], "confident": true}`: {paris, cat},
 	}, []string{
 		`[TOOL_CALLS]get_weather[ARGS]{"city": 3}`,
 		`[TOOL_CALLS]get_time[ARGS]{}`,
 	}},
 	{toolcall.LFM2, map[string][]toolcall.Call{
-		`<|tool_call_start|>[get_weather(city="Paris", days=3)]<|tool_call_end|>`:                                         {paris},
+		`<|tool_call_start|>[get_weather(city="Paris", days=3)]<|tool_call_end|>`:                                                 {paris},
 		`<|tool_call_start|>[get_weather(city="Paris", days=3),tag_image(tags=["cat", "sofa"], confident=True)]<|tool_call_end|>`: {paris, cat},
 	}, []string{
 		`<|tool_call_start|>[get_weather(days=3)]<|tool_call_end|>`,
@@ -118,14 +118,14 @@ var formatCases = []formatCase{
 		"<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n<parameter=days>\nthree\n</parameter>\n</function>\n</tool_call>",
 	}},
 	{toolcall.Gemma4, map[string][]toolcall.Call{
-		`<|tool_call>call:get_weather{city:<|"|>Paris<|"|>,days:3}<tool_call|>`:                                                              {paris},
+		`<|tool_call>call:get_weather{city:<|"|>Paris<|"|>,days:3}<tool_call|>`:                                                                            {paris},
 		`<|tool_call>call:get_weather{city:<|"|>Paris<|"|>,days:3}<tool_call|><|tool_call>call:tag_image{tags:["cat", "sofa"],confident:true}<tool_call|>`: {paris, cat},
 	}, []string{
 		`<|tool_call>call:get_weather{days:3}<tool_call|>`,
 		`<|tool_call>call:get_weather{city:"Paris"}<tool_call|>`,
 	}},
 	{toolcall.Hermes, map[string][]toolcall.Call{
-		"<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"days\": 3}}\n</tool_call>": {paris},
+		"<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"days\": 3}}\n</tool_call>":                                                                                                                            {paris},
 		"<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"days\": 3}}\n</tool_call>\n<tool_call>\n{\"name\": \"tag_image\", \"arguments\": {\"tags\": [\"cat\", \"sofa\"], \"confident\": true}}\n</tool_call>": {paris, cat},
 	}, []string{
 		"<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {}}\n</tool_call>",
