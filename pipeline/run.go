@@ -14,6 +14,7 @@ import (
 	"github.com/vlm-go/vlm/mtmd"
 	"github.com/vlm-go/vlm/sampler"
 	"github.com/vlm-go/vlm/template"
+	"github.com/vlm-go/vlm/toolcall"
 )
 
 // GenerateOptions configure one answer. The zero value is greedy, until
@@ -35,6 +36,9 @@ type GenerateOptions struct {
 	// ReturnFullText returns the rendered prompt followed by the answer, as
 	// transformers' return_full_text=True; off by default.
 	ReturnFullText bool
+	// Tools offer the model functions to call; nil offers none. The calls
+	// it makes are in Response.ToolCalls.
+	Tools *ToolOptions
 }
 
 func (o GenerateOptions) maxTokens() (int, error) {
@@ -102,6 +106,12 @@ type Response struct {
 	StopReason llama.StopReason
 	// Stats are counts and timings.
 	Stats Stats
+	// ToolCalls are the calls the answer makes (GenerateOptions.Tools);
+	// Text is then the answer's text outside them.
+	ToolCalls []toolcall.Call
+	// ToolParseError says why an answer that started a call could not be
+	// parsed into calls (Text then holds the whole answer); nil otherwise.
+	ToolParseError error
 
 	answer string // the generated text alone
 }
@@ -128,7 +138,17 @@ func (p *Pipeline) answer(ctx context.Context, msgs []template.Message, images [
 	if err := p.checkText(msgs); err != nil {
 		return fail(err)
 	}
-	full, prompt, err := p.render(ctx, msgs)
+	var tools *toolSetup
+	if opts.Tools != nil {
+		if msgs, tools, err = p.prepareTools(msgs, &opts); err != nil {
+			return fail(err)
+		}
+	}
+	var vars map[string]any
+	if tools != nil {
+		vars = tools.vars
+	}
+	full, prompt, err := p.render(ctx, msgs, vars)
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
 			err = fmt.Errorf("%w (%w)", llama.ErrCancelled, cerr)
@@ -144,6 +164,7 @@ func (p *Pipeline) answer(ctx context.Context, msgs []template.Message, images [
 	cfg := opts.Sampler
 	stream, err := p.eng.Submit(ctx, engine.Request{
 		Chunks: chunks, Sampler: cfg, MaxTokens: maxTokens, Stop: opts.Stop, MaxPositions: maxPos, ImageProgress: opts.ImageProgress,
+		Special: tools != nil, // call markers are often special tokens
 	})
 	if err != nil {
 		if errors.Is(err, llama.ErrPromptTooLong) {
@@ -178,6 +199,9 @@ func (p *Pipeline) answer(ctx context.Context, msgs []template.Message, images [
 	resp.StopReason = res.Reason
 	resp.Text = text.String()
 	resp.answer = resp.Text
+	if tools != nil && len(tools.tools) > 0 {
+		resp.Text, resp.ToolCalls, resp.ToolParseError = tools.format.Parse(resp.Text, tools.tools)
+	}
 	if opts.ReturnFullText {
 		resp.Text = full + resp.Text
 	}

@@ -52,7 +52,7 @@ func (f *Format) Grammar(tools []Tool, choice Choice, parallel bool, conv Conver
 		tools = one
 	}
 	b := &builder{conv: conv, rules: map[string]string{}}
-	b.rules["ws"] = `[ \t\n]*`
+	b.rules["ws"] = `[ \t\n]{0,2}`
 	var alts []string
 	for i, t := range tools {
 		r, err := b.call(f, t, i)
@@ -174,6 +174,8 @@ type property struct {
 	schema   json.RawMessage
 	required bool
 	isString bool // its type is exactly "string"
+	enum     []string
+	min, max *int // minLength, maxLength
 }
 
 // properties reads the properties of a parameters schema in order; defs
@@ -216,10 +218,18 @@ func properties(params json.RawMessage) ([]property, error) {
 			}
 		}
 		var typ struct {
-			Type any `json:"type"`
+			Type      any      `json:"type"`
+			Enum      []string `json:"enum"`
+			Const     *string  `json:"const"`
+			MinLength *int     `json:"minLength"`
+			MaxLength *int     `json:"maxLength"`
 		}
 		_ = json.Unmarshal(vals[i], &typ)
-		out = append(out, property{name: k, schema: s, required: req[k], isString: typ.Type == "string"})
+		p := property{name: k, schema: s, required: req[k], isString: typ.Type == "string", enum: typ.Enum, min: typ.MinLength, max: typ.MaxLength}
+		if typ.Const != nil {
+			p.enum = []string{*typ.Const}
+		}
+		out = append(out, p)
 	}
 	return out, nil
 }
@@ -288,11 +298,9 @@ func (b *builder) call(f *Format, t Tool, i int) (string, error) {
 			var val string
 			switch {
 			case f.name == QwenXML && p.isString:
-				b.rules["xml-text"] = `( [^<] | "<" [^/] )*`
-				val = "xml-text"
+				val = b.rawString(p)
 			case f.name == Gemma4 && p.isString:
-				b.rules["gemma-text"] = `( [^<] | "<" [^|] | "<|" [^"] )*`
-				val = `"<|\"|>" gemma-text "<|\"|>"`
+				val = `"<|\"|>" ` + b.rawString(p) + ` "<|\"|>"`
 			default:
 				v, err := b.schema(p.schema, f.name == LFM2)
 				if err != nil {
@@ -330,6 +338,38 @@ func (b *builder) call(f *Format, t Tool, i int) (string, error) {
 		return "", fmt.Errorf("%w: format %q", ErrInvalid, f.name)
 	}
 	return name, nil
+}
+
+// textChar is a character of an unquoted string parameter: any Unicode
+// scalar value but '<' (which starts the closing tag) and the C0 controls
+// other than tab, newline and carriage return, so that the text is valid
+// UTF-8.
+const textChar = `[\t\n\r -;=-~\u0080-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]`
+
+// rawString is the GBNF of an unquoted string parameter (Qwen XML, Gemma
+// 4): its enum's values, or minLength to maxLength characters, or any
+// text; never '<'.
+func (b *builder) rawString(p property) string {
+	if len(p.enum) > 0 {
+		alts := make([]string, len(p.enum))
+		for i, e := range p.enum {
+			alts[i] = lit(e)
+		}
+		return "(" + strings.Join(alts, " | ") + ")"
+	}
+	if p.max != nil || p.min != nil {
+		lo, hi := 0, ""
+		if p.min != nil {
+			lo = *p.min
+		}
+		if p.max != nil {
+			hi = fmt.Sprint(*p.max)
+		}
+		b.rules["text-char"] = textChar
+		return fmt.Sprintf("text-char{%d,%s}", lo, hi)
+	}
+	b.rules["text-char"] = textChar
+	return "text-char*"
 }
 
 // sequence is the GBNF for items in order, separated by sep, the required
