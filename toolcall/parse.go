@@ -32,7 +32,11 @@ func (f *Format) Parse(text string, tools []Tool) (string, []Call, error) {
 			calls[i].Arguments = json.RawMessage("{}")
 		}
 	}
-	return strings.TrimSpace(content), calls, nil
+	content = strings.TrimSpace(content)
+	if f.marker != "" { // the start of another call, cut off by the token limit
+		content = strings.TrimSpace(content[:len(content)-partialSuffix(content, f.marker)])
+	}
+	return content, calls, nil
 }
 
 // start returns where the calls begin in text, or -1.
