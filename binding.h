@@ -55,6 +55,13 @@ bool vlm_abort_trampoline(void *data);
 // the process) on a token the grammar rejects.
 bool vlm_grammar_allows(struct llama_sampler *grammar, llama_token t);
 
+// vlm_sampler_init_utf8_grammar (grammar_utf8.cpp) is
+// llama_sampler_init_grammar whose output is also kept valid UTF-8: tokens
+// whose bytes would make it invalid are banned before the grammar looks.
+// NULL when the grammar does not parse.
+struct llama_sampler *vlm_sampler_init_utf8_grammar(const struct llama_vocab *vocab, const char *grammar,
+                                                    const char *root);
+
 // vlm_sampler_sample is llama_sampler_sample with its failures returned
 // instead of aborting the process: *status is 0 (token sampled and
 // accepted), 1 (no logits for idx), 2 (out of memory), 3 (no token selected)

@@ -123,8 +123,13 @@ func (s *SamplerChain) AddLogitBias(nVocab int, bias map[Token]float32) error {
 	return s.add("logit_bias", C.llama_sampler_init_logit_bias(C.int32_t(nVocab), C.int32_t(len(bias)), arr))
 }
 
-// AddGrammar constrains output to a GBNF grammar starting at rule root. The
-// grammar keeps a pointer to m's vocabulary: m must outlive the chain.
+// AddGrammar constrains output to a GBNF grammar starting at rule root, and
+// to valid UTF-8: llama.cpp's grammar engine matches code points and lets
+// through byte tokens that spell some overlong forms, so tokens whose bytes
+// would make the output invalid UTF-8 (overlong forms, surrogates, code
+// points above U+10FFFF, stray or missing continuation bytes) are banned
+// too. The grammar keeps a pointer to m's vocabulary: m must outlive the
+// chain.
 func (s *SamplerChain) AddGrammar(m *LlamaModel, grammar, root string) error {
 	if !m.Valid() || !s.Valid() {
 		return ErrClosed
@@ -133,7 +138,7 @@ func (s *SamplerChain) AddGrammar(m *LlamaModel, grammar, root string) error {
 	defer C.free(unsafe.Pointer(cg))
 	cr := C.CString(root)
 	defer C.free(unsafe.Pointer(cr))
-	g := C.llama_sampler_init_grammar(m.vocab, cg, cr)
+	g := C.vlm_sampler_init_utf8_grammar(m.vocab, cg, cr)
 	if g == nil {
 		return fmt.Errorf("GBNF grammar does not parse (root %q; llama.cpp's log says where): %w", root, ErrInvalidArgument)
 	}

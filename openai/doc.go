@@ -10,7 +10,9 @@
 // temperature, top_p, seed, stop, frequency/presence penalties, stream
 // (server-sent events ending in "data: [DONE]", stream_options.include_usage)
 // and response_format json_object or json_schema (a JSON schema becomes a
-// GBNF grammar for the sampler: SchemaGrammar). Fields that would change
+// GBNF grammar for the sampler through package sampler/jsonschema, whose doc
+// lists the keywords it supports; a schema it refuses is a 400 naming the
+// keyword). Fields that would change
 // the answer and are not implemented (n > 1, tools, logprobs, logit_bias,
 // audio) get a 400 that names them. Errors come in OpenAI's shape
 // {"error": {"message", "type", "param", "code"}}: 400 for a bad request,

@@ -20,6 +20,7 @@ import (
 	oa "github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 	"github.com/openai/openai-go/v3/shared"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -366,4 +367,18 @@ func content(t testing.TB, body string) string {
 	require.NoError(t, json.Unmarshal([]byte(body), &r), body)
 	require.Len(t, r.Choices, 1)
 	return r.Choices[0].Message.Content
+}
+
+func compileSchema(t testing.TB, schema map[string]any) *jsonschema.Schema {
+	t.Helper()
+	data, err := json.Marshal(schema)
+	require.NoError(t, err)
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+	require.NoError(t, err)
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	require.NoError(t, c.AddResource("schema.json", doc))
+	s, err := c.Compile("schema.json")
+	require.NoError(t, err)
+	return s
 }

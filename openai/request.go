@@ -16,6 +16,7 @@ import (
 
 	"github.com/vlm-go/vlm/pipeline"
 	"github.com/vlm-go/vlm/sampler"
+	"github.com/vlm-go/vlm/sampler/jsonschema"
 	"github.com/vlm-go/vlm/template"
 	"github.com/vlm-go/vlm/toolcall"
 )
@@ -308,18 +309,16 @@ func (h *Handler) prepare(ctx context.Context, req *chatRequest) (pipeline.Input
 		switch rf.Type {
 		case "", "text":
 		case "json_object":
-			cfg.Grammar = JSONGrammar
+			cfg.Grammar = jsonschema.ObjectGrammar()
 		case "json_schema":
 			if rf.JSONSchema == nil || isNull(rf.JSONSchema.Schema) {
 				return in, gen, badRequest("response_format.json_schema.schema", "json_schema needs a schema")
 			}
-			schema, err := DecodeSchema(rf.JSONSchema.Schema)
-			if err == nil {
-				cfg.Grammar, err = SchemaGrammar(schema)
-			}
+			g, err := jsonschema.Grammar(rf.JSONSchema.Schema)
 			if err != nil {
 				return in, gen, badRequest("response_format.json_schema.schema", "%v", err)
 			}
+			cfg.Grammar = g
 		default:
 			return in, gen, badRequest("response_format.type", "response_format type %q: text, json_object or json_schema", rf.Type)
 		}
