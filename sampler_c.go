@@ -149,7 +149,7 @@ func (s *SamplerChain) AddGrammar(m *LlamaModel, grammar, root string) error {
 	return nil
 }
 
-// AddGrammarLazy is AddGrammar for a lazy grammar: it constrains nothing
+// AddGrammarLazy is AddGrammar (valid UTF-8 included) for a lazy grammar: it constrains nothing
 // until the output so far matches one of the trigger patterns (ECMAScript
 // regular expressions matched against the whole output; the grammar then
 // applies from the pattern's first capture group, or from the match) or

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/vlm-go/vlm/pipeline"
+	"github.com/vlm-go/vlm/sampler/jsonschema"
 	"github.com/vlm-go/vlm/template"
 	"github.com/vlm-go/vlm/toolcall"
 )
@@ -32,15 +33,6 @@ type toolCallParam struct {
 	} `json:"function"`
 }
 
-// schemaConverter is the JSON-schema converter the tools' grammars use.
-func schemaConverter(schema []byte) (string, error) {
-	s, err := DecodeSchema(schema)
-	if err != nil {
-		return "", err
-	}
-	return SchemaGrammar(s)
-}
-
 // parseTools reads tools, tool_choice and parallel_tool_calls; nil when
 // the request has no tools (tool_choice "none" or absent).
 func parseTools(req *chatRequest) (*pipeline.ToolOptions, *apiError) {
@@ -50,7 +42,7 @@ func parseTools(req *chatRequest) (*pipeline.ToolOptions, *apiError) {
 			return nil, badRequest("tools", "tools must be an array of {\"type\": \"function\", \"function\": {...}}: %v", err)
 		}
 	}
-	to := &pipeline.ToolOptions{Converter: schemaConverter}
+	to := &pipeline.ToolOptions{Converter: jsonschema.Grammar}
 	for i, p := range params {
 		param := fmt.Sprintf("tools[%d]", i)
 		if p.Type != "function" {

@@ -23,9 +23,8 @@ type ToolOptions struct {
 	// NoParallel allows one call per answer (OpenAI's
 	// parallel_tool_calls: false).
 	NoParallel bool
-	// Converter turns the parameters' JSON schemas into grammars. With
-	// ChoiceRequired or ChoiceNamed it is needed; with ChoiceAuto, nil
-	// leaves the calls unconstrained (parsed, not forced).
+	// Converter turns the parameters' JSON schemas into grammars; nil
+	// means jsonschema.Grammar (package sampler/jsonschema).
 	Converter toolcall.Converter
 	// Format overrides the call format detected from the chat template.
 	Format *toolcall.Format
@@ -66,7 +65,7 @@ func (p *Pipeline) prepareTools(msgs []template.Message, opts *GenerateOptions) 
 		return nil, nil, fmt.Errorf("pipeline: a required or named tool choice without tools: %w", ErrInvalidOptions)
 	}
 	out, vars := f.Prepare(msgs, tools)
-	if len(tools) > 0 && (to.Converter != nil || to.Choice.Mode != toolcall.ChoiceAuto) {
+	if len(tools) > 0 {
 		if opts.Sampler.Grammar != "" {
 			return nil, nil, fmt.Errorf("pipeline: a grammar (or response format) and tool calls together: %w", ErrInvalidOptions)
 		}

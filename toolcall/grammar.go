@@ -7,11 +7,13 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/vlm-go/vlm/sampler/jsonschema"
 )
 
 // Converter turns a JSON schema into a GBNF grammar (root rule "root")
-// whose sentences are the JSON documents the schema accepts, e.g. the
-// server's json_schema converter.
+// whose sentences are the JSON documents the schema accepts;
+// jsonschema.Grammar is the default.
 type Converter func(schema []byte) (string, error)
 
 // Grammar constrains an answer to tool calls.
@@ -31,13 +33,13 @@ type Grammar struct {
 // no tools). With ChoiceAuto it is lazy (Triggers set); with
 // ChoiceRequired or ChoiceNamed it applies from the first token. parallel
 // allows several calls in one answer where the family can write them.
-// conv converts the parameters' JSON schemas.
+// conv converts the parameters' JSON schemas (nil: jsonschema.Grammar).
 func (f *Format) Grammar(tools []Tool, choice Choice, parallel bool, conv Converter) (*Grammar, error) {
 	if choice.Mode == ChoiceNone || len(tools) == 0 {
 		return nil, nil
 	}
 	if conv == nil {
-		return nil, fmt.Errorf("%w: no JSON-schema converter for the tools' parameters", ErrInvalid)
+		conv = jsonschema.Grammar
 	}
 	if choice.Mode == ChoiceNamed {
 		var one []Tool

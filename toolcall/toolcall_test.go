@@ -15,8 +15,8 @@ import (
 	"github.com/vlm-go/vlm/gguf"
 	"github.com/vlm-go/vlm/internal/testmodel"
 	"github.com/vlm-go/vlm/llama"
-	"github.com/vlm-go/vlm/openai"
 	"github.com/vlm-go/vlm/sampler"
+	"github.com/vlm-go/vlm/sampler/jsonschema"
 	"github.com/vlm-go/vlm/template"
 	"github.com/vlm-go/vlm/toolcall"
 )
@@ -27,13 +27,7 @@ var tagImage = toolcall.Tool{Name: "tag_image", Description: "Record tags", Para
 	`{"type": "object", "properties": {"tags": {"type": "array", "items": {"type": "string"}}, "confident": {"type": "boolean"}}, "required": ["tags"]}`)}
 var tools = []toolcall.Tool{weather, tagImage}
 
-func convert(schema []byte) (string, error) {
-	s, err := openai.DecodeSchema(schema)
-	if err != nil {
-		return "", err
-	}
-	return openai.SchemaGrammar(s)
-}
+func convert(schema []byte) (string, error) { return jsonschema.Grammar(schema) }
 
 // templateFile reads a template of the template package's test data.
 func templateFile(t *testing.T, rel string) string {
