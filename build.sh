@@ -3,7 +3,10 @@
 #
 #   ./build.sh [setup]        check tools, download modules, build everything
 #   ./build.sh test [args]    run the whole test suite; args go to `go test` (packages named
-#                             there, e.g. ./template, replace the whole suite)
+#                             there, e.g. ./template, replace the whole suite). It runs real
+#                             JavaScript OpenAI clients too (openai/jsclients): Node.js 20+ and
+#                             npm are needed, npm ci reaches the registry once per lockfile
+#                             (cached under the user cache dir); VLM_JSCLIENTS=off skips them
 #   ./build.sh chat [flags]   build and run examples/chat (flags go to it)
 #   ./build.sh server [flags] build and run cmd/vlm-server, the OpenAI-compatible server
 #   ./build.sh vet            go vet ./... with the same flags

@@ -272,8 +272,12 @@ type Stats struct {
 	TokensDecoded  int64 // text tokens decoded (prompts and answers)
 	ReusedTokens   int64 // prompt entries taken from the KV cache instead of evaluated
 	CopiedPrefixes int64 // requests that started from another sequence's prefix
-	Waiting        int   // requests waiting for a sequence now
-	Active         int   // requests being answered now
+	// Forked is the choices after the first of SubmitN requests: each
+	// started from a copy of the first one's evaluated prompt (counted
+	// in CopiedPrefixes and ReusedTokens too).
+	Forked  int64
+	Waiting int // requests waiting for a sequence now
+	Active  int // requests being answered now
 	// KV cache cells (one per prompt entry or answer token), as the
 	// scheduler last counted them: the context's cells (Options.KVSize),
 	// those reserved by running requests (each its prompt and room for its
@@ -283,9 +287,9 @@ type Stats struct {
 }
 
 type counters struct {
-	submitted, overloaded, completed, failed, steps, decoded, reused, copied atomic.Int64
-	waiting, active                                                          atomic.Int32
-	kvReserved, kvCached                                                     atomic.Int64
+	submitted, overloaded, completed, failed, steps, decoded, reused, copied, forked atomic.Int64
+	waiting, active                                                                  atomic.Int32
+	kvReserved, kvCached                                                             atomic.Int64
 }
 
 // Stats returns the engine's counters.
@@ -293,7 +297,7 @@ func (e *Engine) Stats() Stats {
 	c := &e.counters
 	return Stats{
 		Submitted: c.submitted.Load(), Overloaded: c.overloaded.Load(), Completed: c.completed.Load(), Failed: c.failed.Load(),
-		Steps: c.steps.Load(), TokensDecoded: c.decoded.Load(), ReusedTokens: c.reused.Load(), CopiedPrefixes: c.copied.Load(),
+		Steps: c.steps.Load(), TokensDecoded: c.decoded.Load(), ReusedTokens: c.reused.Load(), CopiedPrefixes: c.copied.Load(), Forked: c.forked.Load(),
 		Waiting: int(c.waiting.Load()), Active: int(c.active.Load()),
 		KVCells: e.opts.KVSize, KVCellsReserved: int(c.kvReserved.Load()), KVCellsCached: int(c.kvCached.Load()),
 	}
@@ -319,6 +323,14 @@ type Request struct {
 	// MaxPositions bounds the prompt and answer of this request; 0 means
 	// Options.SequenceLength, which it may not exceed.
 	MaxPositions int
+	// Logprobs asks for each answer token's log-probability under the
+	// model's distribution (llama.GeneratedToken.Logprobs: the
+	// log-softmax of the raw logits, before the sampler changes them) and
+	// TopLogprobs (0 to llama.MaxTopLogprobs) for the most likely tokens
+	// at each position. Off, it costs nothing; on, one pass over the
+	// vocabulary's logits per token.
+	Logprobs    bool
+	TopLogprobs int
 	// ImageProgress, if set, is called by Stream.Tokens on the reader's
 	// goroutine after each image chunk of the prompt is evaluated, with
 	// the chunks done and the total to evaluate (chunks found in the KV
@@ -334,6 +346,9 @@ type Result struct {
 	Err error
 	// Sequence is the sequence the request ran in (-1 if it never ran).
 	Sequence int32
+	// Seed is the seed its sampler used (a random one when
+	// Sampler.Seed was 0; SubmitN's choice i: Seed+i).
+	Seed uint32
 
 	PromptTokens     int           // entries of the prompt: text tokens plus image embeddings
 	ImageTokens      int           // image embeddings in the prompt

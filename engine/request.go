@@ -46,6 +46,7 @@ const (
 	stateWaiting = iota
 	statePrefill
 	stateDecoding
+	stateFollowing // a SubmitN choice waiting for its leader's prompt
 )
 
 // request is a Request being answered.
@@ -64,6 +65,18 @@ type request struct {
 	gen       *llama.Generation
 	genOpts   llama.GenerateOptions
 	progress  func(done, total int)
+	room      int // KV cells for the answer (part of reserve)
+	// Logprobs (Request.Logprobs): the output's logits are copied into
+	// logits before sampling; topN alternatives are listed.
+	logprobs bool
+	topN     int
+	logits   []float32
+	// SubmitN: the first choice (the leader) evaluates the prompt and
+	// holds the others (followers), which wait in stateFollowing and start
+	// from a copy of its sequence when its prompt is done (forked).
+	leader    *request
+	followers []*request
+	forked    bool
 	events    chan event
 	unread    atomic.Int32  // events sent and not yet taken by the reader
 	finished  chan struct{} // closed (before events) when the scheduler is done with res
@@ -185,12 +198,61 @@ func (r *request) cancel(cause error) {
 // cancellation) end the stream. ctx cancels the request, waiting or
 // running.
 func (e *Engine) Submit(ctx context.Context, req Request) (*Stream, error) {
+	s, err := e.SubmitN(ctx, req, 1)
+	if err != nil {
+		return nil, err
+	}
+	return s[0], nil
+}
+
+// MaxChoices bounds SubmitN's n (the engine's Sequences bound it too).
+const MaxChoices = 16
+
+// SubmitN queues one prompt for n answers (choices) and returns their
+// streams in order; n = 1 is Submit. The prompt (its images too) is
+// evaluated once, in the first choice's sequence; when it is done, every
+// other choice starts from a copy of that sequence (llama_memory_seq_cp:
+// the KV cells are shared, not duplicated, and Stats.Forked counts them)
+// and samples its own answer from the same logits with its own sampler:
+// choice i's Sampler.Seed is req.Sampler.Seed + i (wrapping, 0 skipped),
+// and a Seed of 0 gives every choice a random seed (Result.Seed tells).
+// Like any requests decoded together, the choices' logits can differ in
+// their last bits from those of a request decoded alone (ggml takes other
+// kernels for a batch of several rows), so a sampled choice is
+// reproduced by the same SubmitN, not always by its seed alone. The choices run at
+// once, one sequence each, so n may not exceed Options.Sequences (nor
+// MaxChoices), and the KV cache must hold the prompt once and room for
+// every answer. Each stream reports the prompt's PromptTokens; only the
+// first one's EvaluatedTokens are nonzero. Cancelling ctx cancels every
+// choice; a stream's Cancel ends its own choice, except that cancelling
+// the first one before its prompt is evaluated ends them all.
+func (e *Engine) SubmitN(ctx context.Context, req Request, n int) ([]*Stream, error) {
+	if n < 1 || n > MaxChoices || n > e.opts.Sequences {
+		if req.Chunks != nil {
+			req.Chunks.Close()
+		}
+		return nil, fmt.Errorf("%d choices: between 1 and %d (the engine's sequences; at most %d): %w",
+			n, min(e.opts.Sequences, MaxChoices), MaxChoices, ErrInvalidRequest)
+	}
 	r, err := e.newRequest(ctx, req)
 	if err != nil {
 		if req.Chunks != nil {
 			req.Chunks.Close()
 		}
 		return nil, err
+	}
+	if need := r.reserve + (n-1)*r.room; need > e.opts.KVSize {
+		r.discard()
+		return nil, fmt.Errorf("the prompt's %d entries and room for %d answers need %d KV cells, the engine has %d: %w (%w)",
+			r.res.PromptTokens, n, need, e.opts.KVSize, llama.ErrPromptTooLong, mtmd.ErrContextFull)
+	}
+	for i := 1; i < n; i++ {
+		f, err := e.newFollower(ctx, r, req, uint32(i))
+		if err != nil {
+			r.discard()
+			return nil, err
+		}
+		r.followers = append(r.followers, f)
 	}
 	e.mu.Lock()
 	switch {
@@ -203,7 +265,7 @@ func (e *Engine) Submit(ctx context.Context, req Request) (*Stream, error) {
 		err = fmt.Errorf("%d requests are waiting for one of %d sequences: %w", e.opts.MaxWaiting, e.opts.Sequences, ErrOverloaded)
 	default:
 		e.waiting = append(e.waiting, r)
-		e.counters.submitted.Add(1)
+		e.counters.submitted.Add(int64(n))
 	}
 	e.mu.Unlock()
 	if err != nil {
@@ -214,10 +276,15 @@ func (e *Engine) Submit(ctx context.Context, req Request) (*Stream, error) {
 		e.enc.add(r)
 	}
 	e.wakeUp()
-	return &Stream{r: r}, nil
+	out := []*Stream{{r: r}}
+	for _, f := range r.followers {
+		out = append(out, &Stream{r: f})
+	}
+	return out, nil
 }
 
-// discard frees what newRequest made for a request that was not queued.
+// discard frees what newRequest made for a request that was not queued,
+// and its followers.
 func (r *request) discard() {
 	r.stopWake()
 	r.cancelCtx(nil)
@@ -225,6 +292,41 @@ func (r *request) discard() {
 	if r.chunks != nil {
 		r.chunks.Close()
 	}
+	for _, f := range r.followers {
+		f.discard()
+	}
+}
+
+// newFollower prepares choice i of leader's SubmitN: the same prompt,
+// evaluated by the leader, and a sampler of its own.
+func (e *Engine) newFollower(ctx context.Context, leader *request, req Request, i uint32) (*request, error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	f := &request{e: e, leader: leader, list: leader.list, units: leader.units, promptPos: leader.promptPos, maxPos: leader.maxPos,
+		reserve: leader.room, room: leader.room, genOpts: leader.genOpts, logprobs: leader.logprobs, topN: leader.topN,
+		submitted: leader.submitted, row: -1}
+	f.res.Sequence = -1
+	f.res.PromptTokens, f.res.ImageTokens = leader.res.PromptTokens, leader.res.ImageTokens
+	cfg := req.Sampler
+	if cfg.Seed != 0 {
+		if cfg.Seed += i; cfg.Seed == 0 {
+			cfg.Seed = 1
+		}
+	}
+	smp, err := sampler.New(e.model, cfg)
+	if err != nil {
+		return nil, err
+	}
+	f.smp = smp
+	f.res.Seed = smp.Seed()
+	f.events = make(chan event, e.opts.StreamBuffer)
+	f.finished = make(chan struct{})
+	f.done = make(chan struct{})
+	f.ctx, f.cancelCtx = context.WithCancelCause(ctx)
+	f.stopWake = context.AfterFunc(f.ctx, e.wakeUp)
+	f.refs.Store(1)
+	return f, nil
 }
 
 // newRequest checks req and prepares what the request needs.
@@ -302,16 +404,22 @@ func (e *Engine) newRequest(ctx context.Context, req Request) (*request, error) 
 	// KV cells: one per prompt entry (an M-RoPE image has more entries
 	// than positions) and one per answer token.
 	r.reserve = r.res.PromptTokens + room
+	r.room = room
 	if r.reserve > e.opts.KVSize {
 		return nil, fmt.Errorf("the prompt's %d entries and room for its answer need %d KV cells, the engine has %d: %w (%w)",
 			r.res.PromptTokens, r.reserve, e.opts.KVSize, llama.ErrPromptTooLong, mtmd.ErrContextFull)
+	}
+	if req.TopLogprobs < 0 || req.TopLogprobs > llama.MaxTopLogprobs || (req.TopLogprobs > 0 && !req.Logprobs) {
+		return nil, fmt.Errorf("TopLogprobs %d: 0 to %d, with Logprobs: %w", req.TopLogprobs, llama.MaxTopLogprobs, ErrInvalidRequest)
 	}
 	smp, err := sampler.New(e.model, req.Sampler)
 	if err != nil {
 		return nil, err
 	}
 	r.smp = smp
+	r.res.Seed = smp.Seed()
 	r.genOpts = llama.GenerateOptions{MaxTokens: req.MaxTokens, Stop: req.Stop, Special: req.Special}
+	r.logprobs, r.topN = req.Logprobs, req.TopLogprobs
 	r.events = make(chan event, e.opts.StreamBuffer)
 	r.finished = make(chan struct{})
 	r.done = make(chan struct{})

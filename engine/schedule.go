@@ -79,7 +79,7 @@ func (e *Engine) compact() {
 // shutdown ends every request with ErrClosed.
 func (e *Engine) shutdown() {
 	for _, r := range e.queue {
-		e.finish(r, fmt.Errorf("engine closed while the request waited: %w", ErrClosed))
+		e.finish(r, fmt.Errorf("engine closed while the request waited: %w", ErrClosed)) // and its followers
 	}
 	for _, r := range e.active {
 		if !r.over.Load() {
@@ -108,8 +108,13 @@ func cancelled(r *request) (error, bool) {
 // sequences hold stays valid (it changes only within a step).
 func (e *Engine) dropCancelled() {
 	e.queue = slices.DeleteFunc(e.queue, func(r *request) bool {
+		for _, f := range r.followers {
+			if err, ok := cancelled(f); ok {
+				e.finish(f, err)
+			}
+		}
 		if err, ok := cancelled(r); ok {
-			e.finish(r, err)
+			e.finish(r, err) // and its followers
 			return true
 		}
 		return false
@@ -133,14 +138,23 @@ func (e *Engine) admit() {
 				free = append(free, s)
 			}
 		}
-		if len(free) == 0 {
+		// SubmitN's other choices need a sequence each, now.
+		var followers []*request
+		reserve := r.reserve
+		for _, f := range r.followers {
+			if !f.over.Load() {
+				followers = append(followers, f)
+				reserve += f.reserve
+			}
+		}
+		if len(free) < 1+len(followers) {
 			return
 		}
 		used := 0
 		for _, a := range e.active {
 			used += a.reserve
 		}
-		if used+r.reserve > e.opts.KVSize {
+		if used+reserve > e.opts.KVSize {
 			return // wait for running requests to end
 		}
 		src, k := e.bestPrefix(r)
@@ -148,18 +162,23 @@ func (e *Engine) admit() {
 		if k == 0 || src.req != nil {
 			dst = leastValuable(free)
 		}
+		group := []*slot{dst}
+		for range followers {
+			rest := slices.DeleteFunc(slices.Clone(free), func(s *slot) bool { return slices.Contains(group, s) })
+			group = append(group, leastValuable(rest))
+		}
 		// Make room: forget what free sequences hold, least recently used
 		// first, until the running requests, this one and what is kept fit.
 		kept := 0
 		for _, s := range free {
-			if s != dst {
+			if !slices.Contains(group, s) {
 				kept += cells(s.units)
 			}
 		}
-		for used+r.reserve+kept > e.opts.KVSize {
+		for used+reserve+kept > e.opts.KVSize {
 			victim := (*slot)(nil)
 			for _, s := range free {
-				if s != dst && len(s.units) > 0 && (victim == nil || s.lastUsed < victim.lastUsed) {
+				if !slices.Contains(group, s) && len(s.units) > 0 && (victim == nil || s.lastUsed < victim.lastUsed) {
 					victim = s
 				}
 			}
@@ -171,6 +190,53 @@ func (e *Engine) admit() {
 		}
 		e.queue = e.queue[1:]
 		e.start(r, dst, src, k)
+		for i, f := range followers {
+			e.follow(f, group[1+i])
+		}
+	}
+}
+
+// follow gives a SubmitN choice its sequence, where it waits for its
+// leader's prompt (fork).
+func (e *Engine) follow(f *request, s *slot) {
+	e.forget(s)
+	s.req = f
+	f.seq = s
+	f.state = stateFollowing
+	f.admitted = time.Now()
+	f.res.Sequence = s.id
+	f.res.QueueTime = f.admitted.Sub(f.submitted)
+	e.active = append(e.active, f)
+}
+
+// fork starts leader's other choices from its evaluated prompt: each
+// sequence gets a copy of the leader's (shared KV cells) and samples its
+// first token from the leader's output row.
+func (e *Engine) fork(leader *request) {
+	leader.forked = true
+	for _, f := range leader.followers {
+		if f.over.Load() {
+			continue
+		}
+		if f.state != stateFollowing {
+			continue // never admitted: ended meanwhile
+		}
+		if err := e.x.CopySequence(leader.seq.id, f.seq.id, 0, -1); err != nil {
+			e.finish(f, err)
+			continue
+		}
+		f.seq.units = slices.Clone(leader.seq.units)
+		f.next, f.pos = len(f.units), leader.pos
+		f.res.CachedTokens = f.res.PromptTokens
+		e.counters.reused.Add(int64(f.res.CachedTokens))
+		e.counters.copied.Add(1)
+		e.counters.forked.Add(1)
+		// The row is the leader's for this one sample; -1 after it, so
+		// that the step that decoded the leader's prompt does not take
+		// this choice for one of its decoded tokens.
+		f.row = leader.row
+		e.promptDone(f)
+		f.row = -1
 	}
 }
 
@@ -368,6 +434,9 @@ func (e *Engine) step() bool {
 
 // promptDone starts r's answer: its last prompt entry's logits are at r.row.
 func (e *Engine) promptDone(r *request) {
+	if len(r.followers) > 0 && !r.forked {
+		e.fork(r)
+	}
 	r.state = stateDecoding
 	r.res.PrefillTime = time.Since(r.admitted)
 	o := r.genOpts
@@ -378,6 +447,16 @@ func (e *Engine) promptDone(r *request) {
 
 // sample picks r's next token from its output row and delivers it.
 func (e *Engine) sample(r *request) {
+	var lse float32
+	if r.logprobs {
+		// Before sampling: the model's own distribution.
+		var err error
+		if r.logits, err = e.x.LogitsInto(r.row, r.logits); err != nil {
+			e.finish(r, err)
+			return
+		}
+		lse = llama.LogSumExp(r.logits)
+	}
 	tok, err := r.smp.Sample(e.x, r.row)
 	if err != nil {
 		e.finish(r, err)
@@ -387,6 +466,9 @@ func (e *Engine) sample(r *request) {
 	if err != nil {
 		e.finish(r, err)
 		return
+	}
+	if r.logprobs && out.ID >= 0 {
+		out.Logprobs = &llama.Logprobs{Logprob: r.logits[tok] - lse, Top: llama.TopLogprobs(r.logits, lse, r.topN, nil)}
 	}
 	if out.ID >= 0 || out.Text != "" {
 		if r.firstTok.IsZero() {
@@ -549,6 +631,17 @@ func (e *Engine) finish(r *request, err error) {
 		e.counters.failed.Add(1)
 	} else {
 		e.counters.completed.Add(1)
+	}
+	if !r.forked {
+		// SubmitN's other choices wait for this one's prompt: they end too.
+		for _, f := range r.followers {
+			ferr := err
+			if ferr == nil {
+				ferr = fmt.Errorf("%w: the first choice's reader stopped before the prompt was evaluated", llama.ErrCancelled)
+			}
+			e.finish(f, fmt.Errorf("the first choice ended before the prompt was evaluated: %w", ferr))
+		}
+		r.forked = true
 	}
 	r.stopWake()
 	r.smp.Close()

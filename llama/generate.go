@@ -69,6 +69,10 @@ type GeneratedToken struct {
 	Pos int32
 	// Elapsed is the time from the start of Generate to this token.
 	Elapsed time.Duration
+	// Logprobs are the token's log-probability and the most likely
+	// alternatives, when the caller asked for them (engine.Request's
+	// Logprobs); nil otherwise and for a piece with ID -1.
+	Logprobs *Logprobs
 }
 
 // Generate samples tokens one at a time from x, starting from the logits of

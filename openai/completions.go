@@ -22,13 +22,16 @@ type completionRequest struct {
 	Prompt json.RawMessage `json:"prompt"`
 	sampling
 
-	// Refused when they ask for what is not implemented.
+	// Choices, log-probabilities (the legacy int), logit bias (choices.go).
 	N         *int            `json:"n"`
-	BestOf    *int            `json:"best_of"`
-	Echo      *bool           `json:"echo"`
-	Suffix    *string         `json:"suffix"`
 	Logprobs  *int            `json:"logprobs"`
 	LogitBias json.RawMessage `json:"logit_bias"`
+	choices   choiceOptions   // the three above, checked
+
+	// Refused when they ask for what is not implemented.
+	BestOf *int    `json:"best_of"`
+	Echo   *bool   `json:"echo"`
+	Suffix *string `json:"suffix"`
 }
 
 const (
@@ -54,19 +57,18 @@ func (h *Handler) parseCompletion(data []byte) (*completionRequest, []string, *a
 	if d.More() {
 		return nil, nil, badRequest("", "the body holds more than one JSON value")
 	}
+	co, aerr := h.parseChoices(req.N, req.Logprobs != nil, req.Logprobs, "logprobs", req.LogitBias)
+	if aerr != nil {
+		return nil, nil, aerr
+	}
+	req.choices = co
 	switch {
-	case req.N != nil && *req.N != 1:
-		return nil, nil, badRequest("n", "n = %d: only one choice per prompt is supported", *req.N)
 	case req.BestOf != nil && *req.BestOf != 1:
 		return nil, nil, badRequest("best_of", "best_of = %d: not supported", *req.BestOf)
 	case req.Echo != nil && *req.Echo:
 		return nil, nil, badRequest("echo", "echo is not supported")
 	case req.Suffix != nil && *req.Suffix != "":
 		return nil, nil, badRequest("suffix", "suffix (insertion) is not supported")
-	case req.Logprobs != nil && *req.Logprobs != 0:
-		return nil, nil, badRequest("logprobs", "logprobs are not supported")
-	case !isNull(req.LogitBias) && string(bytes.TrimSpace(req.LogitBias)) != "{}":
-		return nil, nil, badRequest("logit_bias", "logit_bias is not supported")
 	}
 	if isNull(req.Prompt) {
 		return nil, nil, badRequest("prompt", "prompt is required")
@@ -126,6 +128,11 @@ func (h *Handler) completions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := "cmpl-" + strings.TrimPrefix(newID(), "chatcmpl-")
+	if req.choices.special() {
+		h.completionChoices(w, r, ctx, id, req, prompts, gen, req.choices, start)
+		return
+	}
+	req.choices.apply(&gen) // logit_bias
 	if req.Stream {
 		h.streamCompletion(w, r, ctx, id, req, prompts[0], gen, start)
 		return

@@ -198,8 +198,9 @@ func TestCompletions(t *testing.T) {
 	for _, tc := range []struct{ body, param string }{
 		{`{"prompt":"x","echo":true}`, "echo"},
 		{`{"prompt":"x","suffix":"y"}`, "suffix"},
-		{`{"prompt":"x","logprobs":2}`, "logprobs"},
-		{`{"prompt":"x","n":2}`, "n"},
+		{`{"prompt":"x","logprobs":21}`, "logprobs"},
+		{`{"prompt":"x","n":99}`, "n"},
+		{`{"prompt":"x","logit_bias":{"1":-101}}`, "logit_bias"},
 		{`{"prompt":[1,2,3]}`, "prompt"},
 		{`{"prompt":[]}`, "prompt"},
 		{`{}`, "prompt"},

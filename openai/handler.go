@@ -24,7 +24,6 @@ import (
 
 	"github.com/vlm-go/vlm/llama"
 	"github.com/vlm-go/vlm/pipeline"
-	"github.com/vlm-go/vlm/toolcall"
 )
 
 // Options configure NewHandler. The zero value has safe limits and no
@@ -287,6 +286,11 @@ func (h *Handler) chat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := newID()
+	if req.choices.special() {
+		h.chatChoices(w, r, ctx, id, req, in, gen, start)
+		return
+	}
+	req.choices.apply(&gen) // logit_bias
 	st := h.p.Stream(ctx, in, gen)
 	next, stop := iter.Pull2(st.Tokens())
 	defer stop()
@@ -317,17 +321,7 @@ func (h *Handler) chat(w http.ResponseWriter, r *http.Request) {
 		}
 		resp := st.Response()
 		h.observe(resp, start)
-		message := map[string]any{"role": "assistant", "content": text.String()}
-		finish := finishReason(resp.StopReason)
-		if gen.Tools != nil {
-			message["content"] = resp.Text // without the calls
-			if len(resp.ToolCalls) > 0 {
-				message["tool_calls"], finish = toolCallsJSON(resp.ToolCalls), "tool_calls"
-				if resp.Text == "" {
-					message["content"] = nil
-				}
-			}
-		}
+		message, finish := answerMessage(resp, gen, text.String())
 		writeJSON(w, 200, map[string]any{
 			"id": id, "object": "chat.completion", "created": time.Now().Unix(), "model": h.opts.ModelName,
 			"choices": []map[string]any{{
@@ -449,8 +443,8 @@ func (h *Handler) cheapChecksAndBody(w http.ResponseWriter, r *http.Request) ([]
 func (h *Handler) streamSSE(w http.ResponseWriter, r *http.Request, id string, req *chatRequest, gen pipeline.GenerateOptions, st *pipeline.Stream,
 	tok llama.GeneratedToken, err error, ok bool, next func() (llama.GeneratedToken, error, bool), start time.Time) {
 	include := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
-	if to := gen.Tools; to != nil && len(to.Tools) > 0 && to.Choice.Mode != toolcall.ChoiceNone {
-		ts := &toolStream{s: h.p.ToolFormat().NewStreamer(to.Tools)}
+	if ts := h.toolStreamer(gen); ts != nil {
+		ts := &toolStream{s: ts}
 		h.writeEvents(w, r, st, tok, err, ok, next, start, id, "chat.completion.chunk", include,
 			map[string]any{"role": "assistant", "content": ""}, ts.choices)
 		return

@@ -43,15 +43,18 @@ type chatRequest struct {
 	ToolChoice        json.RawMessage `json:"tool_choice"`
 	ParallelToolCalls *bool           `json:"parallel_tool_calls"`
 
-	// Refused when they ask for what is not implemented.
+	// Choices, log-probabilities, logit bias (choices.go).
 	N           *int            `json:"n"`
-	Functions   json.RawMessage `json:"functions"`
 	Logprobs    *bool           `json:"logprobs"`
 	TopLogprobs *int            `json:"top_logprobs"`
 	LogitBias   json.RawMessage `json:"logit_bias"`
-	Audio       json.RawMessage `json:"audio"`
-	Modalities  []string        `json:"modalities"`
-	Prediction  json.RawMessage `json:"prediction"`
+	choices     choiceOptions   // the four above, checked by parse
+
+	// Refused when they ask for what is not implemented.
+	Functions  json.RawMessage `json:"functions"`
+	Audio      json.RawMessage `json:"audio"`
+	Modalities []string        `json:"modalities"`
+	Prediction json.RawMessage `json:"prediction"`
 }
 
 // sampling are the fields chat and text completions share: how long the
@@ -114,17 +117,14 @@ func (h *Handler) parse(data []byte) (*chatRequest, *apiError) {
 	if d.More() {
 		return nil, badRequest("", "the body holds more than one JSON value")
 	}
+	co, aerr := h.parseChoices(req.N, req.Logprobs != nil && *req.Logprobs, req.TopLogprobs, "top_logprobs", req.LogitBias)
+	if aerr != nil {
+		return nil, aerr
+	}
+	req.choices = co
 	switch {
-	case req.N != nil && *req.N != 1:
-		return nil, badRequest("n", "n = %d: only one choice per request is supported", *req.N)
 	case !isNull(req.Functions):
 		return nil, badRequest("functions", "functions are not supported (use tools)")
-	case req.Logprobs != nil && *req.Logprobs:
-		return nil, badRequest("logprobs", "logprobs are not supported")
-	case req.TopLogprobs != nil:
-		return nil, badRequest("top_logprobs", "top_logprobs are not supported")
-	case !isNull(req.LogitBias) && string(bytes.TrimSpace(req.LogitBias)) != "{}":
-		return nil, badRequest("logit_bias", "logit_bias is not supported")
 	case !isNull(req.Audio) || slices.Contains(req.Modalities, "audio"):
 		return nil, badRequest("audio", "audio output is not supported")
 	case !isNull(req.Prediction):

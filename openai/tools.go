@@ -201,19 +201,58 @@ func (ts *toolStream) choices(text string, finish any) any {
 		}
 		return nil
 	}
-	rest, calls, _ := ts.s.Finish()
+	deltas, reason := toolCallDeltas(ts.s, finish.(string))
 	var events multiEvent
+	for _, d := range deltas {
+		events = append(events, delta(d, nil))
+	}
+	return append(events, delta(map[string]any{}, reason))
+}
+
+// answerMessage is the assistant message and finish reason of a finished
+// answer: with tools, its text outside the calls (null when there is none)
+// and its tool_calls, finish reason "tool_calls"; else text as given.
+func answerMessage(resp *pipeline.Response, gen pipeline.GenerateOptions, text string) (map[string]any, string) {
+	message := map[string]any{"role": "assistant", "content": text}
+	finish := finishReason(resp.StopReason)
+	if gen.Tools != nil {
+		message["content"] = resp.Text // without the calls
+		if len(resp.ToolCalls) > 0 {
+			message["tool_calls"], finish = toolCallsJSON(resp.ToolCalls), "tool_calls"
+			if resp.Text == "" {
+				message["content"] = nil
+			}
+		}
+	}
+	return message, finish
+}
+
+// toolStreamer returns a streamer for one streamed answer when the
+// request offers tools, else nil.
+func (h *Handler) toolStreamer(gen pipeline.GenerateOptions) *toolcall.Streamer {
+	if to := gen.Tools; to != nil && len(to.Tools) > 0 && to.Choice.Mode != toolcall.ChoiceNone {
+		return h.p.ToolFormat().NewStreamer(to.Tools)
+	}
+	return nil
+}
+
+// toolCallDeltas are the closing deltas of a streamed answer with calls:
+// the text not yet sent, one tool_calls delta per call; and the finish
+// reason ("tool_calls" when there are calls, else finish).
+func toolCallDeltas(s *toolcall.Streamer, finish string) ([]map[string]any, string) {
+	rest, calls, _ := s.Finish()
+	var deltas []map[string]any
 	if rest != "" {
-		events = append(events, delta(map[string]any{"content": rest}, nil))
+		deltas = append(deltas, map[string]any{"content": rest})
 	}
 	for i, c := range calls {
-		events = append(events, delta(map[string]any{"tool_calls": []map[string]any{{
+		deltas = append(deltas, map[string]any{"tool_calls": []map[string]any{{
 			"index": i, "id": c.ID, "type": "function",
 			"function": map[string]any{"name": c.Name, "arguments": string(c.Arguments)},
-		}}}, nil))
+		}}})
 	}
 	if len(calls) > 0 {
 		finish = "tool_calls"
 	}
-	return append(events, delta(map[string]any{}, finish))
+	return deltas, finish
 }

@@ -59,7 +59,7 @@ func checkCall(t *testing.T, name, arguments string) {
 
 func toolServer(t *testing.T, templateFile string) *server {
 	t.Helper()
-	popts := pipeline.Options{ContextSize: 4096}
+	popts := pipeline.Options{ContextSize: 4096, Parallel: 2}
 	if templateFile != "" {
 		src, err := os.ReadFile(filepath.Join("..", "template", "testdata", templateFile))
 		require.NoError(t, err)
@@ -201,5 +201,37 @@ func TestToolsRaw(t *testing.T) {
 	for _, tc := range c.Message.ToolCalls {
 		assert.Equal(t, "function", tc.Type)
 		checkCall(t, tc.Function.Name, tc.Function.Arguments)
+	}
+}
+
+// TestToolsWithChoices: n choices with logprobs, each forced to a call,
+// whole and streamed.
+func TestToolsWithChoices(t *testing.T) {
+	s := toolServer(t, "")
+	ctx := context.Background()
+	params := oa.ChatCompletionNewParams{
+		Messages: []oa.ChatCompletionMessageParamUnion{userWithImages(t, "Weather?", 1)},
+		Tools:    []oa.ChatCompletionToolUnionParam{weatherTool}, ToolChoice: oa.ChatCompletionToolChoiceOptionUnionParam{OfAuto: oa.String("required")},
+		ParallelToolCalls: oa.Bool(false), N: oa.Int(2), Logprobs: oa.Bool(true), Seed: oa.Int(9), MaxTokens: oa.Int(150),
+	}
+	resp, err := s.client.Chat.Completions.New(ctx, params)
+	require.NoError(t, err)
+	require.Len(t, resp.Choices, 2)
+	for _, c := range resp.Choices {
+		assert.Equal(t, "tool_calls", c.FinishReason)
+		require.Len(t, c.Message.ToolCalls, 1)
+		checkCall(t, c.Message.ToolCalls[0].Function.Name, c.Message.ToolCalls[0].Function.Arguments)
+	}
+	stream := s.client.Chat.Completions.NewStreaming(ctx, params)
+	var acc oa.ChatCompletionAccumulator
+	for stream.Next() {
+		acc.AddChunk(stream.Current())
+	}
+	require.NoError(t, stream.Err())
+	require.Len(t, acc.Choices, 2)
+	for _, c := range acc.Choices {
+		assert.Equal(t, "tool_calls", c.FinishReason)
+		require.Len(t, c.Message.ToolCalls, 1)
+		checkCall(t, c.Message.ToolCalls[0].Function.Name, c.Message.ToolCalls[0].Function.Arguments)
 	}
 }

@@ -36,6 +36,15 @@ type GenerateOptions struct {
 	// ReturnFullText returns the rendered prompt followed by the answer, as
 	// transformers' return_full_text=True; off by default.
 	ReturnFullText bool
+	// Logprobs asks for each answer token's log-probability, and
+	// TopLogprobs (0 to llama.MaxTopLogprobs) for the most likely tokens
+	// at each position: on the stream's tokens (llama.GeneratedToken's
+	// Logprobs) and in Response.Logprobs. They are the model's own
+	// distribution (the log-softmax of the raw logits, before temperature,
+	// penalties, logit bias or a grammar change it), as vLLM returns by
+	// default.
+	Logprobs    bool
+	TopLogprobs int
 	// Tools offer the model functions to call; nil offers none. The calls
 	// it makes are in Response.ToolCalls.
 	Tools *ToolOptions
@@ -104,6 +113,12 @@ type Response struct {
 	Tokens []llama.Token
 	// StopReason says why the answer ended.
 	StopReason llama.StopReason
+	// Seed is the seed the answer was sampled with (a random one when
+	// Sampler.Seed was 0; StreamChoices' choice i: Seed+i).
+	Seed uint32
+	// Logprobs has one entry per token of the answer, in order, when
+	// GenerateOptions.Logprobs asked for them (nil otherwise).
+	Logprobs []TokenLogprobs
 	// Stats are counts and timings.
 	Stats Stats
 	// ToolCalls are the calls the answer makes (GenerateOptions.Tools);
@@ -113,7 +128,14 @@ type Response struct {
 	// parsed into calls (Text then holds the whole answer); nil otherwise.
 	ToolParseError error
 
-	answer string // the generated text alone
+	answer string     // the generated text alone
+	tools  *toolSetup // the tools offered, when GenerateOptions.Tools is set
+}
+
+// TokenLogprobs are an answer token's log-probabilities.
+type TokenLogprobs struct {
+	ID llama.Token
+	llama.Logprobs
 }
 
 // answer renders msgs, tokenizes them with images, runs the prompt through
@@ -131,48 +153,11 @@ func (p *Pipeline) answer(ctx context.Context, msgs []template.Message, images [
 		yield(llama.GeneratedToken{}, err)
 		return err
 	}
-	maxTokens, err := opts.maxTokens()
+	streams, err := p.submit(ctx, msgs, images, opts, maxPos, 1, resp)
 	if err != nil {
 		return fail(err)
 	}
-	if err := p.checkText(msgs); err != nil {
-		return fail(err)
-	}
-	var tools *toolSetup
-	if opts.Tools != nil {
-		if msgs, tools, err = p.prepareTools(msgs, &opts); err != nil {
-			return fail(err)
-		}
-	}
-	var vars map[string]any
-	if tools != nil {
-		vars = tools.vars
-	}
-	full, prompt, err := p.render(ctx, msgs, vars)
-	if err != nil {
-		if cerr := ctx.Err(); cerr != nil {
-			err = fmt.Errorf("%w (%w)", llama.ErrCancelled, cerr)
-		}
-		return fail(err)
-	}
-	addSpecial := p.addBOS && (p.bos == "" || !strings.HasPrefix(prompt, p.bos))
-	chunks, err := p.proj.Tokenize(prompt, images, mtmd.TokenizeOptions{AddSpecial: addSpecial, ParseSpecial: true, Cache: p.cache})
-	if err != nil {
-		return fail(err)
-	}
-	resp.Stats.ImageCacheHits, resp.Stats.ImageCacheMisses = chunks.CacheStats()
-	cfg := opts.Sampler
-	stream, err := p.eng.Submit(ctx, engine.Request{
-		Chunks: chunks, Sampler: cfg, MaxTokens: maxTokens, Stop: opts.Stop, MaxPositions: maxPos, ImageProgress: opts.ImageProgress,
-		Special: tools != nil, // call markers are often special tokens
-	})
-	if err != nil {
-		if errors.Is(err, llama.ErrPromptTooLong) {
-			err = fmt.Errorf("pipeline: %w", err)
-		}
-		return fail(err)
-	}
-	resp.Prompt = full
+	stream := streams[0]
 	var text strings.Builder
 	var failed error
 	for tok, err := range stream.Tokens() {
@@ -184,11 +169,79 @@ func (p *Pipeline) answer(ctx context.Context, msgs []template.Message, images [
 			resp.Stats.TimeToFirstToken = time.Since(start)
 		}
 		text.WriteString(tok.Text)
+		resp.addLogprobs(tok)
 		if !yield(tok, nil) {
 			break
 		}
 	}
-	res := stream.Result()
+	resp.finish(stream.Result(), text.String(), opts, start)
+	if failed != nil {
+		yield(llama.GeneratedToken{}, failed)
+	}
+	return failed
+}
+
+// submit renders msgs, tokenizes them with images and submits the prompt
+// to the engine for n choices; resp (the first choice's) gets the
+// rendered prompt and the image cache's counts.
+func (p *Pipeline) submit(ctx context.Context, msgs []template.Message, images []*mtmd.Image, opts GenerateOptions, maxPos, n int,
+	resp *Response) ([]*engine.Stream, error) {
+	maxTokens, err := opts.maxTokens()
+	if err != nil {
+		return nil, err
+	}
+	if opts.TopLogprobs < 0 || opts.TopLogprobs > llama.MaxTopLogprobs || (opts.TopLogprobs > 0 && !opts.Logprobs) {
+		return nil, fmt.Errorf("TopLogprobs %d: 0 to %d, with Logprobs: %w", opts.TopLogprobs, llama.MaxTopLogprobs, ErrInvalidOptions)
+	}
+	if err := p.checkText(msgs); err != nil {
+		return nil, err
+	}
+	var vars map[string]any
+	if opts.Tools != nil {
+		if msgs, resp.tools, err = p.prepareTools(msgs, &opts); err != nil {
+			return nil, err
+		}
+		vars = resp.tools.vars
+	}
+	full, prompt, err := p.render(ctx, msgs, vars)
+	if err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			err = fmt.Errorf("%w (%w)", llama.ErrCancelled, cerr)
+		}
+		return nil, err
+	}
+	addSpecial := p.addBOS && (p.bos == "" || !strings.HasPrefix(prompt, p.bos))
+	chunks, err := p.proj.Tokenize(prompt, images, mtmd.TokenizeOptions{AddSpecial: addSpecial, ParseSpecial: true, Cache: p.cache})
+	if err != nil {
+		return nil, err
+	}
+	resp.Stats.ImageCacheHits, resp.Stats.ImageCacheMisses = chunks.CacheStats()
+	streams, err := p.eng.SubmitN(ctx, engine.Request{
+		Chunks: chunks, Sampler: opts.Sampler, MaxTokens: maxTokens, Stop: opts.Stop, MaxPositions: maxPos, ImageProgress: opts.ImageProgress,
+		Logprobs: opts.Logprobs, TopLogprobs: opts.TopLogprobs,
+		Special: opts.Tools != nil, // call markers are often special tokens
+	}, n)
+	if err != nil {
+		if errors.Is(err, llama.ErrPromptTooLong) {
+			err = fmt.Errorf("pipeline: %w", err)
+		} else if errors.Is(err, engine.ErrInvalidRequest) && n > 1 {
+			err = fmt.Errorf("pipeline: %w (%w)", err, ErrInvalidOptions)
+		}
+		return nil, err
+	}
+	resp.Prompt = full
+	return streams, nil
+}
+
+// addLogprobs records tok's log-probabilities, if it has them.
+func (resp *Response) addLogprobs(tok llama.GeneratedToken) {
+	if tok.Logprobs != nil && tok.ID >= 0 {
+		resp.Logprobs = append(resp.Logprobs, TokenLogprobs{ID: tok.ID, Logprobs: *tok.Logprobs})
+	}
+}
+
+// finish fills resp in from the engine's result and the text delivered.
+func (resp *Response) finish(res engine.Result, text string, opts GenerateOptions, start time.Time) {
 	st := &resp.Stats
 	st.PromptTokens, st.ImageTokens, st.CachedTokens, st.EvaluatedTokens = res.PromptTokens, res.ImageTokens, res.CachedTokens, res.EvaluatedTokens
 	st.ImagesEncoded, st.ImagesCached, st.ImageEncodeTime = res.ImagesEncoded, res.ImagesCached, res.EncodeTime
@@ -197,18 +250,15 @@ func (p *Pipeline) answer(ctx context.Context, msgs []template.Message, images [
 	st.Total = time.Since(start)
 	resp.Tokens = res.Tokens
 	resp.StopReason = res.Reason
-	resp.Text = text.String()
+	resp.Seed = res.Seed
+	resp.Text = text
 	resp.answer = resp.Text
-	if tools != nil && len(tools.tools) > 0 {
-		resp.Text, resp.ToolCalls, resp.ToolParseError = tools.format.Parse(resp.Text, tools.tools)
+	if t := resp.tools; t != nil && len(t.tools) > 0 {
+		resp.Text, resp.ToolCalls, resp.ToolParseError = t.format.Parse(resp.Text, t.tools)
 	}
 	if opts.ReturnFullText {
-		resp.Text = full + resp.Text
+		resp.Text = resp.Prompt + resp.Text
 	}
-	if failed != nil {
-		yield(llama.GeneratedToken{}, failed)
-	}
-	return failed
 }
 
 // checkText refuses text that the projector would read as an image

@@ -1,0 +1,27 @@
+// What the Go test passes to the cases, from the environment.
+export const env = {
+  baseURL: process.env.VLM_BASE_URL, // the server's /v1
+  apiKey: process.env.VLM_API_KEY,
+  model: process.env.VLM_MODEL,
+  image: process.env.VLM_IMAGE, // a small PNG as a data: URL
+  // A token the logit_bias cases force (+100) with greedy decoding: its id
+  // and its text, which the answer repeats max_tokens times.
+  forceToken: process.env.VLM_FORCE_TOKEN,
+  forcePiece: process.env.VLM_FORCE_PIECE,
+};
+
+// The schemas of the structured-output cases: bounds a zod client checks
+// on the answer (the failing example), and a plain one whose
+// answers are short (a test model's random strings would otherwise run
+// past max_tokens).
+import { z } from 'zod';
+export const boundedSchema = z.object({
+  name: z.string().max(20),
+  age: z.number().int().min(0).max(120),
+  score: z.number().min(0).max(1),
+});
+export const plainSchema = z.object({
+  answer: z.enum(['yes', 'no', 'maybe']),
+  sure: z.boolean(),
+  note: z.string().max(16),
+});
