@@ -27,8 +27,6 @@ import (
 // (the subtest is skipped with its error). Delete a feature's line when
 // it lands: its cases must pass from then on.
 var pendingFeatures = map[string]string{
-	"schema": "JSON schema bounds and UTF-8-valid strings (issue 26, branch schema)",
-	"tools":  "tool calls (issue 26, branch tools)",
 }
 
 // jsClientsEnv turns the JavaScript client tests off when set to "off".

@@ -421,7 +421,14 @@ func renameRules(g, prefix string, python bool) (map[string]string, error) {
 		if !ok {
 			return nil, fmt.Errorf("%w: grammar line %q has no ::=", ErrInvalid, line)
 		}
-		out[prefix+strings.TrimSpace(name)] = renameBody(strings.TrimSpace(body), prefix, python)
+		name = strings.TrimSpace(name)
+		if name == "space" {
+			// JSON whitespace inside a call: at most one space (the
+			// converter allows a newline and 20 blanks, which a weak or
+			// random model fills until the token limit cuts the call).
+			body = `" "?`
+		}
+		out[prefix+name] = renameBody(strings.TrimSpace(body), prefix, python)
 	}
 	return out, nil
 }
