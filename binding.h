@@ -58,6 +58,11 @@ bool vlm_grammar_allows(struct llama_sampler *grammar, llama_token t);
 struct llama_sampler *vlm_sampler_init_utf8_grammar(const struct llama_vocab *vocab, const char *grammar,
                                                     const char *root);
 
+// vlm_sampler_wrap_utf8 (grammar_utf8.cpp) wraps a grammar sampler
+// (taking ownership) so that its output is also kept valid UTF-8, as
+// vlm_sampler_init_utf8_grammar does; NULL for a NULL inner.
+struct llama_sampler *vlm_sampler_wrap_utf8(const struct llama_vocab *vocab, struct llama_sampler *inner);
+
 // vlm_sampler_sample is llama_sampler_sample with its failures returned
 // instead of aborting the process: *status is 0 (token sampled and
 // accepted), 1 (no logits for idx), 2 (out of memory), 3 (no token selected)
@@ -98,6 +103,12 @@ int32_t vlm_cxx_mtmd_encode_chunk(mtmd_context *ctx, const mtmd_input_chunk *chu
 int32_t vlm_cxx_chat_apply_template(const char *tmpl, const struct llama_chat_message *chat, size_t n_msg,
                                     bool add_ass, char *buf, int32_t length, vlm_cxx_err *err);
 void vlm_cxx_sampler_accept(struct llama_sampler *smpl, llama_token token, vlm_cxx_err *err);
+// vlm_grammar_lazy is llama_sampler_init_grammar_lazy_patterns with what it
+// throws (a trigger pattern std::regex rejects) caught into err, its output
+// kept valid UTF-8 as vlm_sampler_init_utf8_grammar's.
+struct llama_sampler *vlm_grammar_lazy(const struct llama_vocab *vocab, const char *grammar, const char *root,
+                                       const char **patterns, size_t n_patterns, const llama_token *tokens,
+                                       size_t n_tokens, vlm_cxx_err *err);
 #ifdef __cplusplus
 }
 #endif

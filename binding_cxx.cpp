@@ -50,6 +50,15 @@ int32_t vlm_cxx_chat_apply_template(const char *tmpl, const struct llama_chat_me
     return guard<int32_t>(err, -1, [&] { return llama_chat_apply_template(tmpl, chat, n_msg, add_ass, buf, length); });
 }
 
+struct llama_sampler *vlm_grammar_lazy(const struct llama_vocab *vocab, const char *grammar, const char *root,
+                                       const char **patterns, size_t n_patterns, const llama_token *tokens,
+                                       size_t n_tokens, vlm_cxx_err *err) {
+    struct llama_sampler *inner = guard<struct llama_sampler *>(err, nullptr, [&] {
+        return llama_sampler_init_grammar_lazy_patterns(vocab, grammar, root, patterns, n_patterns, tokens, n_tokens);
+    });
+    return vlm_sampler_wrap_utf8(vocab, inner);
+}
+
 void vlm_cxx_sampler_accept(struct llama_sampler *smpl, llama_token token, vlm_cxx_err *err) {
     guard<int>(err, 0, [&] {
         llama_sampler_accept(smpl, token);

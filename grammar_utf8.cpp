@@ -161,3 +161,11 @@ extern "C" struct llama_sampler *vlm_sampler_init_utf8_grammar(const struct llam
     auto *g = new utf8_grammar{vocab, inner, utf8_state{}, std::vector<int8_t>((size_t)llama_vocab_n_tokens(vocab), -1)};
     return llama_sampler_init(&ug_iface, g);
 }
+
+extern "C" struct llama_sampler *vlm_sampler_wrap_utf8(const struct llama_vocab *vocab, struct llama_sampler *inner) {
+    if (inner == nullptr) {
+        return nullptr;
+    }
+    auto *g = new utf8_grammar{vocab, inner, utf8_state{}, std::vector<int8_t>((size_t)llama_vocab_n_tokens(vocab), -1)};
+    return llama_sampler_init(&ug_iface, g);
+}

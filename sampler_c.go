@@ -149,6 +149,58 @@ func (s *SamplerChain) AddGrammar(m *LlamaModel, grammar, root string) error {
 	return nil
 }
 
+// AddGrammarLazy is AddGrammar (valid UTF-8 included) for a lazy grammar: it constrains nothing
+// until the output so far matches one of the trigger patterns (ECMAScript
+// regular expressions matched against the whole output; the grammar then
+// applies from the pattern's first capture group, or from the match) or
+// one of the trigger tokens is sampled (the grammar applies from it),
+// as llama_sampler_init_grammar_lazy_patterns does. m must outlive the chain.
+func (s *SamplerChain) AddGrammarLazy(m *LlamaModel, grammar, root string, patterns []string, tokens []Token) error {
+	if !m.Valid() || !s.Valid() {
+		return ErrClosed
+	}
+	if len(patterns) == 0 && len(tokens) == 0 {
+		return fmt.Errorf("a lazy grammar needs a trigger pattern or token: %w", ErrInvalidArgument)
+	}
+	cg := C.CString(grammar)
+	defer C.free(unsafe.Pointer(cg))
+	cr := C.CString(root)
+	defer C.free(unsafe.Pointer(cr))
+	var cpats **C.char
+	if len(patterns) > 0 {
+		cpats = (**C.char)(C.malloc(C.size_t(len(patterns)) * C.size_t(unsafe.Sizeof(uintptr(0)))))
+		defer C.free(unsafe.Pointer(cpats))
+		view := unsafe.Slice(cpats, len(patterns))
+		for i, p := range patterns {
+			view[i] = C.CString(p)
+			defer C.free(unsafe.Pointer(view[i]))
+		}
+	}
+	var ctoks *C.llama_token
+	if len(tokens) > 0 {
+		ctoks = (*C.llama_token)(C.malloc(C.size_t(len(tokens)) * C.size_t(unsafe.Sizeof(C.llama_token(0)))))
+		defer C.free(unsafe.Pointer(ctoks))
+		view := unsafe.Slice(ctoks, len(tokens))
+		for i, t := range tokens {
+			view[i] = C.llama_token(t)
+		}
+	}
+	var g *C.struct_llama_sampler
+	var cerr C.vlm_cxx_err
+	g = C.vlm_grammar_lazy(m.vocab, cg, cr, cpats, C.size_t(len(patterns)), ctoks, C.size_t(len(tokens)), &cerr)
+	if err := cxxError("llama_sampler_init_grammar_lazy_patterns", &cerr); err != nil {
+		return fmt.Errorf("lazy grammar: %w", err)
+	}
+	if g == nil {
+		return fmt.Errorf("GBNF grammar does not parse (root %q; llama.cpp's log says where): %w", root, ErrInvalidArgument)
+	}
+	if err := s.add("grammar", g); err != nil {
+		return err
+	}
+	s.grammar = g
+	return nil
+}
+
 // Sample selects a token from output i of the context's last Decode and
 // accepts it into the chain's state. Where llama_sampler_sample would abort
 // the process it returns an error: no token selected (ErrInvalidArgument),

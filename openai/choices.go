@@ -14,6 +14,7 @@ import (
 
 	"github.com/vlm-go/vlm/llama"
 	"github.com/vlm-go/vlm/pipeline"
+	"github.com/vlm-go/vlm/toolcall"
 )
 
 // Choices, log-probabilities and logit bias: what a request asks beyond
@@ -284,9 +285,10 @@ func (h *Handler) chatChoices(w http.ResponseWriter, r *http.Request, ctx contex
 		h.observeChoices(resps, start)
 		choices := make([]map[string]any, co.n)
 		for i, resp := range resps {
+			message, finish := answerMessage(resp, gen, resp.Text)
 			choices[i] = map[string]any{
-				"index": i, "message": map[string]any{"role": "assistant", "content": resp.Text},
-				"finish_reason": finishReason(resp.StopReason), "logprobs": logprobsOf(i),
+				"index": i, "message": message,
+				"finish_reason": finish, "logprobs": logprobsOf(i),
 			}
 		}
 		writeJSON(w, 200, map[string]any{
@@ -299,6 +301,10 @@ func (h *Handler) chatChoices(w http.ResponseWriter, r *http.Request, ctx contex
 	created := time.Now().Unix()
 	event := func(choices any) map[string]any {
 		return map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": h.opts.ModelName, "choices": choices}
+	}
+	tools := make([]*toolcall.Streamer, co.n) // per choice, when the request offers tools
+	for i := range tools {
+		tools[i] = h.toolStreamer(gen)
 	}
 	for i := range co.n {
 		if !s.send(event([]map[string]any{{"index": i, "delta": map[string]any{"role": "assistant", "content": ""}, "finish_reason": nil, "logprobs": nil}})) {
@@ -320,7 +326,13 @@ func (h *Handler) chatChoices(w http.ResponseWriter, r *http.Request, ctx contex
 			continue // its log-probabilities go with the next text
 		}
 		i := tok.Choice
-		if !s.send(event([]map[string]any{{"index": i, "delta": map[string]any{"content": tok.Text}, "finish_reason": nil, "logprobs": logprobsOf(i)}})) {
+		text := tok.Text
+		if tools[i] != nil {
+			if text = tools[i].Write(text); text == "" {
+				continue // held back: maybe a call; its log-probabilities go with the next text
+			}
+		}
+		if !s.send(event([]map[string]any{{"index": i, "delta": map[string]any{"content": text}, "finish_reason": nil, "logprobs": logprobsOf(i)}})) {
 			markGone(w)
 			return
 		}
@@ -331,7 +343,15 @@ func (h *Handler) chatChoices(w http.ResponseWriter, r *http.Request, ctx contex
 		if len(entries[i]) > 0 {
 			s.send(event([]map[string]any{{"index": i, "delta": map[string]any{"content": ""}, "finish_reason": nil, "logprobs": logprobsOf(i)}}))
 		}
-		s.send(event([]map[string]any{{"index": i, "delta": map[string]any{}, "finish_reason": finishReason(resp.StopReason), "logprobs": nil}}))
+		finish := finishReason(resp.StopReason)
+		if tools[i] != nil {
+			var deltas []map[string]any
+			deltas, finish = toolCallDeltas(tools[i], finish)
+			for _, d := range deltas {
+				s.send(event([]map[string]any{{"index": i, "delta": d, "finish_reason": nil, "logprobs": nil}}))
+			}
+		}
+		s.send(event([]map[string]any{{"index": i, "delta": map[string]any{}, "finish_reason": finish, "logprobs": nil}}))
 	}
 	if req.StreamOptions != nil && req.StreamOptions.IncludeUsage {
 		u := event([]any{})

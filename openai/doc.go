@@ -14,10 +14,15 @@
 // lists the keywords it supports; a schema it refuses is a 400 naming the
 // keyword), logit_bias, logprobs with top_logprobs and n (several choices
 // from one prefill; see choices.go for the limits and the
-// log-probabilities' definition). Fields that would change the answer and
-// are not implemented (tools, audio) get a 400 that names them. POST
-// /v1/completions takes the same sampling fields, n and the legacy logprobs
-// (an int, 0–20). Errors come in OpenAI's shape
+// log-probabilities' definition), and tools (tools, tool_choice none, auto,
+// required or a named function, parallel_tool_calls, tool-role messages and
+// assistant tool_calls in the history; see package toolcall for how each
+// model family's template lays them out and how calls are constrained and
+// parsed; answers carry tool_calls and finish_reason "tool_calls", streamed
+// as tool_calls deltas). Fields that would change the answer and are not
+// implemented (functions, audio) get a 400 that names them. POST
+// /v1/completions takes the same sampling fields, n and the legacy
+// logprobs (an int, 0–20). Errors come in OpenAI's shape
 // {"error": {"message", "type", "param", "code"}}: 400 for a bad request,
 // image or a prompt too long (code context_length_exceeded), 401 for a
 // missing or wrong key, 413 for a body too large or images that need more

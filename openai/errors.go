@@ -62,6 +62,10 @@ func mapError(err error) *apiError {
 	case errors.Is(err, pipeline.ErrInvalidInput), errors.Is(err, pipeline.ErrInvalidOptions),
 		errors.Is(err, sampler.ErrInvalidConfig), errors.Is(err, template.ErrInvalidMessage), errors.Is(err, template.ErrImageCount), errors.Is(err, mtmd.ErrMarkerMismatch):
 		e.status, e.Type = 400, "invalid_request_error"
+	case errors.As(err, new(*template.RaiseError)):
+		// The model's chat template refused the conversation (e.g. a
+		// family that takes one tool call per turn).
+		e.status, e.Type, e.Param = 400, "invalid_request_error", "messages"
 	case errors.Is(err, llama.ErrCancelled):
 		e.status, e.Type, e.Code = 408, "timeout", "request_timeout"
 	}

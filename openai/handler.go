@@ -321,17 +321,18 @@ func (h *Handler) chat(w http.ResponseWriter, r *http.Request) {
 		}
 		resp := st.Response()
 		h.observe(resp, start)
+		message, finish := answerMessage(resp, gen, text.String())
 		writeJSON(w, 200, map[string]any{
 			"id": id, "object": "chat.completion", "created": time.Now().Unix(), "model": h.opts.ModelName,
 			"choices": []map[string]any{{
-				"index": 0, "message": map[string]any{"role": "assistant", "content": text.String()},
-				"finish_reason": finishReason(resp.StopReason), "logprobs": nil,
+				"index": 0, "message": message,
+				"finish_reason": finish, "logprobs": nil,
 			}},
 			"usage": usage(resp),
 		})
 		return
 	}
-	h.streamSSE(w, r, id, req, st, tok, err, ok, next, start)
+	h.streamSSE(w, r, id, req, gen, st, tok, err, ok, next, start)
 }
 
 // full reports whether a chat request would be refused now: MaxInFlight
@@ -439,9 +440,15 @@ func (h *Handler) cheapChecksAndBody(w http.ResponseWriter, r *http.Request) ([]
 }
 
 // streamSSE writes the answer as server-sent events.
-func (h *Handler) streamSSE(w http.ResponseWriter, r *http.Request, id string, req *chatRequest, st *pipeline.Stream,
+func (h *Handler) streamSSE(w http.ResponseWriter, r *http.Request, id string, req *chatRequest, gen pipeline.GenerateOptions, st *pipeline.Stream,
 	tok llama.GeneratedToken, err error, ok bool, next func() (llama.GeneratedToken, error, bool), start time.Time) {
 	include := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
+	if ts := h.toolStreamer(gen); ts != nil {
+		ts := &toolStream{s: ts}
+		h.writeEvents(w, r, st, tok, err, ok, next, start, id, "chat.completion.chunk", include,
+			map[string]any{"role": "assistant", "content": ""}, ts.choices)
+		return
+	}
 	h.writeEvents(w, r, st, tok, err, ok, next, start, id, "chat.completion.chunk", include,
 		map[string]any{"role": "assistant", "content": ""},
 		func(text string, finish any) any {
@@ -482,6 +489,22 @@ func (h *Handler) writeEvents(w http.ResponseWriter, r *http.Request, st *pipeli
 		}
 		return true
 	}
+	// sendChoices sends a choices list as an event, a multiEvent as one
+	// event per list, nothing for nil.
+	sendChoices := func(c any) bool {
+		switch c := c.(type) {
+		case nil:
+			return true
+		case multiEvent:
+			for _, x := range c {
+				if !send(event(x)) {
+					return false
+				}
+			}
+			return true
+		}
+		return send(event(c))
+	}
 	if first != nil && !send(event([]map[string]any{{"index": 0, "delta": first, "finish_reason": nil, "logprobs": nil}})) {
 		markGone(w)
 		return
@@ -495,7 +518,7 @@ func (h *Handler) writeEvents(w http.ResponseWriter, r *http.Request, st *pipeli
 			send(map[string]any{"error": mapError(err)})
 			return
 		}
-		if tok.Text != "" && !send(event(choices(tok.Text, nil))) {
+		if tok.Text != "" && !sendChoices(choices(tok.Text, nil)) {
 			markGone(w)
 			return
 		}
@@ -503,7 +526,7 @@ func (h *Handler) writeEvents(w http.ResponseWriter, r *http.Request, st *pipeli
 	}
 	resp := st.Response()
 	h.observe(resp, start)
-	send(event(choices("", finishReason(resp.StopReason))))
+	sendChoices(choices("", finishReason(resp.StopReason)))
 	if include {
 		u := event([]any{})
 		u["usage"] = usage(resp)

@@ -26,10 +26,7 @@ import (
 // (their needs field) and that are not merged yet: such a case may fail
 // (the subtest is skipped with its error). Delete a feature's line when
 // it lands: its cases must pass from then on.
-var pendingFeatures = map[string]string{
-	"schema": "JSON schema bounds and UTF-8-valid strings (issue 26, branch schema)",
-	"tools":  "tool calls (issue 26, branch tools)",
-}
+var pendingFeatures = map[string]string{}
 
 // jsClientsEnv turns the JavaScript client tests off when set to "off".
 const jsClientsEnv = "VLM_JSCLIENTS"

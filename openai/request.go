@@ -18,6 +18,7 @@ import (
 	"github.com/vlm-go/vlm/sampler"
 	"github.com/vlm-go/vlm/sampler/jsonschema"
 	"github.com/vlm-go/vlm/template"
+	"github.com/vlm-go/vlm/toolcall"
 )
 
 // chatRequest is the body of POST /v1/chat/completions. Fields a client
@@ -37,6 +38,11 @@ type chatRequest struct {
 		} `json:"json_schema"`
 	} `json:"response_format"`
 
+	// Tools (tools.go).
+	Tools             json.RawMessage `json:"tools"`
+	ToolChoice        json.RawMessage `json:"tool_choice"`
+	ParallelToolCalls *bool           `json:"parallel_tool_calls"`
+
 	// Choices, log-probabilities, logit bias (choices.go).
 	N           *int            `json:"n"`
 	Logprobs    *bool           `json:"logprobs"`
@@ -45,8 +51,6 @@ type chatRequest struct {
 	choices     choiceOptions   // the four above, checked by parse
 
 	// Refused when they ask for what is not implemented.
-	Tools      json.RawMessage `json:"tools"`
-	ToolChoice json.RawMessage `json:"tool_choice"`
 	Functions  json.RawMessage `json:"functions"`
 	Audio      json.RawMessage `json:"audio"`
 	Modalities []string        `json:"modalities"`
@@ -119,12 +123,8 @@ func (h *Handler) parse(data []byte) (*chatRequest, *apiError) {
 	}
 	req.choices = co
 	switch {
-	case !isNull(req.Tools) && string(bytes.TrimSpace(req.Tools)) != "[]":
-		return nil, badRequest("tools", "tools are not supported")
 	case !isNull(req.Functions):
-		return nil, badRequest("functions", "functions are not supported")
-	case !isNull(req.ToolChoice) && string(bytes.TrimSpace(req.ToolChoice)) != `"none"`:
-		return nil, badRequest("tool_choice", "tool_choice is not supported")
+		return nil, badRequest("functions", "functions are not supported (use tools)")
 	case !isNull(req.Audio) || slices.Contains(req.Modalities, "audio"):
 		return nil, badRequest("audio", "audio output is not supported")
 	case !isNull(req.Prediction):
@@ -142,6 +142,12 @@ func (h *Handler) parse(data []byte) (*chatRequest, *apiError) {
 func (h *Handler) prepare(ctx context.Context, req *chatRequest) (pipeline.Input, pipeline.GenerateOptions, *apiError) {
 	var in pipeline.Input
 	var gen pipeline.GenerateOptions
+	tools, aerr := parseTools(req)
+	if aerr != nil {
+		return in, gen, aerr
+	}
+	callNames := map[string]string{} // call id → function, for tool results
+	history := false                 // the messages hold calls or results
 	for i, m := range req.Messages {
 		param := fmt.Sprintf("messages[%d]", i)
 		role := m.Role
@@ -149,15 +155,33 @@ func (h *Handler) prepare(ctx context.Context, req *chatRequest) (pipeline.Input
 		case "developer":
 			role = "system"
 		case "system", "user", "assistant":
-		case "tool", "function":
-			return in, gen, badRequest(param+".role", "role %q: tools are not supported", m.Role)
+		case "tool":
+			text, aerr := contentText(m.Content, param)
+			if aerr != nil {
+				return in, gen, aerr
+			}
+			in.Messages = append(in.Messages, toolcall.Result(m.ToolCallID, callNames[m.ToolCallID], text))
+			history = true
+			continue
+		case "function":
+			return in, gen, badRequest(param+".role", "role \"function\" is not supported (use tools and role \"tool\")")
 		case "":
 			return in, gen, badRequest(param+".role", "%s has no role", param)
 		default:
-			return in, gen, badRequest(param+".role", "unknown role %q (system, developer, user, assistant)", m.Role)
+			return in, gen, badRequest(param+".role", "unknown role %q (system, developer, user, assistant, tool)", m.Role)
 		}
-		if !isNull(m.ToolCalls) {
-			return in, gen, badRequest(param+".tool_calls", "tool calls are not supported")
+		if !isNull(m.ToolCalls) && role == "assistant" {
+			text, aerr := contentText(m.Content, param)
+			if aerr != nil {
+				return in, gen, aerr
+			}
+			msg, aerr := toolCallsMessage(m.ToolCalls, text, param, callNames)
+			if aerr != nil {
+				return in, gen, aerr
+			}
+			in.Messages = append(in.Messages, msg)
+			history = true
+			continue
 		}
 		msg := template.Message{Role: role}
 		content := bytes.TrimSpace(m.Content)
@@ -300,6 +324,15 @@ func (h *Handler) prepare(ctx context.Context, req *chatRequest) (pipeline.Input
 		}
 	}
 	gen.Sampler = cfg
+	if len(tools.Tools) > 0 || history {
+		if cfg.Grammar != "" && len(tools.Tools) > 0 && tools.Choice.Mode != toolcall.ChoiceNone {
+			return in, gen, badRequest("response_format", "response_format with tools: a structured answer and tool calls cannot be constrained together")
+		}
+		if aerr := h.checkToolGrammar(tools); aerr != nil {
+			return in, gen, aerr
+		}
+		gen.Tools = tools
+	}
 	return in, gen, nil
 }
 

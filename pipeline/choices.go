@@ -125,7 +125,7 @@ func (p *Pipeline) answerChoices(ctx context.Context, msgs []template.Message, i
 		return
 	}
 	for _, r := range resps[1:] {
-		r.Prompt = resps[0].Prompt
+		r.Prompt, r.tools = resps[0].Prompt, resps[0].tools
 		r.Stats.ImageCacheHits, r.Stats.ImageCacheMisses = resps[0].Stats.ImageCacheHits, resps[0].Stats.ImageCacheMisses
 	}
 	// One goroutine per choice reads its engine stream into items; the

@@ -36,4 +36,12 @@
 //
 // Prompts are laid out with the model's own Jinja chat template (package
 // template), each image at its place.
+//
+// GenerateOptions.Tools offers the model functions to call (package
+// toolcall): the tools, and the calls and results of the history
+// (toolcall.AssistantCalls, toolcall.Result), go through the template's
+// own tools variable where it has one, else a generic format; a required
+// or named choice is forced by a grammar built from the parameters' JSON
+// schemas, auto by a lazy grammar at the family's call marker; the calls
+// come back parsed in Response.ToolCalls.
 package pipeline

@@ -372,7 +372,7 @@ func (p *Pipeline) isClosed() bool {
 
 // render lays out msgs with the chat template: the exact text transformers
 // would render (full) and the prompt for mtmd with one marker per image.
-func (p *Pipeline) render(ctx context.Context, msgs []template.Message) (full, prompt string, err error) {
+func (p *Pipeline) render(ctx context.Context, msgs []template.Message, vars map[string]any) (full, prompt string, err error) {
 	if len(msgs) == 1 && msgs[0].Role == rawRole {
 		return msgs[0].Text, msgs[0].Text, nil // Input.Prompt
 	}
@@ -396,7 +396,7 @@ func (p *Pipeline) render(ctx context.Context, msgs []template.Message) (full, p
 		s, err := vlm.ApplyBuiltinChatTemplate(p.builtin, cm, true)
 		return s, s, err
 	}
-	o := template.Options{AddGenerationPrompt: true, BOSToken: p.bos, EOSToken: p.eos, Marker: p.proj.Marker(), Context: ctx}
+	o := template.Options{AddGenerationPrompt: true, BOSToken: p.bos, EOSToken: p.eos, Marker: p.proj.Marker(), Context: ctx, Vars: vars}
 	if full, err = p.tmpl.Render(msgs, o); err != nil {
 		return "", "", err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/vlm-go/vlm/mtmd"
 	"github.com/vlm-go/vlm/sampler"
 	"github.com/vlm-go/vlm/template"
+	"github.com/vlm-go/vlm/toolcall"
 )
 
 // GenerateOptions configure one answer. The zero value is greedy, until
@@ -44,6 +45,9 @@ type GenerateOptions struct {
 	// default.
 	Logprobs    bool
 	TopLogprobs int
+	// Tools offer the model functions to call; nil offers none. The calls
+	// it makes are in Response.ToolCalls.
+	Tools *ToolOptions
 }
 
 func (o GenerateOptions) maxTokens() (int, error) {
@@ -117,8 +121,15 @@ type Response struct {
 	Logprobs []TokenLogprobs
 	// Stats are counts and timings.
 	Stats Stats
+	// ToolCalls are the calls the answer makes (GenerateOptions.Tools);
+	// Text is then the answer's text outside them.
+	ToolCalls []toolcall.Call
+	// ToolParseError says why an answer that started a call could not be
+	// parsed into calls (Text then holds the whole answer); nil otherwise.
+	ToolParseError error
 
-	answer string // the generated text alone
+	answer string     // the generated text alone
+	tools  *toolSetup // the tools offered, when GenerateOptions.Tools is set
 }
 
 // TokenLogprobs are an answer token's log-probabilities.
@@ -185,7 +196,14 @@ func (p *Pipeline) submit(ctx context.Context, msgs []template.Message, images [
 	if err := p.checkText(msgs); err != nil {
 		return nil, err
 	}
-	full, prompt, err := p.render(ctx, msgs)
+	var vars map[string]any
+	if opts.Tools != nil {
+		if msgs, resp.tools, err = p.prepareTools(msgs, &opts); err != nil {
+			return nil, err
+		}
+		vars = resp.tools.vars
+	}
+	full, prompt, err := p.render(ctx, msgs, vars)
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
 			err = fmt.Errorf("%w (%w)", llama.ErrCancelled, cerr)
@@ -201,6 +219,7 @@ func (p *Pipeline) submit(ctx context.Context, msgs []template.Message, images [
 	streams, err := p.eng.SubmitN(ctx, engine.Request{
 		Chunks: chunks, Sampler: opts.Sampler, MaxTokens: maxTokens, Stop: opts.Stop, MaxPositions: maxPos, ImageProgress: opts.ImageProgress,
 		Logprobs: opts.Logprobs, TopLogprobs: opts.TopLogprobs,
+		Special: opts.Tools != nil, // call markers are often special tokens
 	}, n)
 	if err != nil {
 		if errors.Is(err, llama.ErrPromptTooLong) {
@@ -234,6 +253,9 @@ func (resp *Response) finish(res engine.Result, text string, opts GenerateOption
 	resp.Seed = res.Seed
 	resp.Text = text
 	resp.answer = resp.Text
+	if t := resp.tools; t != nil && len(t.tools) > 0 {
+		resp.Text, resp.ToolCalls, resp.ToolParseError = t.format.Parse(resp.Text, t.tools)
+	}
 	if opts.ReturnFullText {
 		resp.Text = resp.Prompt + resp.Text
 	}

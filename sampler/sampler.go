@@ -57,6 +57,13 @@ type Config struct {
 	Grammar string
 	// GrammarRoot is the grammar's start rule; empty means "root".
 	GrammarRoot string
+	// GrammarTriggers make the grammar lazy: it constrains nothing until
+	// the output so far matches one of these regular expressions
+	// (ECMAScript syntax, matched against the whole output), and from then
+	// on applies from the match's first capture group (or the whole
+	// match), as llama.cpp's lazy grammars do. Used for tool calls a model
+	// may choose to make. Empty: the grammar applies from the first token.
+	GrammarTriggers []string
 }
 
 // DefaultRepeatLastN is the penalty window used when RepeatLastN is 0.
@@ -89,6 +96,8 @@ func (c Config) Validate() error {
 		return bad("RepeatLastN", c.RepeatLastN, "≥ -1")
 	case c.RepeatPenalty < 0:
 		return bad("RepeatPenalty", c.RepeatPenalty, "≥ 0")
+	case len(c.GrammarTriggers) > 0 && c.Grammar == "":
+		return bad("GrammarTriggers", c.GrammarTriggers, "none without a Grammar")
 	}
 	return nil
 }
@@ -156,7 +165,13 @@ func New(m *llama.Model, cfg Config) (*Sampler, error) {
 			return nil, err
 		}
 		held = m
-		if err := llamaaccess.ModelNative(m, func(c *vlm.LlamaModel) error { return chain.AddGrammar(c, cfg.Grammar, root) }); err != nil {
+		add := func(c *vlm.LlamaModel) error { return chain.AddGrammar(c, cfg.Grammar, root) }
+		if len(cfg.GrammarTriggers) > 0 {
+			add = func(c *vlm.LlamaModel) error {
+				return chain.AddGrammarLazy(c, cfg.Grammar, root, cfg.GrammarTriggers, nil)
+			}
+		}
+		if err := llamaaccess.ModelNative(m, add); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 		}
 	}

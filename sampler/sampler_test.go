@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/vlm-go/vlm"
 	"github.com/vlm-go/vlm/gguf"
 	"github.com/vlm-go/vlm/internal/testmodel"
 	"github.com/vlm-go/vlm/llama"
@@ -142,19 +143,44 @@ func trimAfterDot(s string) string {
 func TestInvalidConfigs(t *testing.T) {
 	m, _ := setup(t)
 	for name, cfg := range map[string]sampler.Config{
-		"temperature": {Temperature: -1},
-		"top-k":       {TopK: -1},
-		"top-p":       {TopP: 1.5},
-		"min-p":       {MinP: -0.1},
-		"typical":     {TypicalP: 2},
-		"last-n":      {RepeatLastN: -2},
-		"repeat":      {RepeatPenalty: -1},
-		"bias":        {LogitBias: map[llama.Token]float32{1 << 30: 1}},
-		"grammar":     {Grammar: "root ::= (unclosed"},
+		"temperature":              {Temperature: -1},
+		"top-k":                    {TopK: -1},
+		"top-p":                    {TopP: 1.5},
+		"min-p":                    {MinP: -0.1},
+		"typical":                  {TypicalP: 2},
+		"last-n":                   {RepeatLastN: -2},
+		"repeat":                   {RepeatPenalty: -1},
+		"bias":                     {LogitBias: map[llama.Token]float32{1 << 30: 1}},
+		"grammar":                  {Grammar: "root ::= (unclosed"},
+		"triggers without grammar": {GrammarTriggers: []string{"x"}},
+		"bad trigger":              {Grammar: `root ::= "a"`, GrammarTriggers: []string{"(unclosed"}},
 	} {
 		_, err := sampler.New(m, cfg)
 		assert.ErrorIs(t, err, sampler.ErrInvalidConfig, name)
 	}
+}
+
+// TestLazyGrammar: a lazy grammar lets anything through until its trigger
+// matches, then constrains from the trigger's capture group on.
+func TestLazyGrammar(t *testing.T) {
+	m, _ := setup(t)
+	v := m.Vocab()
+	accept := func(text string) error {
+		s, err := sampler.New(m, sampler.Config{Grammar: `root ::= "<call>" [0-9]+ "</call>"`, GrammarTriggers: []string{`[\s\S]*?(<call>)[\s\S]*`}})
+		require.NoError(t, err)
+		defer s.Close()
+		toks, err := v.Tokenize(text, false, false)
+		require.NoError(t, err)
+		for _, tok := range toks {
+			if err := s.Accept(tok); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	assert.NoError(t, accept("the cat and the dog"), "before the trigger anything goes")
+	assert.NoError(t, accept("the cat <call>42</call>"))
+	assert.ErrorIs(t, accept("the cat <call>dog"), vlm.ErrInvalidArgument, "after the trigger the grammar holds")
 }
 
 func TestSamplerUseAfterCloseAndBadIndex(t *testing.T) {

@@ -1,8 +1,8 @@
 // Cases for the Vercel AI SDK ("ai") with its OpenAI-compatible provider.
 import assert from 'node:assert/strict';
-import { generateObject, generateText, streamText } from 'ai';
+import { generateObject, generateText, streamText, tool } from 'ai';
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
-import { boundedSchema, plainSchema } from './env.mjs';
+import { boundedSchema, plainSchema, weatherArgs } from './env.mjs';
 
 // supportsStructuredOutputs: what a user sets for a server that honours
 // response_format json_schema (without it generateObject sends
@@ -61,6 +61,43 @@ export default [
       }
     },
   },
-  // Tool calls go here (the tools branch): generateText with tools (and
-  // a picture), toolChoice 'required' / a named tool; needs: ['tools'].
+  {
+    // generateText with a tool and a picture: the call comes back parsed
+    // by the SDK against the zod schema, and the SDK runs it.
+    name: 'aisdk.generateText-tools',
+    run: async (env) => {
+      let ran = 0;
+      const weather = tool({ description: 'The weather in a city', inputSchema: weatherArgs, execute: async () => { ran++; return 'clear'; } });
+      const r = await generateText({
+        model: model(env), maxOutputTokens: 200, seed: 5, maxRetries: 0, tools: { get_weather: weather }, toolChoice: 'required',
+        providerOptions: { vlm: { parallel_tool_calls: false } },
+        messages: [{ role: 'user', content: [{ type: 'image', image: pngBytes(env), mediaType: 'image/png' }, { type: 'text', text: 'Weather where this is?' }] }],
+      });
+      assert.equal(r.finishReason, 'tool-calls');
+      assert.equal(r.toolCalls.length, 1);
+      assert.equal(r.toolCalls[0].toolName, 'get_weather');
+      weatherArgs.parse(r.toolCalls[0].input);
+      assert.equal(ran, 1);
+      assert.equal(r.toolResults[0].output, 'clear');
+    },
+  },
+  {
+    name: 'aisdk.streamText-named-tool',
+    run: async (env) => {
+      const s = streamText({
+        model: model(env), maxOutputTokens: 200, seed: 6, maxRetries: 0, prompt: 'Weather in Paris?',
+        tools: { get_weather: tool({ description: 'The weather in a city', inputSchema: weatherArgs }) },
+        toolChoice: { type: 'tool', toolName: 'get_weather' }, providerOptions: { vlm: { parallel_tool_calls: false } },
+      });
+      const calls = [];
+      for await (const part of s.fullStream) {
+        if (part.type === 'tool-call') calls.push(part);
+        if (part.type === 'error') throw part.error;
+      }
+      assert.equal(calls.length, 1);
+      assert.equal(calls[0].toolName, 'get_weather');
+      weatherArgs.parse(calls[0].input);
+      assert.equal(await s.finishReason, 'tool-calls');
+    },
+  },
 ];

@@ -25,3 +25,23 @@ export const plainSchema = z.object({
   sure: z.boolean(),
   note: z.string().max(16),
 });
+
+// The tool of the tool-call cases: an enum and a bounded integer keep a
+// random model's arguments short and checkable.
+export const weatherArgs = z.object({
+  city: z.enum(['Paris', 'Rome']),
+  days: z.number().int().min(1).max(7),
+});
+export const weatherTool = {
+  type: 'function',
+  function: {
+    name: 'get_weather',
+    description: 'The weather in a city for the next days',
+    parameters: {
+      type: 'object',
+      properties: { city: { type: 'string', enum: ['Paris', 'Rome'] }, days: { type: 'integer', minimum: 1, maximum: 7 } },
+      required: ['city', 'days'],
+      additionalProperties: false,
+    },
+  },
+};

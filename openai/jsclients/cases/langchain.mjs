@@ -1,8 +1,12 @@
 // Cases for LangChain JS's ChatOpenAI (@langchain/openai).
 import assert from 'node:assert/strict';
 import { ChatOpenAI } from '@langchain/openai';
-import { HumanMessage } from '@langchain/core/messages';
-import { boundedSchema, plainSchema } from './env.mjs';
+import { HumanMessage, ToolMessage } from '@langchain/core/messages';
+import { tool } from '@langchain/core/tools';
+import { concat } from '@langchain/core/utils/stream';
+import { boundedSchema, plainSchema, weatherArgs } from './env.mjs';
+
+const weather = tool(async () => 'clear', { name: 'get_weather', description: 'The weather in a city', schema: weatherArgs });
 
 const chat = (env, fields = {}) =>
   new ChatOpenAI({ model: env.model, apiKey: env.apiKey, configuration: { baseURL: env.baseURL }, maxRetries: 0, maxTokens: 8, ...fields });
@@ -75,6 +79,26 @@ export default [
       }
     },
   },
-  // Tool calls go here (the tools branch): bindTools with a zod tool, a
-  // picture in the conversation, tool_choice; needs: ['tools'].
+  {
+    // bindTools with a zod tool and a picture; the call, run by the tool,
+    // goes back as a ToolMessage and a named call is streamed.
+    name: 'langchain.bindTools-image',
+    run: async (env) => {
+      const m = chat(env, { maxTokens: 200 }).bindTools([weather], { tool_choice: 'required', parallel_tool_calls: false });
+      const messages = [new HumanMessage({ content: [{ type: 'image_url', image_url: { url: env.image } }, { type: 'text', text: 'Weather where this is?' }] })];
+      const ai = await m.invoke(messages, { seed: 7 });
+      assert.equal(ai.tool_calls.length, 1);
+      assert.equal(ai.tool_calls[0].name, 'get_weather');
+      weatherArgs.parse(ai.tool_calls[0].args);
+      const result = await weather.invoke(ai.tool_calls[0]);
+      assert.ok(result instanceof ToolMessage);
+      messages.push(ai, result);
+      const named = chat(env, { maxTokens: 200 }).bindTools([weather], { tool_choice: 'get_weather', parallel_tool_calls: false });
+      let whole;
+      for await (const chunk of await named.stream(messages, { seed: 8 })) whole = whole === undefined ? chunk : concat(whole, chunk);
+      assert.equal(whole.tool_calls.length, 1);
+      assert.equal(whole.tool_calls[0].name, 'get_weather');
+      weatherArgs.parse(whole.tool_calls[0].args);
+    },
+  },
 ];
