@@ -13,15 +13,16 @@ import (
 	"github.com/vlm-go/vlm/llama"
 )
 
-func TestAccessorsAndSummary(t *testing.T) {
+func TestAccessorsAndInfo(t *testing.T) {
 	m, spec := loadTiny(t, gguf.TypeF16)
 	assert.Equal(t, "llama", m.Architecture())
 	v := m.Vocab()
 	assert.Less(t, int(v.EOT()), v.Size())
 	assert.Less(t, int(v.NL()), v.Size())
+	assert.Equal(t, spec.Text.NEmbd, mustInfo(t, m).NEmbd)
 	require.NoError(t, m.Close())
-	// The summary stays readable after Close.
-	assert.Equal(t, spec.Text.NEmbd, m.Summary().NEmbd)
+	_, err := m.Info()
+	assert.ErrorIs(t, err, llama.ErrClosed)
 }
 
 func TestBatchAccessors(t *testing.T) {
@@ -95,4 +96,12 @@ func TestLogitsIntoReusesTheBuffer(t *testing.T) {
 	require.Equal(t, &buf[:1][0], &got[0], "the caller's buffer is used")
 	allocs := testing.AllocsPerRun(20, func() { _, _ = x.LogitsInto(-1, buf) })
 	require.Zero(t, allocs)
+}
+
+// mustInfo is m.Info() of an open model.
+func mustInfo(t *testing.T, m *llama.Model) llama.Info {
+	t.Helper()
+	info, err := m.Info()
+	require.NoError(t, err)
+	return info
 }

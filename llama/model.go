@@ -277,7 +277,8 @@ type Info struct {
 	VocabOnly bool
 }
 
-// Info returns the model's summary.
+// Info returns the model's summary (read at load); after Close it returns
+// ErrClosed.
 func (m *Model) Info() (Info, error) {
 	if err := m.use(func(*vlm.LlamaModel) error { return nil }); err != nil {
 		return Info{}, err
@@ -285,8 +286,6 @@ func (m *Model) Info() (Info, error) {
 	return m.info, nil
 }
 
-// Summary returns the model's summary even after Close (it is read at load).
-func (m *Model) Summary() Info { return m.info }
 
 // Metadata returns the GGUF key/values as llama.cpp renders them (arrays are
 // summarised). File gives typed access to every value.

@@ -50,7 +50,7 @@ func TestVocabOnly(t *testing.T) {
 				assert.False(t, fi.VocabOnly)
 				vi, err := voc.Info()
 				require.NoError(t, err)
-				assert.Equal(t, vi, voc.Summary())
+				assert.Equal(t, vi, mustInfo(t, voc))
 				// What the vocabulary and the file's tensor list give.
 				assert.Equal(t, llama.Info{
 					Architecture: fi.Architecture, NParams: fi.NParams, Size: fi.Size,
@@ -220,7 +220,7 @@ func TestVocabOnly(t *testing.T) {
 }
 
 // TestVocabOnlyClose: a closed vocab-only model answers ErrClosed like any
-// other, and Summary still reports it as vocab-only.
+// other, and VocabOnly still reports it as vocab-only.
 func TestVocabOnlyClose(t *testing.T) {
 	path, _ := testmodel.TinyPair(t, testmodel.ProjectorMLP, gguf.TypeF16)
 	m, err := llama.Load(context.Background(), path, llama.LoadOptions{VocabOnly: true})
@@ -235,7 +235,6 @@ func TestVocabOnlyClose(t *testing.T) {
 	assert.ErrorIs(t, err, llama.ErrClosed)
 	_, err = m.NewContext(llama.ContextOptions{NCtx: 64, Threads: 1})
 	assert.ErrorIs(t, err, llama.ErrClosed)
-	assert.True(t, m.Summary().VocabOnly)
 	assert.True(t, m.VocabOnly())
 	assert.False(t, errors.Is(llama.ErrVocabOnly, llama.ErrClosed))
 }
