@@ -111,7 +111,6 @@ type Engine struct {
 	model     *llama.Model
 	proj      *mtmd.Projector
 	nonCausal bool // the projector's images need causal attention off
-	mrope     bool // the model takes M-RoPE positions
 	nVocab    int
 	x         *llama.Context
 	batch     *llama.Batch
@@ -179,7 +178,7 @@ func New(model *llama.Model, proj *mtmd.Projector, opts Options) (*Engine, error
 		threads: opts.Threads, nVocab: info.NVocab,
 	}
 	if proj != nil {
-		e.nonCausal, e.mrope = proj.UsesNonCausal(), proj.UsesMRoPE()
+		e.nonCausal = proj.UsesNonCausal()
 	}
 	e.runCtx, e.stopRun = context.WithCancel(context.Background())
 	for i := range opts.Sequences {

@@ -520,7 +520,7 @@ func (e *Engine) imageStep() bool {
 		}
 		e.imageRR = i + 1
 		e.setThreads()
-		next, err := e.proj.EvalImageChunk(e.runCtx, e.x, r.list[u.chunk], embd, r.pos, r.seq.id, e.nonCausal, e.mrope)
+		next, err := e.proj.EvalImageChunk(e.runCtx, e.x, r.list[u.chunk], embd, r.pos, r.seq.id)
 		e.counters.steps.Add(1)
 		if err != nil {
 			if e.runCtx.Err() != nil {

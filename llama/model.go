@@ -286,7 +286,6 @@ func (m *Model) Info() (Info, error) {
 	return m.info, nil
 }
 
-
 // Metadata returns the GGUF key/values as llama.cpp renders them (arrays are
 // summarised). File gives typed access to every value.
 func (m *Model) Metadata() (map[string]string, error) {

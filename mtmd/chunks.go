@@ -396,7 +396,7 @@ func (p *Projector) ImageEmbeddings(ctx context.Context, chunks *Chunks, i int) 
 // attention off, M-RoPE images with their 2-D positions, others in batches
 // of the context's NBatch. It does not hold the projector, so it can run
 // while another goroutine encodes.
-func (p *Projector) EvalImageChunk(ctx context.Context, x *llama.Context, ch Chunk, embd []float32, pos, seq int32, nonCausal, mrope bool) (int32, error) {
+func (p *Projector) EvalImageChunk(ctx context.Context, x *llama.Context, ch Chunk, embd []float32, pos, seq int32) (int32, error) {
 	if ch.Type != ChunkImage {
 		return pos, fmt.Errorf("chunk of type %v is not an image: %w", ch.Type, ErrInvalidArgument)
 	}
@@ -406,7 +406,7 @@ func (p *Projector) EvalImageChunk(ctx context.Context, x *llama.Context, ch Chu
 	if len(embd) != ch.NTokens*p.nEmbd {
 		return pos, fmt.Errorf("%d floats for an image chunk of %d tokens × %d: %w", len(embd), ch.NTokens, p.nEmbd, ErrInvalidArgument)
 	}
-	if err := decodeImage(ctx, x, embd, ch, pos, seq, x.Options().NBatch, p.nEmbd, nonCausal, mrope); err != nil {
+	if err := decodeImage(ctx, x, embd, ch, pos, seq, x.Options().NBatch, p.nEmbd, p.nonCausal, p.mrope); err != nil {
 		return pos, err
 	}
 	return pos + int32(ch.NPos), nil
@@ -492,8 +492,7 @@ func (p *Projector) Eval(ctx context.Context, x *llama.Context, chunks *Chunks, 
 		return opts.Pos, stats, fmt.Errorf("prompt needs %d positions, the context has %d: %w (%w)",
 			need, xo.NCtx, ErrContextFull, llama.ErrPromptTooLong)
 	}
-	nonCausal := p.UsesNonCausal()
-	mrope := p.UsesMRoPE()
+	nonCausal, mrope := p.nonCausal, p.mrope
 	if nonCausal {
 		for _, ch := range chunks.list[first:] {
 			if ch.Type != ChunkText && ch.NTokens > xo.NUbatch {

@@ -39,18 +39,21 @@ type Options struct {
 // Projector is a vision projector loaded for one text model. Its methods
 // are safe for concurrent use; encodes run one at a time.
 type Projector struct {
-	model   *llama.Model
-	info    *gguf.Projector
-	path    string
-	marker  string
-	nEmbd   int         // the model's input embedding width
-	threads int         // the encoder's threads
-	maxTok  int         // Options.ImageMaxTokens
-	id      uint64      // distinct for every loaded projector (ImageCache keys)
-	mu      sync.Mutex  // serialises native calls and Close
-	closed  atomic.Bool // set by Close before it frees: checked without mu
-	c       *vlm.MtmdContext
-	cleanup runtime.Cleanup
+	model  *llama.Model
+	info   *gguf.Projector
+	path   string
+	marker string
+	nEmbd  int // the model's input embedding width
+	// nonCausal and mrope are read once at load, so that evaluating an
+	// image never waits for the projector's lock (held by an encode).
+	nonCausal, mrope bool
+	threads          int         // the encoder's threads
+	maxTok           int         // Options.ImageMaxTokens
+	id               uint64      // distinct for every loaded projector (ImageCache keys)
+	mu               sync.Mutex  // serialises native calls and Close
+	closed           atomic.Bool // set by Close before it frees: checked without mu
+	c                *vlm.MtmdContext
+	cleanup          runtime.Cleanup
 }
 
 // Load checks the projector file at path, checks that it fits model, and
@@ -120,7 +123,8 @@ func Load(ctx context.Context, path string, model *llama.Model, opts Options) (*
 		}
 		return nil, err
 	}
-	p := &Projector{model: model, info: info, path: path, marker: marker, c: c, nEmbd: minfo.NEmbdInput, id: projectorIDs.Add(1), threads: opts.Threads, maxTok: opts.ImageMaxTokens}
+	p := &Projector{model: model, info: info, path: path, marker: marker, c: c, nEmbd: minfo.NEmbdInput, id: projectorIDs.Add(1), threads: opts.Threads, maxTok: opts.ImageMaxTokens,
+		nonCausal: c.UseNonCausal(), mrope: c.UseMRoPE()}
 	p.cleanup = runtime.AddCleanup(p, func(c *vlm.MtmdContext) { c.Free(); llamaaccess.Release(model) }, c)
 	return p, nil
 }
@@ -272,15 +276,7 @@ func (p *Projector) Info() gguf.Projector { return *p.info }
 
 // UsesNonCausal reports whether image embeddings are decoded with
 // non-causal attention; such projectors need NUbatch ≥ an image's tokens.
-func (p *Projector) UsesNonCausal() bool {
-	var b bool
-	_ = p.use(func(c *vlm.MtmdContext) error { b = c.UseNonCausal(); return nil })
-	return b
-}
+func (p *Projector) UsesNonCausal() bool { return p.nonCausal }
 
 // UsesMRoPE reports whether the text model takes M-RoPE positions.
-func (p *Projector) UsesMRoPE() bool {
-	var b bool
-	_ = p.use(func(c *vlm.MtmdContext) error { b = c.UseMRoPE(); return nil })
-	return b
-}
+func (p *Projector) UsesMRoPE() bool { return p.mrope }
