@@ -6,7 +6,7 @@
 // returns a grammar that accepts a value the schema rejects.
 //
 //	g, err := jsonschema.Grammar(schema)      // one JSON document
-//	cfg := sampler.Config{Grammar: g}
+//	opts := pipeline.GenerateOptions{Sampler: sampler.Config{Grammar: g}}
 //
 // Grammar is for one whole answer; a Builder puts the rules of several
 // schemas into one grammar under rule names the caller embeds in rules of
@@ -32,8 +32,9 @@
 //   - enum and const, values of any type, filtered by type.
 //   - integer and number: minimum, maximum, exclusiveMinimum,
 //     exclusiveMaximum (numbers; draft 4's booleans too), written as exact
-//     digit-wise ranges. A bound needs at most 15 significant digits;
-//     integers beyond ±(10^15−1) are not written.
+//     digit-wise ranges. A bound within ±10^15 needs at most 15
+//     significant digits; numbers beyond ±(10^15−1) are not written (a
+//     bound out there, like zod's ±(2^53−1) for int(), holds by itself).
 //   - string: minLength and maxLength (maxLength above 4096 writes at most
 //     4096); formats in forms that every common checker accepts (RFC 3339
 //     and 4122, zod, Ajv, RFC 5321 and 1123 checks): date (month lengths,

@@ -45,6 +45,8 @@ var languageCases = []languageCase{
 		valid: []string{`-1000`, `-999`, `-7`, `-10`, `-100`}, invalid: []string{`-1001`, `-6`, `0`, `7`}},
 	{name: "integer draft 4 exclusive", schema: `{"$schema":"http://json-schema.org/draft-04/schema#","type":"integer","minimum":3,"exclusiveMinimum":true,"maximum":6}`,
 		valid: []string{`4`, `6`}, invalid: []string{`3`, `7`}},
+	{name: "zod int", schema: `{"type":"integer","minimum":-9007199254740991,"maximum":9007199254740991}`,
+		valid: []string{`0`, `-5`, `999999999999999`}, invalid: []string{`1.5`}, unwritten: []string{`9007199254740991`}},
 	{name: "integer from", schema: `{"type":"integer","minimum":10}`,
 		valid: []string{`10`, `11`, `999999999999999`}, invalid: []string{`9`, `-5`, `0`},
 		unwritten: []string{`1000000000000000`}},
