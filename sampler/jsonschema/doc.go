@@ -52,7 +52,9 @@
 //     subset JavaScript, Python's re and Go's regexp read alike: literals,
 //     escapes, ".", classes with ranges and negation, \d \w \s \D \W \S
 //     (ASCII meanings; the negated forms match ASCII only), groups,
-//     alternation, * + ? {n} {n,} {n,m} (lazy too), ^ and $; with
+//     alternation, * + ? {n} {n,} {n,m} (lazy too), ^ and $, and
+//     lookaheads (?=…) (?!…) right after a leading ^ (as zod 4 writes for
+//     email: intersections with automata and their complements); with
 //     minLength and maxLength as well.
 //   - object: properties, required (also without properties),
 //     additionalProperties (false, true or a schema: without properties,
@@ -75,8 +77,8 @@
 // dependentRequired, dependentSchemas, dependencies, contains, minContains,
 // maxContains, uniqueItems true, multipleOf, unevaluatedProperties,
 // unevaluatedItems, $dynamicRef, $recursiveRef, formats other than those
-// above (uri, ipv6, duration, ...), patterns outside the subset (lookaround, backreferences, \b, \p{…},
-// inline flags), $ref outside the document or to anchors, and combinations
+// above (uri, ipv6, duration, ...), patterns outside the subset (lookbehind, lookahead elsewhere,
+// backreferences, \b, \p{…}, inline flags), $ref outside the document or to anchors, and combinations
 // that cannot be merged (two different patterns or formats in one allOf, two tuple forms,
 // anyOf on both sides of an allOf) or that allow no value.
 package jsonschema
