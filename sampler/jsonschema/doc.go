@@ -62,10 +62,11 @@
 //   - array: items, prefixItems (and draft 4's items array with
 //     additionalItems), minItems, maxItems (above 1000 writes at most
 //     1000), uniqueItems false (or with maxItems ≤ 1).
-//   - allOf, merged into one schema; anyOf and oneOf, each branch merged
-//     with the keywords beside it; oneOf only when its branches cannot hold
-//     for one value (different types, or a required property with distinct
-//     const or enum values).
+//   - allOf, merged into one schema (two patterns: both must match);
+//     anyOf and oneOf, each branch merged with the keywords beside it (a
+//     branch that allows no value is left out); oneOf only when its
+//     branches cannot hold for one value (different types, or a required
+//     property with distinct const or enum values).
 //   - $ref to "#" and "#/..." JSON pointers ($defs, definitions; recursion
 //     allowed), alone or with keywords beside it.
 //   - Annotations (title, description, default, examples, $schema, $id,
@@ -79,6 +80,6 @@
 // unevaluatedItems, $dynamicRef, $recursiveRef, formats other than those
 // above (uri, ipv6, duration, ...), patterns outside the subset (lookbehind, lookahead elsewhere,
 // backreferences, \b, \p{…}, inline flags), $ref outside the document or to anchors, and combinations
-// that cannot be merged (two different patterns or formats in one allOf, two tuple forms,
+// that cannot be merged (two different formats in one allOf, two tuple forms,
 // anyOf on both sides of an allOf) or that allow no value.
 package jsonschema

@@ -93,6 +93,8 @@ var languageCases = []languageCase{
 		valid: []string{`"abcde"`, `"a c!x"`, `"aécxy"`}, invalid: []string{`"a\nc!x"`, `"abc1x"`, `"abcd "`, `"abcd"`}},
 	{name: "pattern with leading lookaheads", schema: `{"type":"string","pattern":"^(?!\\.)(?!.*\\.\\.)[a-z.]+@x$"}`,
 		valid: []string{`"a@x"`, `"a.b@x"`, `"ab.@x"`}, invalid: []string{`".a@x"`, `"a..b@x"`, `"a@y"`}, noValidator: true},
+	{name: "two patterns", schema: `{"allOf":[{"type":"string","pattern":"^a"},{"pattern":"z$"}]}`,
+		valid: []string{`"az"`, `"a\nz"`, `"abcz"`}, invalid: []string{`"a"`, `"z"`, `"za"`}},
 	{name: "pattern with lengths", schema: `{"type":"string","pattern":"^[ab]*$","minLength":1,"maxLength":3}`,
 		valid: []string{`"a"`, `"ab"`, `"bba"`}, invalid: []string{`""`, `"abab"`, `"abc"`}},
 	{name: "pattern with minLength", schema: `{"type":"string","pattern":"x","minLength":3}`,
