@@ -17,8 +17,9 @@
 // A subset of the valid values, in one form: object members in the order
 // the schema lists its properties (those not required may be left out, no
 // member beyond those listed or required), whitespace only where the space
-// rule allows it after a value, a colon or a comma, numbers without "-0",
-// integers as plain digits, bounded numbers as plain decimals, and at most
+// rule allows it (after a value, an opening bracket, a colon or a comma),
+// integers as plain digits and bounded numbers as plain decimals, neither
+// of them "-0", and at most
 // 15 digits before any exponent, so that clients comparing float64 values
 // (JavaScript, zod) agree with exact validators. Strings are valid UTF-8
 // (no surrogates, no escape naming one, nothing above U+10FFFF); the
