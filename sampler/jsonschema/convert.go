@@ -129,6 +129,9 @@ var (
 	numberKeywords = []string{"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}
 )
 
+// anyChars is a pattern for any one character.
+const anyChars = `(?:.|[\n\r\u2028\u2029])`
+
 var typeNames = []string{"null", "boolean", "object", "array", "number", "integer", "string"}
 
 type converter struct {
@@ -1289,6 +1292,16 @@ func (c *converter) mergeSchemas(a, b any, path string) (any, error) {
 			}
 		case "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum":
 			// Combined below from both sides' ranges.
+		case "pattern":
+			pa, ok1 := old.(string)
+			pb, ok2 := v.(string)
+			if !ok1 || !ok2 {
+				return nil, &Error{Path: path, Keyword: k, Reason: "must be a string"}
+			}
+			if pa != pb {
+				// Both must match somewhere: two lookaheads from the start.
+				out.set(k, "^(?="+anyChars+"*(?:"+pa+"))(?="+anyChars+"*(?:"+pb+"))")
+			}
 		case "enum", "const":
 			var both []any
 			for _, x := range enumOf(k, old) {

@@ -6,7 +6,7 @@
 // returns a grammar that accepts a value the schema rejects.
 //
 //	g, err := jsonschema.Grammar(schema)      // one JSON document
-//	cfg := sampler.Config{Grammar: g}
+//	opts := pipeline.GenerateOptions{Sampler: sampler.Config{Grammar: g}}
 //
 // Grammar is for one whole answer; a Builder puts the rules of several
 // schemas into one grammar under rule names the caller embeds in rules of
@@ -17,8 +17,9 @@
 // A subset of the valid values, in one form: object members in the order
 // the schema lists its properties (those not required may be left out, no
 // member beyond those listed or required), whitespace only where the space
-// rule allows it after a value, a colon or a comma, numbers without "-0",
-// integers as plain digits, bounded numbers as plain decimals, and at most
+// rule allows it (after a value, an opening bracket, a colon or a comma),
+// integers as plain digits and bounded numbers as plain decimals, neither
+// of them "-0", and at most
 // 15 digits before any exponent, so that clients comparing float64 values
 // (JavaScript, zod) agree with exact validators. Strings are valid UTF-8
 // (no surrogates, no escape naming one, nothing above U+10FFFF); the
@@ -32,8 +33,9 @@
 //   - enum and const, values of any type, filtered by type.
 //   - integer and number: minimum, maximum, exclusiveMinimum,
 //     exclusiveMaximum (numbers; draft 4's booleans too), written as exact
-//     digit-wise ranges. A bound needs at most 15 significant digits;
-//     integers beyond ±(10^15−1) are not written.
+//     digit-wise ranges. A bound within ±10^15 needs at most 15
+//     significant digits; numbers beyond ±(10^15−1) are not written (a
+//     bound out there, like zod's ±(2^53−1) for int(), holds by itself).
 //   - string: minLength and maxLength (maxLength above 4096 writes at most
 //     4096); formats in forms that every common checker accepts (RFC 3339
 //     and 4122, zod, Ajv, RFC 5321 and 1123 checks): date (month lengths,
@@ -51,7 +53,9 @@
 //     subset JavaScript, Python's re and Go's regexp read alike: literals,
 //     escapes, ".", classes with ranges and negation, \d \w \s \D \W \S
 //     (ASCII meanings; the negated forms match ASCII only), groups,
-//     alternation, * + ? {n} {n,} {n,m} (lazy too), ^ and $; with
+//     alternation, * + ? {n} {n,} {n,m} (lazy too), ^ and $, and
+//     lookaheads (?=…) (?!…) right after a leading ^ (as zod 4 writes for
+//     email: intersections with automata and their complements); with
 //     minLength and maxLength as well.
 //   - object: properties, required (also without properties),
 //     additionalProperties (false, true or a schema: without properties,
@@ -59,10 +63,11 @@
 //   - array: items, prefixItems (and draft 4's items array with
 //     additionalItems), minItems, maxItems (above 1000 writes at most
 //     1000), uniqueItems false (or with maxItems ≤ 1).
-//   - allOf, merged into one schema; anyOf and oneOf, each branch merged
-//     with the keywords beside it; oneOf only when its branches cannot hold
-//     for one value (different types, or a required property with distinct
-//     const or enum values).
+//   - allOf, merged into one schema (two patterns: both must match);
+//     anyOf and oneOf, each branch merged with the keywords beside it (a
+//     branch that allows no value is left out); oneOf only when its
+//     branches cannot hold for one value (different types, or a required
+//     property with distinct const or enum values).
 //   - $ref to "#" and "#/..." JSON pointers ($defs, definitions; recursion
 //     allowed), alone or with keywords beside it.
 //   - Annotations (title, description, default, examples, $schema, $id,
@@ -74,8 +79,8 @@
 // dependentRequired, dependentSchemas, dependencies, contains, minContains,
 // maxContains, uniqueItems true, multipleOf, unevaluatedProperties,
 // unevaluatedItems, $dynamicRef, $recursiveRef, formats other than those
-// above (uri, ipv6, duration, ...), patterns outside the subset (lookaround, backreferences, \b, \p{…},
-// inline flags), $ref outside the document or to anchors, and combinations
-// that cannot be merged (two different patterns or formats in one allOf, two tuple forms,
+// above (uri, ipv6, duration, ...), patterns outside the subset (lookbehind, lookahead elsewhere,
+// backreferences, \b, \p{…}, inline flags), $ref outside the document or to anchors, and combinations
+// that cannot be merged (two different formats in one allOf, two tuple forms,
 // anyOf on both sides of an allOf) or that allow no value.
 package jsonschema

@@ -81,7 +81,10 @@ func readRange(s *obj, path string) (numRange, error) {
 			}
 			return r, &Error{Path: path, Keyword: kw, Reason: reason}
 		}
-		if significantDigits(lit) > maxDigits {
+		// A bound at or beyond ±10^15 lies outside what the grammar writes
+		// (it clamps, or refuses when nothing is left): its digits do not
+		// matter. zod's int() writes ±(2^53−1).
+		if significantDigits(lit) > maxDigits && new(big.Rat).Abs(v).Cmp(capPlusOne) < 0 {
 			return r, &Error{Path: path, Keyword: kw, Reason: fmt.Sprintf("%s has more than %d significant digits, which clients comparing float64 values cannot hold exactly", lit, maxDigits)}
 		}
 		switch kw {
@@ -104,6 +107,8 @@ var (
 	bigOne = big.NewInt(1)
 	// capInt is the largest integer of maxDigits digits.
 	capInt = new(big.Int).Sub(new(big.Int).Exp(big.NewInt(10), big.NewInt(maxDigits), nil), bigOne)
+	// capPlusOne is 10^maxDigits.
+	capPlusOne = new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(maxDigits), nil))
 )
 
 func ratFloor(r *big.Rat) *big.Int {

@@ -18,8 +18,8 @@ import (
 // {n,} {n,m} (lazy or not: the language is the same), and ^ and $. Strings
 // under a pattern hold only characters of the Basic Multilingual Plane (one
 // UTF-16 unit each, so that "." and lengths mean the same in every engine).
-// Anything else (lookaround, backreferences, \b, \p{...}, inline flags) is
-// refused.
+// Lookaheads are read right after a leading ^ only. Anything else
+// (lookbehind, backreferences, \b, \p{...}, inline flags) is refused.
 
 type rkind int
 
@@ -30,13 +30,15 @@ const (
 	rRep
 	rBOL
 	rEOL
+	rLook // lookahead (?=...) or (?!...): only right after a leading ^
 )
 
 type rnode struct {
 	kind     rkind
 	set      runeSet
 	subs     []*rnode
-	min, max int // rRep; max -1: unbounded
+	min, max int  // rRep; max -1: unbounded
+	neg      bool // rLook: (?!...)
 }
 
 type reParser struct {
@@ -155,8 +157,8 @@ func (p *reParser) quantified(a *rnode) *rnode {
 	default:
 		return a
 	}
-	if a.kind == rBOL || a.kind == rEOL {
-		p.fail("quantified anchor")
+	if a.kind == rBOL || a.kind == rEOL || a.kind == rLook {
+		p.fail("quantified assertion")
 		return a
 	}
 	if p.more() && p.peek() == '?' {
@@ -178,6 +180,16 @@ func (p *reParser) atom() *rnode {
 			switch {
 			case strings.HasPrefix(rest, "?:"):
 				p.pos += 2
+			case strings.HasPrefix(rest, "?=") || strings.HasPrefix(rest, "?!"):
+				neg := rest[1] == '!'
+				p.pos += 2
+				n := p.alt()
+				if !p.more() || p.peek() != ')' {
+					p.fail("missing ')'")
+					return nil
+				}
+				p.pos++
+				return &rnode{kind: rLook, neg: neg, subs: []*rnode{n}}
 			case strings.HasPrefix(rest, "?<") && !strings.HasPrefix(rest, "?<=") && !strings.HasPrefix(rest, "?<!"):
 				end := strings.IndexRune(rest, '>')
 				if end < 0 {
@@ -462,6 +474,83 @@ func compilePattern(p string) (*dfa, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Lookaheads right after a leading ^ (as in ^(?!\.)(?!.*\.\.)...):
+	// the string must (or must not) start with a match of each, which is
+	// an intersection with (the complement of) that match followed by
+	// anything. Anywhere else they are refused.
+	var looks []*rnode
+	if re.kind == rCat && len(re.subs) > 1 && re.subs[0].kind == rBOL {
+		i := 1
+		for i < len(re.subs) && re.subs[i].kind == rLook {
+			looks = append(looks, re.subs[i])
+			i++
+		}
+		re = &rnode{kind: rCat, subs: append([]*rnode{re.subs[0]}, re.subs[i:]...)}
+	}
+	if hasLook(re) {
+		return nil, fmt.Errorf("lookahead is supported only right after a leading ^, lookbehind not at all")
+	}
+	d, err := compileNode(re)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range looks {
+		if hasLook(l.subs[0]) {
+			return nil, fmt.Errorf("nested lookahead is not supported")
+		}
+		ld, err := compileNode(&rnode{kind: rCat, subs: []*rnode{{kind: rBOL}, l.subs[0]}})
+		if err != nil {
+			return nil, err
+		}
+		if l.neg {
+			ld = ld.complement()
+		}
+		if d, err = intersect(d, ld); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+func hasLook(n *rnode) bool {
+	if n.kind == rLook {
+		return true
+	}
+	for _, s := range n.subs {
+		if hasLook(s) {
+			return true
+		}
+	}
+	return false
+}
+
+// complement is the automaton for the strings (of patternChars) d rejects.
+func (d *dfa) complement() *dfa {
+	n := len(d.accept)
+	c := &dfa{parts: d.parts}
+	for i := range n {
+		row := make([]int, len(d.parts))
+		for k, t := range d.next[i] {
+			row[k] = t
+			if t < 0 {
+				row[k] = n // the sink
+			}
+		}
+		c.next = append(c.next, row)
+		c.accept = append(c.accept, !d.accept[i])
+	}
+	sink := make([]int, len(d.parts))
+	for k := range sink {
+		sink[k] = n
+	}
+	c.next = append(c.next, sink)
+	c.accept = append(c.accept, true)
+	return c
+}
+
+// compileNode builds the DFA for the strings that contain a match of re
+// (anchors ^ and $ hold at the ends).
+func compileNode(re *rnode) (*dfa, error) {
 	anything := &rnode{kind: rRep, subs: []*rnode{{kind: rSet, set: patternChars}}, min: 0, max: -1}
 	re = &rnode{kind: rCat, subs: []*rnode{anything, re, anything}}
 	a := &nfa{}

@@ -2,7 +2,9 @@ package jsonschema_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -34,6 +36,7 @@ var sampleSchemas = []string{
 		"fixed":{"const":"v1"},
 		"ok":{"type":["boolean","null"]}},
 	 "required":["n","x","code","word","day","at","id","kind","fixed","ok"]}`,
+	`{"type":"object","properties":{"zod4mail":{"type":"string","format":"email","pattern":"^(?!\\.)(?!.*\\.\\.)([A-Za-z0-9_'+\\-\\.]*)[A-Za-z0-9_+-]@([A-Za-z0-9][A-Za-z0-9\\-]*\\.)+[A-Za-z]{2,}$"}},"required":["zod4mail"]}`,
 	`{"type":"object","properties":{"mail":{"type":"string","format":"email"},"host":{"type":"string","format":"hostname"},"ip":{"type":"string","format":"ipv4"}},"required":["mail","host","ip"]}`,
 	`{"type":"object","properties":{"a":{"type":"integer","minimum":0,"maximum":9},"b":{"type":"string","maxLength":4}},"anyOf":[{"required":["a"]},{"required":["b"]}],"additionalProperties":false}`,
 	`{"type":"object","additionalProperties":{"type":"integer","minimum":1,"maximum":3},"required":["id"]}`,
@@ -59,6 +62,24 @@ func TestSampledAnswersValidate(t *testing.T) {
 	for i, schema := range sampleSchemas {
 		g, err := jsonschema.Grammar([]byte(schema))
 		require.NoError(t, err, schema)
+		check := func(string) bool { return true }
+		if strings.Contains(schema, "(?!") {
+			// Go's regexp (the validator's) has no lookahead: validate
+			// without the two lookaheads and check what they say by hand.
+			schema = strings.Replace(schema, `(?!\\.)(?!.*\\.\\.)`, "", 1)
+			check = func(out string) bool {
+				var v map[string]string
+				if json.Unmarshal([]byte(out), &v) != nil {
+					return false
+				}
+				for _, s := range v {
+					if strings.HasPrefix(s, ".") || strings.Contains(s, "..") {
+						return false
+					}
+				}
+				return true
+			}
+		}
 		v := validator(t, schema)
 		for _, run := range []struct {
 			temp float32
@@ -74,7 +95,7 @@ func TestSampledAnswersValidate(t *testing.T) {
 				continue
 			}
 			require.True(t, utf8.ValidString(out), where)
-			assert.True(t, valid(v, out), where)
+			assert.True(t, valid(v, out) && check(out), where)
 		}
 	}
 }
