@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"image"
 	"image/color"
@@ -15,7 +16,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"unicode/utf8"
 
 	oa "github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
@@ -140,49 +143,69 @@ func TestChatWithClient(t *testing.T) {
 }
 
 // TestJSONSchemaAnswersValidate: under a json_schema response format every
-// answer, across seeds and temperatures, parses and validates against the
-// schema.
+// answer, for every schema kind sampler/jsonschema supports, across
+// temperatures and seeds, parses and validates against the schema (four
+// requests at a time, so the engine batches them).
 func TestJSONSchemaAnswersValidate(t *testing.T) {
 	s := newServer(t, pipeline.Options{Parallel: 4}, openai.Options{})
-	schema := map[string]any{
-		"type": "object",
-		"properties": map[string]any{
-			"name":   map[string]any{"type": "string", "maxLength": 12},
-			"age":    map[string]any{"type": "integer"},
-			"score":  map[string]any{"type": "number"},
-			"ok":     map[string]any{"type": "boolean"},
-			"kind":   map[string]any{"enum": []any{"cat", "dog", 3, nil}},
-			"fixed":  map[string]any{"const": "v1"},
-			"tags":   map[string]any{"type": "array", "items": map[string]any{"type": "string", "maxLength": 4}, "minItems": 1, "maxItems": 3},
-			"when":   map[string]any{"type": "string", "format": "date"},
-			"id":     map[string]any{"type": "string", "format": "uuid"},
-			"either": map[string]any{"anyOf": []any{map[string]any{"type": "null"}, map[string]any{"$ref": "#/$defs/point"}}},
-		},
-		"required": []any{"name", "age", "kind", "fixed", "tags", "either"},
-		"$defs": map[string]any{"point": map[string]any{
-			"type": "object", "properties": map[string]any{"x": map[string]any{"type": "integer"}, "y": map[string]any{"type": "integer"}},
-			"required": []any{"x", "y"},
-		}},
+	schemas := []string{
+		`{"type":"object","properties":{"name":{"type":"string","maxLength":12},"age":{"type":"integer","minimum":0,"maximum":120},"score":{"type":"number","minimum":0,"maximum":1},
+		  "ok":{"type":"boolean"},"kind":{"enum":["cat","dog",3,null]},"fixed":{"const":"v1"},
+		  "tags":{"type":"array","items":{"type":"string","maxLength":4},"minItems":1,"maxItems":3},"when":{"type":"string","format":"date"},"id":{"type":"string","format":"uuid"},
+		  "either":{"anyOf":[{"type":"null"},{"$ref":"#/$defs/point"}]}},
+		 "required":["name","age","score","kind","fixed","tags","either"],
+		 "$defs":{"point":{"type":"object","properties":{"x":{"type":"integer","exclusiveMinimum":-10,"exclusiveMaximum":10},"y":{"type":"integer"}},"required":["x","y"]}}}`,
+		`{"type":"object","properties":{"name":{"type":"string","maxLength":20}},"required":["name"],"additionalProperties":false}`,
+		`{"type":"object","properties":{"code":{"type":"string","pattern":"^[A-Z]{2}-\\d{3}$"},"word":{"type":"string","pattern":"cat","maxLength":8},"at":{"type":"string","format":"date-time"},"t":{"type":"string","format":"time"}},"required":["code","word","at","t"]}`,
+		`{"type":"object","properties":{"a":{"type":"integer","minimum":-5,"maximum":5},"b":{"type":"number","exclusiveMinimum":-1.5,"maximum":2.25}},"anyOf":[{"required":["a"]},{"required":["b"]}],"additionalProperties":false}`,
+		`{"type":"object","required":["id"],"additionalProperties":{"type":"string","minLength":1,"maxLength":3}}`,
+		`{"oneOf":[{"type":"object","properties":{"kind":{"const":"circle"},"r":{"type":"number","exclusiveMinimum":0,"maximum":10}},"required":["kind","r"],"additionalProperties":false},{"type":"object","properties":{"kind":{"const":"square"},"side":{"type":"integer","minimum":1,"maximum":5}},"required":["kind","side"],"additionalProperties":false}]}`,
+		`{"type":"array","prefixItems":[{"type":"string","maxLength":3},{"enum":[1,"two",false]}],"items":false,"minItems":1}`,
 	}
-	validator := compileSchema(t, schema)
+	type draw struct {
+		temp float64
+		seed int64
+	}
+	draws := []draw{{0, 1}, {0.8, 1}, {0.8, 2}, {1.5, 1}, {1.5, 2}, {1.5, 3}}
 	ctx := context.Background()
-	for _, temp := range []float64{0, 0.8, 1.5} {
-		for seed := range int64(3) {
-			c, err := s.client.Chat.Completions.New(ctx, oa.ChatCompletionNewParams{
-				Messages:    []oa.ChatCompletionMessageParamUnion{oa.UserMessage("Give me a record.")},
-				MaxTokens:   oa.Int(600),
-				Temperature: oa.Float(temp),
-				Seed:        oa.Int(seed + 1),
-				ResponseFormat: oa.ChatCompletionNewParamsResponseFormatUnion{OfJSONSchema: &shared.ResponseFormatJSONSchemaParam{
-					JSONSchema: shared.ResponseFormatJSONSchemaJSONSchemaParam{Name: "record", Schema: schema},
-				}},
-			})
-			require.NoError(t, err)
-			out := c.Choices[0].Message.Content
-			require.Equal(t, "stop", c.Choices[0].FinishReason, "temperature %v seed %d: %q", temp, seed, out)
+	for i, src := range schemas {
+		validator := compileSchema(t, src)
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		results := map[draw]string{}
+		errs := map[draw]error{}
+		finish := map[draw]string{}
+		for _, d := range draws {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c, err := s.client.Chat.Completions.New(ctx, oa.ChatCompletionNewParams{
+					Messages:    []oa.ChatCompletionMessageParamUnion{oa.UserMessage("Give me a record.")},
+					MaxTokens:   oa.Int(600),
+					Temperature: oa.Float(d.temp),
+					Seed:        oa.Int(d.seed),
+					ResponseFormat: oa.ChatCompletionNewParamsResponseFormatUnion{OfJSONSchema: &shared.ResponseFormatJSONSchemaParam{
+						JSONSchema: shared.ResponseFormatJSONSchemaJSONSchemaParam{Name: "record", Schema: json.RawMessage(src)},
+					}},
+				})
+				mu.Lock()
+				defer mu.Unlock()
+				errs[d] = err
+				if err == nil {
+					results[d], finish[d] = c.Choices[0].Message.Content, string(c.Choices[0].FinishReason)
+				}
+			}()
+		}
+		wg.Wait()
+		for _, d := range draws {
+			require.NoError(t, errs[d], "schema %d", i)
+			out := results[d]
+			where := fmt.Sprintf("schema %d, temperature %v, seed %d: %q", i, d.temp, d.seed, out)
+			require.Equal(t, "stop", finish[d], where)
+			require.True(t, utf8.ValidString(out), where)
 			var v any
-			require.NoError(t, json.Unmarshal([]byte(out), &v), "temperature %v seed %d: %q", temp, seed, out)
-			require.NoError(t, validator.Validate(v), "temperature %v seed %d: %q", temp, seed, out)
+			require.NoError(t, json.Unmarshal([]byte(out), &v), where)
+			require.NoError(t, validator.Validate(v), where)
 		}
 	}
 	// json_object: any JSON object.
@@ -333,7 +356,8 @@ func TestMalformedRequests(t *testing.T) {
 		{"schema not a schema", `{"messages":[{"role":"user","content":"a"}],"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"banana"}}}}`, testKey, 400, "unknown type"},
 		{"schema is a number", `{"messages":[{"role":"user","content":"a"}],"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":7}}}`, testKey, 400, "an object or a boolean"},
 		{"schema bad ref", `{"messages":[{"role":"user","content":"a"}],"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"$ref":"#/nowhere"}}}}`, testKey, 400, "does not resolve"},
-		{"schema refused keyword", `{"messages":[{"role":"user","content":"a"}],"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"string","not":{"const":"a"}}}}}`, testKey, 400, "not"},
+		{"schema pattern", `{"messages":[{"role":"user","content":"a"}],"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"string","pattern":"(?=a)"}}}}`, testKey, 400, `"pattern"`},
+		{"schema multipleOf", `{"messages":[{"role":"user","content":"a"}],"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object","properties":{"n":{"type":"integer","multipleOf":3}}}}}}`, testKey, 400, `"multipleOf": not supported`},
 		{"last is assistant", `{"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"}]}`, testKey, 400, "assistant"},
 		{"marker in text", msg(`"look <__media__> here"`), testKey, 400, "reads as an image"},
 		{"prompt too long", msg(`"` + strings.Repeat("many words ", 400) + `"`), testKey, 400, "context"},
@@ -374,11 +398,9 @@ func content(t testing.TB, body string) string {
 	return r.Choices[0].Message.Content
 }
 
-func compileSchema(t testing.TB, schema map[string]any) *jsonschema.Schema {
+func compileSchema(t testing.TB, schema string) *jsonschema.Schema {
 	t.Helper()
-	data, err := json.Marshal(schema)
-	require.NoError(t, err)
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+	doc, err := jsonschema.UnmarshalJSON(strings.NewReader(schema))
 	require.NoError(t, err)
 	c := jsonschema.NewCompiler()
 	c.AssertFormat()

@@ -1,7 +1,9 @@
 package jsonschema
 
 import (
+	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/big"
 	"net/url"
@@ -21,27 +23,36 @@ const (
 // Primitive rules. Numbers have at most maxDigits digits before the
 // exponent; strings hold valid UTF-8 only.
 var primitives = map[string]string{
-	"space":            `| " " | "\n" [ \t]{0,20}`,
-	"boolean":          `("true" | "false") space`,
-	"null":             `"null" space`,
-	"integer":          `("0" | "-"? [1-9] [0-9]{0,14}) space`,
-	"number":           `"-"? ("0" | [1-9] [0-9]{0,14}) ("." [0-9]{1,15})? ([eE] [-+]? [0-9]{1,2})? space`,
-	"char":             rawChars.class() + " | " + escapeRule,
-	"char-bmp":         rawChars.intersect(bmpChars).class() + " | " + escapeRule,
-	"string":           `"\"" char* "\"" space`,
-	"value":            `object | array | string | number | boolean | null`,
-	"object":           `"{" space ( string ":" space value ("," space string ":" space value)* )? "}" space`,
-	"array":            `"[" space ( value ("," space value)* )? "]" space`,
-	"date":             `[0-9]{4} "-" ( ("0" [13578] | "1" [02]) "-" day31 | ("0" [469] | "11") "-" day30 | "02-" day28 ) | leap-year "-02-29"`,
-	"day28":            `"0" [1-9] | "1" [0-9] | "2" [0-8]`,
-	"day30":            `day28 | "29" | "30"`,
-	"day31":            `day30 | "31"`,
-	"leap-year":        `[0-9] [0-9] ("0" [48] | [2468] [048] | [13579] [26]) | ("0" [048] | [2468] [048] | [13579] [26]) "00"`,
-	"time":             `([01] [0-9] | "2" [0-3]) ":" [0-5] [0-9] ":" [0-5] [0-9] ( "." [0-9]{1,9} )? ( "Z" | [+-] ( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] )`,
-	"date-string":      `"\"" date "\"" space`,
-	"time-string":      `"\"" time "\"" space`,
-	"date-time-string": `"\"" date "T" time "\"" space`,
-	"uuid":             `"\"" [0-9a-fA-F]{8} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{12} "\"" space`,
+	"space":       `| " " | "\n" [ \t]{0,20}`,
+	"boolean":     `("true" | "false") space`,
+	"null":        `"null" space`,
+	"integer":     `("0" | "-"? [1-9] [0-9]{0,14}) space`,
+	"number":      `"-"? ("0" | [1-9] [0-9]{0,14}) ("." [0-9]{1,15})? ([eE] [-+]? [0-9]{1,2})? space`,
+	"char":        rawChars.class() + " | " + escapeRule,
+	"char-bmp":    rawChars.intersect(bmpChars).class() + " | " + escapeRule,
+	"string":      `"\"" char* "\"" space`,
+	"value":       `object | array | string | number | boolean | null`,
+	"object":      `"{" space ( string ":" space value ("," space string ":" space value)* )? "}" space`,
+	"array":       `"[" space ( value ("," space value)* )? "]" space`,
+	"date":        `[0-9]{4} "-" ( ("0" [13578] | "1" [02]) "-" day31 | ("0" [469] | "11") "-" day30 | "02-" day28 ) | leap-year "-02-29"`,
+	"day28":       `"0" [1-9] | "1" [0-9] | "2" [0-8]`,
+	"day30":       `day28 | "29" | "30"`,
+	"day31":       `day30 | "31"`,
+	"leap-year":   `[0-9] [0-9] ("0" [48] | [2468] [048] | [13579] [26]) | ("0" [048] | [2468] [048] | [13579] [26]) "00"`,
+	"time":        `([01] [0-9] | "2" [0-3]) ":" [0-5] [0-9] ":" [0-5] [0-9] ( "." [0-9]{1,9} )? ( "Z" | [+-] ( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] )`,
+	"date-string": `"\"" date "\"" space`,
+	"time-string": `"\"" time "\"" space`,
+	// UTC ("Z"): what zod's .datetime() accepts by default, and RFC 3339.
+	"date-time-string": `"\"" date "T" time-utc "\"" space`,
+	"time-utc":         `([01] [0-9] | "2" [0-3]) ":" [0-5] [0-9] ":" [0-5] [0-9] ( "." [0-9]{1,9} )? "Z"`,
+	// Conservative forms every common checker accepts (zod, Ajv, RFC 5321/1123 checks).
+	"email-string":    `"\"" [a-zA-Z0-9]{1,20} ("." [a-zA-Z0-9]{1,20}){0,2} "@" (hostname-label "."){1,3} [a-z]{2,6} "\"" space`,
+	"hostname-string": `"\"" hostname-label ("." hostname-label){0,3} "\"" space`,
+	"hostname-label":  `[a-z0-9] ([a-z0-9-]{0,18} [a-z0-9])?`,
+	"ipv4-string":     `"\"" ipv4-octet "." ipv4-octet "." ipv4-octet "." ipv4-octet "\"" space`,
+	"ipv4-octet":      `"25" [0-5] | "2" [0-4] [0-9] | "1" [0-9] [0-9] | [1-9] [0-9] | [0-9]`,
+	// RFC 4122 form with a version (1-8) and the variant (8, 9, a, b), lower case, as zod's .uuid() checks.
+	"uuid": `"\"" [0-9a-f]{8} "-" [0-9a-f]{4} "-" [1-8] [0-9a-f]{3} "-" [89ab] [0-9a-f]{3} "-" [0-9a-f]{12} "\"" space`,
 }
 
 // primitiveDeps lists the rules each primitive uses.
@@ -50,12 +61,10 @@ var primitiveDeps = map[string][]string{
 	"string": {"char", "space"}, "value": {"object", "array", "string", "number", "boolean", "null"},
 	"object": {"space", "string", "value"}, "array": {"space", "value"},
 	"date": {"day28", "day30", "day31", "leap-year"}, "day30": {"day28"}, "day31": {"day30"},
-	"date-string": {"date", "space"}, "time-string": {"time", "space"}, "date-time-string": {"date", "time", "space"},
-	"uuid": {"space"},
+	"date-string": {"date", "space"}, "time-string": {"time", "space"}, "date-time-string": {"date", "time-utc", "space"},
+	"uuid": {"space"}, "email-string": {"hostname-label", "space"}, "hostname-string": {"hostname-label", "space"},
+	"ipv4-string": {"ipv4-octet", "space"},
 }
-
-// formatLength is the length of the strings of a fixed-length format.
-var formatLength = map[string]int{"date": 10, "uuid": 36}
 
 // use adds primitive rule name (and what it needs) and returns its name.
 func (b *Builder) use(name string) string {
@@ -119,6 +128,9 @@ var (
 	stringKeywords = []string{"minLength", "maxLength", "pattern", "format"}
 	numberKeywords = []string{"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}
 )
+
+// anyChars is a pattern for any one character.
+const anyChars = `(?:.|[\n\r\u2028\u2029])`
 
 var typeNames = []string{"null", "boolean", "object", "array", "number", "integer", "string"}
 
@@ -188,7 +200,7 @@ func (c *converter) visit(s any, path, hint string) (string, error) {
 		if v {
 			return c.use("value"), nil
 		}
-		return "", &Error{Path: path, Reason: "the schema false accepts no value"}
+		return "", &Error{Path: path, Reason: "the schema false accepts no value", none: true}
 	case *obj:
 		return c.visitObj(v, path, hint)
 	}
@@ -343,7 +355,7 @@ func (c *converter) types(s *obj, path string) ([]string, error) {
 		return nil, &Error{Path: path, Keyword: "type", Reason: "must be a string or an array of strings"}
 	}
 	if len(list) == 0 {
-		return nil, &Error{Path: path, Keyword: "type", Reason: "an empty list allows no value"}
+		return nil, &Error{Path: path, Keyword: "type", Reason: "an empty list allows no value", none: true}
 	}
 	var out []string
 	for _, x := range list {
@@ -435,7 +447,7 @@ func bounds(s *obj, loKey, hiKey, path string, limit int) (lo, hi int, err error
 		hi = -1
 	}
 	if hasHi && hi < lo {
-		return 0, 0, &Error{Path: path, Keyword: hiKey, Reason: fmt.Sprintf("%s %d < %s %d allows nothing", hiKey, hi, loKey, lo)}
+		return 0, 0, &Error{Path: path, Keyword: hiKey, Reason: fmt.Sprintf("%s %d < %s %d allows nothing", hiKey, hi, loKey, lo), none: true}
 	}
 	if lo > limit {
 		return 0, 0, &Error{Path: path, Keyword: loKey, Reason: fmt.Sprintf("above %d is not supported", limit)}
@@ -462,41 +474,46 @@ func (c *converter) str(s *obj, path, hint string) (string, error) {
 		return "", err
 	}
 	lengths := s.has("minLength") || s.has("maxLength")
+	var d *dfa // the strings format and pattern allow, when lengths or both need an automaton
+	kw := "pattern"
 	if f, ok := s.get("format"); ok {
 		name, _ := f.(string)
-		rule := map[string]string{"date": "date-string", "time": "time-string", "date-time": "date-time-string", "uuid": "uuid"}[name]
+		rule := map[string]string{"date": "date-string", "time": "time-string", "date-time": "date-time-string", "uuid": "uuid",
+			"email": "email-string", "hostname": "hostname-string", "ipv4": "ipv4-string"}[name]
 		if rule == "" {
-			return "", &Error{Path: path, Keyword: "format", Reason: fmt.Sprintf("format %s is not supported (date, time, date-time and uuid are)", jsonText(f))}
+			return "", &Error{Path: path, Keyword: "format", Reason: fmt.Sprintf("format %s is not supported (date, time, date-time, uuid, email, hostname and ipv4 are)", jsonText(f))}
 		}
-		if s.has("pattern") {
-			return "", &Error{Path: path, Keyword: "pattern", Reason: "not supported together with format"}
+		if !s.has("pattern") && !lengths {
+			return c.use(rule), nil
 		}
-		if lengths {
-			n, fixed := formatLength[name]
-			if !fixed {
-				return "", &Error{Path: path, Keyword: "maxLength", Reason: "minLength and maxLength are not supported with format " + name}
-			}
-			if n < lo || (hi >= 0 && n > hi) {
-				return "", &Error{Path: path, Keyword: "maxLength", Reason: fmt.Sprintf("format %s has %d characters, outside minLength and maxLength", name, n)}
-			}
+		if d, err = formatDFA(name); err != nil {
+			return "", &Error{Path: path, Keyword: "format", Reason: err.Error()}
 		}
-		return c.use(rule), nil
+		kw = "format"
 	}
 	if p, ok := s.get("pattern"); ok {
 		ps, ok := p.(string)
 		if !ok {
 			return "", &Error{Path: path, Keyword: "pattern", Reason: "must be a string"}
 		}
-		d, err := compilePattern(ps)
+		dp, err := compilePattern(ps)
 		if err != nil {
 			return "", &Error{Path: path, Keyword: "pattern", Reason: err.Error()}
 		}
-		name, err := c.b.stringRules(hint+"-pattern", d, lo, hi)
+		if d != nil {
+			if dp, err = intersect(d, dp); err != nil {
+				return "", &Error{Path: path, Keyword: "pattern", Reason: err.Error() + " (with the format)"}
+			}
+		}
+		d, kw = dp, "pattern"
+	}
+	if d != nil {
+		name, err := c.b.stringRules(hint+"-"+kw, d, lo, hi)
 		if err != nil {
-			return "", &Error{Path: path, Keyword: "pattern", Reason: err.Error()}
+			return "", &Error{Path: path, Keyword: kw, Reason: err.Error()}
 		}
 		if name == "" {
-			return "", &Error{Path: path, Keyword: "pattern", Reason: "no string matches it (within the lengths allowed)"}
+			return "", &Error{Path: path, Keyword: kw, Reason: "no string matches it (with the format, pattern and lengths allowed)", none: true}
 		}
 		return `"\"" ` + name + ` "\"" ` + c.use("space"), nil
 	}
@@ -539,7 +556,7 @@ func (c *converter) enum(s *obj, path string) (string, error) {
 		}
 	}
 	if len(alts) == 0 {
-		return "", &Error{Path: path, Keyword: "enum", Reason: "no value has the type the schema allows"}
+		return "", &Error{Path: path, Keyword: "enum", Reason: "no value has the type the schema allows", none: true}
 	}
 	return alt(alts), nil
 }
@@ -614,12 +631,23 @@ func (c *converter) alternatives(s *obj, kw string, a any, path, hint string) (s
 	rest := s.clone()
 	rest.del(kw)
 	var branches []any
+	var firstNone error
 	for i, x := range list {
 		m, err := c.mergeSchemas(rest, x, pathJoin(path, kw, i))
+		if err == nil && m == false {
+			err = &Error{Path: pathJoin(path, kw, i), Reason: "the branch allows no value", none: true}
+		}
+		if allowsNone(err) {
+			firstNone = cmp.Or(firstNone, err) // no value lost: leave the branch out
+			continue
+		}
 		if err != nil {
 			return "", err
 		}
 		branches = append(branches, m)
+	}
+	if len(branches) == 0 {
+		return "", firstNone
 	}
 	if kw == "oneOf" {
 		for i := range branches {
@@ -631,19 +659,27 @@ func (c *converter) alternatives(s *obj, kw string, a any, path, hint string) (s
 		}
 	}
 	var alts []string
-	var errs []error
 	for i, m := range branches {
 		e, err := c.visit(m, pathJoin(path, kw, i), fmt.Sprintf("%s-%d", hint, i))
-		if err != nil {
-			errs = append(errs, err)
+		if allowsNone(err) {
+			firstNone = cmp.Or(firstNone, err)
 			continue
+		}
+		if err != nil {
+			return "", err // a supported branch left out would hide what the schema asks for: say so
 		}
 		alts = append(alts, c.add(fmt.Sprintf("%s-%d", hint, i), e))
 	}
-	if len(errs) > 0 {
-		return "", errs[0] // a branch left out would make the grammar narrower than the schema's intent: say so
+	if len(alts) == 0 {
+		return "", firstNone
 	}
 	return alt(alts), nil
+}
+
+// allowsNone: err says a schema allows no value (and nothing else is wrong).
+func allowsNone(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.none
 }
 
 // disjoint reports whether no value can satisfy both schemas (false when
@@ -896,30 +932,48 @@ func (c *converter) array(s *obj, path, hint string) (string, error) {
 		hi = capAt(hi, len(prefix))
 	}
 	if hi >= 0 && lo > hi {
-		return "", &Error{Path: path, Keyword: "minItems", Reason: "no array length satisfies the item schemas and minItems"}
+		return "", &Error{Path: path, Keyword: "minItems", Reason: "no array length satisfies the item schemas and minItems", none: true}
 	}
-	item := func(i int) (string, error) {
-		if i < len(prefix) {
-			e, err := c.visit(prefix[i], pathJoin(path, "prefixItems", i), fmt.Sprintf("%s-%d", hint, i))
-			if err != nil {
-				return "", err
-			}
-			return c.add(fmt.Sprintf("%s-%d", hint, i), e), nil
+	// The rules of the items, made once. An item schema no value fits ends
+	// the array before it.
+	var rules []string
+	for i := range prefix {
+		if hi >= 0 && i >= hi {
+			break
 		}
-		e, err := c.visit(rest, pathJoin(path, "items"), hint+"-item")
+		e, err := c.visit(prefix[i], pathJoin(path, "prefixItems", i), fmt.Sprintf("%s-%d", hint, i))
+		if allowsNone(err) {
+			hi = i
+			break
+		}
 		if err != nil {
 			return "", err
 		}
-		return c.add(hint+"-item", e), nil
+		rules = append(rules, c.add(fmt.Sprintf("%s-%d", hint, i), e))
+	}
+	var restRule string
+	if len(rules) == len(prefix) && (hi < 0 || hi > len(prefix)) {
+		e, err := c.visit(rest, pathJoin(path, "items"), hint+"-item")
+		switch {
+		case allowsNone(err):
+			hi = len(prefix)
+		case err != nil:
+			return "", err
+		default:
+			restRule = c.add(hint+"-item", e)
+		}
+	}
+	if hi >= 0 && lo > hi {
+		return "", &Error{Path: path, Keyword: "minItems", Reason: "no array length satisfies the item schemas and minItems", none: true}
+	}
+	item := func(i int) (string, error) {
+		if i < len(prefix) {
+			return rules[i], nil
+		}
+		return restRule, nil
 	}
 	sep := `"," ` + sp + " "
 	// tail(i): the items from position i on, each after a comma.
-	var restRule string
-	if hi < 0 || hi > len(prefix) {
-		if restRule, err = item(len(prefix)); err != nil {
-			return "", err
-		}
-	}
 	var tail func(i int) (string, error)
 	tail = func(i int) (string, error) {
 		if hi >= 0 && i >= hi {
@@ -1025,7 +1079,7 @@ func (c *converter) object(s *obj, path, hint string) (string, error) {
 		req := contains(required, k)
 		if b, ok := ps.(bool); ok && !b {
 			if req {
-				return "", &Error{Path: pathJoin(path, "properties", k), Reason: fmt.Sprintf("property %q is required but its schema is false", k)}
+				return "", &Error{Path: pathJoin(path, "properties", k), Reason: fmt.Sprintf("property %q is required but its schema is false", k), none: true}
 			}
 			continue
 		}
@@ -1036,10 +1090,24 @@ func (c *converter) object(s *obj, path, hint string) (string, error) {
 			continue
 		}
 		if b, ok := extra.(bool); ok && !b {
-			return "", &Error{Path: path, Keyword: "required", Reason: fmt.Sprintf("property %q is required but not in properties, and additionalProperties is false", k)}
+			return "", &Error{Path: path, Keyword: "required", Reason: fmt.Sprintf("property %q is required but not in properties, and additionalProperties is false", k), none: true}
 		}
 		members = append(members, member{k, extra, true, pathJoin(path, "additionalProperties")})
 	}
+	var kvs []string
+	kept := members[:0]
+	for _, m := range members {
+		e, err := c.visit(m.schema, m.path, hint+"-"+m.key)
+		if allowsNone(err) && !m.required {
+			continue // a property no value fits may only be absent
+		}
+		if err != nil {
+			return "", err
+		}
+		kvs = append(kvs, c.add(hint+"-"+m.key+"-kv", gbnfString(jsonText(m.key))+" "+sp+` ":" `+sp+" "+c.add(hint+"-"+m.key, e)))
+		kept = append(kept, m)
+	}
+	members = kept
 	if len(members) == 0 && len(props.keys) > 0 {
 		return `"{" ` + sp + ` "}" ` + sp, nil // every property listed is false: none may be there
 	}
@@ -1053,6 +1121,9 @@ func (c *converter) object(s *obj, path, hint string) (string, error) {
 		default:
 			// Any keys, each value of the additionalProperties schema.
 			e, err := c.visit(x, pathJoin(path, "additionalProperties"), hint+"-value")
+			if allowsNone(err) {
+				return `"{" ` + sp + ` "}" ` + sp, nil
+			}
 			if err != nil {
 				return "", err
 			}
@@ -1060,14 +1131,6 @@ func (c *converter) object(s *obj, path, hint string) (string, error) {
 			kv := c.add(hint+"-kv", c.use("string")+` ":" `+sp+" "+v)
 			return `"{" ` + sp + " (" + kv + ` ("," ` + sp + " " + kv + `)*)? "}" ` + sp, nil
 		}
-	}
-	kvs := make([]string, len(members))
-	for i, m := range members {
-		e, err := c.visit(m.schema, m.path, hint+"-"+m.key)
-		if err != nil {
-			return "", err
-		}
-		kvs[i] = c.add(hint+"-"+m.key+"-kv", gbnfString(jsonText(m.key))+" "+sp+` ":" `+sp+" "+c.add(hint+"-"+m.key, e))
 	}
 	// after[i]: members i.. when one is already written (each after a comma).
 	sep := `"," ` + sp + " "
@@ -1174,7 +1237,7 @@ func (c *converter) mergeSchemas(a, b any, path string) (any, error) {
 				}
 			}
 			if len(both) == 0 {
-				return nil, &Error{Path: path, Keyword: "type", Reason: "the schemas combined allow no type"}
+				return nil, &Error{Path: path, Keyword: "type", Reason: "the schemas combined allow no type", none: true}
 			}
 			out.set(k, both)
 		case "properties":
@@ -1229,6 +1292,16 @@ func (c *converter) mergeSchemas(a, b any, path string) (any, error) {
 			}
 		case "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum":
 			// Combined below from both sides' ranges.
+		case "pattern":
+			pa, ok1 := old.(string)
+			pb, ok2 := v.(string)
+			if !ok1 || !ok2 {
+				return nil, &Error{Path: path, Keyword: k, Reason: "must be a string"}
+			}
+			if pa != pb {
+				// Both must match somewhere: two lookaheads from the start.
+				out.set(k, "^(?="+anyChars+"*(?:"+pa+"))(?="+anyChars+"*(?:"+pb+"))")
+			}
 		case "enum", "const":
 			var both []any
 			for _, x := range enumOf(k, old) {
@@ -1237,7 +1310,7 @@ func (c *converter) mergeSchemas(a, b any, path string) (any, error) {
 				}
 			}
 			if len(both) == 0 {
-				return nil, &Error{Path: path, Keyword: k, Reason: "the schemas combined allow no value"}
+				return nil, &Error{Path: path, Keyword: k, Reason: "the schemas combined allow no value", none: true}
 			}
 			out.del(k)
 			out.set("enum", both)

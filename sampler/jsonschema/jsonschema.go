@@ -1,14 +1,3 @@
-// Package jsonschema converts a JSON schema into a GBNF grammar (llama.cpp's
-// grammar format, sampler.Config.Grammar) whose sentences are the JSON texts
-// of exactly the values the schema accepts.
-//
-//	g, err := jsonschema.Grammar([]byte(`{"type":"object","properties":{"age":{"type":"integer","minimum":0,"maximum":120}},"required":["age"]}`))
-//	if err != nil { ... } // errors.Is(err, jsonschema.ErrSchema); errors.As gives *Error with the keyword
-//	cfg := sampler.Config{Grammar: g}
-//
-// Grammar is for one whole document; a Builder puts the rules of several
-// schemas into one grammar, each value under a rule name the caller embeds
-// in its own rules (tool calls whose arguments follow each tool's schema).
 package jsonschema
 
 import (
@@ -34,6 +23,8 @@ type Error struct {
 	Keyword string
 	// Reason says what is wrong or unsupported.
 	Reason string
+
+	none bool // the schema is fine but allows no value here (an anyOf branch that can be left out)
 }
 
 // Error implements error.

@@ -30,6 +30,9 @@ type languageCase struct {
 	// never: not valid Unicode text (\u escapes naming surrogates, which
 	// Go's decoder reads as U+FFFD): the grammar must reject them.
 	never []string
+	// noValidator: the validator cannot compile the schema (Go's regexp
+	// has no lookahead); the sides are checked by hand.
+	noValidator bool
 }
 
 var languageCases = []languageCase{
@@ -45,6 +48,8 @@ var languageCases = []languageCase{
 		valid: []string{`-1000`, `-999`, `-7`, `-10`, `-100`}, invalid: []string{`-1001`, `-6`, `0`, `7`}},
 	{name: "integer draft 4 exclusive", schema: `{"$schema":"http://json-schema.org/draft-04/schema#","type":"integer","minimum":3,"exclusiveMinimum":true,"maximum":6}`,
 		valid: []string{`4`, `6`}, invalid: []string{`3`, `7`}},
+	{name: "zod int", schema: `{"type":"integer","minimum":-9007199254740991,"maximum":9007199254740991}`,
+		valid: []string{`0`, `-5`, `999999999999999`}, invalid: []string{`1.5`}, unwritten: []string{`9007199254740991`}},
 	{name: "integer from", schema: `{"type":"integer","minimum":10}`,
 		valid: []string{`10`, `11`, `999999999999999`}, invalid: []string{`9`, `-5`, `0`},
 		unwritten: []string{`1000000000000000`}},
@@ -86,6 +91,10 @@ var languageCases = []languageCase{
 		valid: []string{`"\""`, `"\\\\"`, `"\"\\/"`}, invalid: []string{`""`, `"a"`}, unwritten: []string{`"\/"`}},
 	{name: "pattern dot and negation", schema: `{"type":"string","pattern":"^a.c[^0-9]\\S$"}`,
 		valid: []string{`"abcde"`, `"a c!x"`, `"aécxy"`}, invalid: []string{`"a\nc!x"`, `"abc1x"`, `"abcd "`, `"abcd"`}},
+	{name: "pattern with leading lookaheads", schema: `{"type":"string","pattern":"^(?!\\.)(?!.*\\.\\.)[a-z.]+@x$"}`,
+		valid: []string{`"a@x"`, `"a.b@x"`, `"ab.@x"`}, invalid: []string{`".a@x"`, `"a..b@x"`, `"a@y"`}, noValidator: true},
+	{name: "two patterns", schema: `{"allOf":[{"type":"string","pattern":"^a"},{"pattern":"z$"}]}`,
+		valid: []string{`"az"`, `"a\nz"`, `"abcz"`}, invalid: []string{`"a"`, `"z"`, `"za"`}},
 	{name: "pattern with lengths", schema: `{"type":"string","pattern":"^[ab]*$","minLength":1,"maxLength":3}`,
 		valid: []string{`"a"`, `"ab"`, `"bba"`}, invalid: []string{`""`, `"abab"`, `"abc"`}},
 	{name: "pattern with minLength", schema: `{"type":"string","pattern":"x","minLength":3}`,
@@ -96,9 +105,26 @@ var languageCases = []languageCase{
 	{name: "time", schema: `{"type":"string","format":"time"}`,
 		valid: []string{`"12:34:56Z"`, `"23:59:59+01:00"`, `"00:00:00.123-05:30"`}, invalid: []string{`"24:00:00Z"`, `"12:60:00Z"`, `"12:00:00"`}},
 	{name: "date-time", schema: `{"type":"string","format":"date-time"}`,
-		valid: []string{`"2024-02-29T12:00:00Z"`}, invalid: []string{`"2023-02-29T12:00:00Z"`, `"2024-02-29 12:00:00Z"`}},
+		valid: []string{`"2024-02-29T12:00:00Z"`, `"2024-02-29T12:00:00.5Z"`}, invalid: []string{`"2023-02-29T12:00:00Z"`, `"2024-02-29 12:00:00Z"`},
+		unwritten: []string{`"2024-02-29T12:00:00+01:00"`}},
 	{name: "uuid", schema: `{"type":"string","format":"uuid"}`,
-		valid: []string{`"123e4567-e89b-12d3-a456-426614174000"`}, invalid: []string{`"123e4567e89b12d3a456426614174000"`, `"123e4567-e89b-12d3-a456-42661417400"`}},
+		valid: []string{`"123e4567-e89b-12d3-a456-426614174000"`}, invalid: []string{`"123e4567e89b12d3a456426614174000"`, `"123e4567-e89b-12d3-a456-42661417400"`},
+		unwritten: []string{`"123E4567-E89B-12D3-A456-426614174000"`, `"123e4567-e89b-02d3-a456-426614174000"`, `"123e4567-e89b-12d3-c456-426614174000"`}},
+	{name: "email", schema: `{"type":"string","format":"email"}`,
+		valid: []string{`"ann@example.com"`, `"a.b.c@x-y.mail.org"`, `"Z9@q.io"`}, invalid: []string{`"ann"`, `"ann@"`, `".a@x.com"`, `"a..b@x.com"`},
+		unwritten: []string{`"a+b@x.com"`, `"a@localhost"`}},
+	{name: "hostname", schema: `{"type":"string","format":"hostname"}`,
+		valid: []string{`"example.com"`, `"a-b.c"`, `"x"`}, invalid: []string{`"-a.com"`, `"a-.com"`, `"a..b"`, `"a_b"`}},
+	{name: "ipv4", schema: `{"type":"string","format":"ipv4"}`,
+		valid: []string{`"0.0.0.0"`, `"255.255.255.255"`, `"10.0.12.199"`}, invalid: []string{`"256.1.1.1"`, `"1.2.3"`, `"01.2.3.4"`, `"1.2.3.4.5"`}},
+	{name: "format with pattern", schema: `{"type":"string","format":"uuid","pattern":"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-8][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}|00000000-0000-0000-0000-000000000000)$"}`,
+		valid: []string{`"123e4567-e89b-12d3-a456-426614174000"`}, invalid: []string{`"123e4567-e89b-02d3-a456-426614174000"`, `"x"`}},
+	{name: "zod 4 email", schema: `{"type":"string","format":"email","pattern":"^(?!\\.)(?!.*\\.\\.)([A-Za-z0-9_'+\\-\\.]*)[A-Za-z0-9_+-]@([A-Za-z0-9][A-Za-z0-9\\-]*\\.)+[A-Za-z]{2,}$"}`,
+		valid: []string{`"ann@example.com"`, `"a.b@c-d.io"`}, invalid: []string{`"ann@x"`, `".a@x.io"`, `"a..b@x.io"`}, unwritten: []string{`"a+b@x.io"`}, noValidator: true},
+	{name: "format with lengths", schema: `{"type":"string","format":"email","maxLength":8}`,
+		valid: []string{`"a@b.io"`, `"ab@cd.io"`}, invalid: []string{`"abc@cd.io"`}, unwritten: []string{`"a@b"`}},
+	{name: "date with pattern", schema: `{"type":"string","format":"date","pattern":"^2024-"}`,
+		valid: []string{`"2024-02-29"`, `"2024-12-01"`}, invalid: []string{`"2023-01-01"`, `"2024-02-30"`}},
 	{name: "object", schema: `{"type":"object","properties":{"a":{"type":"integer"},"b":{"type":"string"},"c":{"type":"boolean"}},"required":["b"]}`,
 		valid:     []string{`{"b":"x"}`, `{"a":1,"b":"x"}`, `{"a":1,"b":"x","c":true}`, `{"b":"x","c":false}`, `{ "a": 1, "b": "x" }`},
 		invalid:   []string{`{}`, `{"a":1}`, `{"b":1}`, `{"a":"1","b":"x"}`, `[]`},
@@ -119,6 +145,8 @@ var languageCases = []languageCase{
 		valid: []string{`"ab"`, `5`, `6`}, invalid: []string{`"abc"`, `4`, `null`}},
 	{name: "oneOf by const", schema: `{"oneOf":[{"type":"object","properties":{"kind":{"const":"a"},"x":{"type":"integer"}},"required":["kind","x"]},{"type":"object","properties":{"kind":{"const":"b"},"y":{"type":"string"}},"required":["kind","y"]}]}`,
 		valid: []string{`{"kind":"a","x":1}`, `{"kind":"b","y":"s"}`}, invalid: []string{`{"kind":"a","y":"s"}`, `{"kind":"c","x":1}`, `{"x":1}`}},
+	{name: "anyOf with an empty branch", schema: `{"type":"object","anyOf":[{"type":"string"},{"properties":{"a":{"type":"integer","minimum":3,"maximum":1}}},{"required":["b"],"properties":{"b":{"const":1}}},false]}`,
+		valid: []string{`{"b":1}`, `{}`}, invalid: []string{`"s"`, `{"a":2}`}, unwritten: []string{`{"b":2}`}},
 	{name: "oneOf by type", schema: `{"oneOf":[{"type":"string"},{"type":"integer"}]}`,
 		valid: []string{`"s"`, `1`}, invalid: []string{`1.5`, `null`}},
 	{name: "enum mixed", schema: `{"enum":["a",1,null,true,{"x":[1]},[1,"b"]]}`,
@@ -133,6 +161,8 @@ var languageCases = []languageCase{
 		valid: []string{`["a"]`, `["a",1]`}, invalid: []string{`[]`, `["a",1,2]`, `[1]`, `["a","b"]`}},
 	{name: "tuple open", schema: `{"type":"array","prefixItems":[{"type":"string"}],"maxItems":3}`,
 		valid: []string{`[]`, `["a"]`, `["a",1,null]`}, invalid: []string{`[1]`, `["a",1,2,3]`}},
+	{name: "array of nothing", schema: `{"type":"array","prefixItems":[{"type":"null"}],"items":{"type":"integer","minimum":2,"maximum":1}}`,
+		valid: []string{`[]`, `[null]`}, invalid: []string{`[null,1]`, `[1]`}},
 	{name: "ref recursion", schema: `{"$defs":{"node":{"type":"object","properties":{"v":{"type":"integer"},"next":{"anyOf":[{"type":"null"},{"$ref":"#/$defs/node"}]}},"required":["v","next"]}},"$ref":"#/$defs/node"}`,
 		valid: []string{`{"v":1,"next":null}`, `{"v":1,"next":{"v":2,"next":null}}`}, invalid: []string{`{"v":1}`, `{"v":1,"next":{"v":2}}`}},
 	{name: "allOf", schema: `{"allOf":[{"type":"object","properties":{"a":{"type":"integer"}},"required":["a"]},{"properties":{"a":{"maximum":3}}}]}`,
@@ -161,13 +191,16 @@ func TestLanguage(t *testing.T) {
 			g, err := jsonschema.Grammar([]byte(tc.schema))
 			require.NoError(t, err)
 			m := e.load(t, g)
-			v := validator(t, tc.schema)
+			v := validator(t, `{}`)
+			if !tc.noValidator {
+				v = validator(t, tc.schema)
+			}
 			for _, x := range tc.valid {
 				assert.True(t, valid(v, x), "the validator rejects valid %s", x)
 				assert.True(t, m.accepts(t, x), "the grammar rejects valid %s\n%s", x, g)
 			}
 			for _, x := range tc.invalid {
-				assert.False(t, valid(v, x), "the validator accepts invalid %q", x)
+				assert.True(t, tc.noValidator || !valid(v, x), "the validator accepts invalid %q", x)
 				assert.False(t, m.accepts(t, x), "the grammar accepts invalid %q\n%s", x, g)
 			}
 			for _, x := range tc.never {
@@ -176,6 +209,30 @@ func TestLanguage(t *testing.T) {
 			for _, x := range tc.unwritten {
 				assert.True(t, valid(v, x), "the validator rejects %s", x)
 				assert.False(t, m.accepts(t, x), "the grammar accepts %s, outside its form", x)
+			}
+		})
+	}
+}
+
+// TestFormatAutomata: a format beside a pattern or lengths goes through an
+// automaton built from a regular expression instead of the format's
+// grammar rule; both must accept the same texts.
+func TestFormatAutomata(t *testing.T) {
+	e := newEngine(t)
+	for _, tc := range languageCases {
+		if !strings.HasPrefix(tc.schema, `{"type":"string","format":`) || strings.Count(tc.schema, ",") != 1 {
+			continue
+		}
+		schema := strings.TrimSuffix(tc.schema, "}") + `,"minLength":0}`
+		t.Run(tc.name, func(t *testing.T) {
+			g, err := jsonschema.Grammar([]byte(schema))
+			require.NoError(t, err)
+			m := e.load(t, g)
+			for _, x := range tc.valid {
+				assert.True(t, m.accepts(t, x), "%s: rejects %s", schema, x)
+			}
+			for _, x := range append(tc.invalid, tc.unwritten...) {
+				assert.False(t, m.accepts(t, x), "%s: accepts %s", schema, x)
 			}
 		})
 	}
@@ -252,7 +309,7 @@ func allZeroDigits(s string) bool {
 // keyword, never a grammar.
 func TestRefused(t *testing.T) {
 	cases := map[string]string{
-		`{"type":"string","pattern":"^(?=a)"}`:                                                  "pattern",
+		`{"type":"string","pattern":"a(?=a)"}`:                                                  "pattern",
 		`{"type":"string","pattern":"(a)\\1"}`:                                                  "pattern",
 		`{"type":"string","pattern":"\\bword"}`:                                                 "pattern",
 		`{"type":"string","pattern":"\\p{L}"}`:                                                  "pattern",
@@ -261,7 +318,7 @@ func TestRefused(t *testing.T) {
 		`{"type":"array","uniqueItems":true}`:                                                   "uniqueItems",
 		`{"not":{"type":"null"}}`:                                                               "not",
 		`{"if":{"type":"null"},"then":false}`:                                                   "if",
-		`{"type":"string","format":"email"}`:                                                    "format",
+		`{"type":"string","format":"uri"}`:                                                      "format",
 		`{"oneOf":[{"type":"integer"},{"type":"number"}]}`:                                      "oneOf",
 		`{"type":"number","minimum":0.12345678901234567}`:                                       "minimum",
 		`{"type":"integer","minimum":1e20}`:                                                     "minimum",
@@ -281,7 +338,7 @@ func TestRefused(t *testing.T) {
 		`{"type":"banana"}`:                                                                     "type",
 		`{"type":7}`:                                                                            "type",
 		`{"type":"string","pattern":"^a$","format":"date"}`:                                     "pattern",
-		`{"type":"string","format":"date-time","maxLength":30}`:                                 "maxLength",
+		`{"type":"string","format":"date-time","maxLength":12}`:                                 "format",
 		`{"allOf":[{"type":"string"},{"type":"integer"}]}`:                                      "type",
 		`{"type":"string","pattern":"^x{2000}$"}`:                                               "pattern",
 		`{"type":"string","pattern":"^a$","maxLength":0}`:                                       "pattern",

@@ -75,9 +75,16 @@ func readRange(s *obj, path string) (numRange, error) {
 		}
 		v, lit, ok := number(raw)
 		if !ok {
-			return r, &Error{Path: path, Keyword: kw, Reason: "must be a number"}
+			reason := "must be a number"
+			if _, isNum := raw.(json.Number); isNum {
+				reason = "is out of range"
+			}
+			return r, &Error{Path: path, Keyword: kw, Reason: reason}
 		}
-		if significantDigits(lit) > maxDigits {
+		// A bound at or beyond ±10^15 lies outside what the grammar writes
+		// (it clamps, or refuses when nothing is left): its digits do not
+		// matter. zod's int() writes ±(2^53−1).
+		if significantDigits(lit) > maxDigits && new(big.Rat).Abs(v).Cmp(capPlusOne) < 0 {
 			return r, &Error{Path: path, Keyword: kw, Reason: fmt.Sprintf("%s has more than %d significant digits, which clients comparing float64 values cannot hold exactly", lit, maxDigits)}
 		}
 		switch kw {
@@ -100,6 +107,8 @@ var (
 	bigOne = big.NewInt(1)
 	// capInt is the largest integer of maxDigits digits.
 	capInt = new(big.Int).Sub(new(big.Int).Exp(big.NewInt(10), big.NewInt(maxDigits), nil), bigOne)
+	// capPlusOne is 10^maxDigits.
+	capPlusOne = new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(maxDigits), nil))
 )
 
 func ratFloor(r *big.Rat) *big.Int {
@@ -155,7 +164,7 @@ func integerGrammar(r numRange, path string) (string, error) {
 		}
 	}
 	if lo.Cmp(hi) > 0 {
-		return "", &Error{Path: path, Keyword: kwHi, Reason: "no integer lies within the bounds"}
+		return "", &Error{Path: path, Keyword: kwHi, Reason: "no integer lies within the bounds", none: true}
 	}
 	var alts []string
 	if lo.Sign() < 0 { // negative part: "-" and a magnitude in [max(1, -hi), -lo]
@@ -342,7 +351,7 @@ func numberGrammar(r numRange, path string) (string, error) {
 	if r.lo.v != nil && r.hi.v != nil {
 		c := r.lo.v.Cmp(r.hi.v)
 		if c > 0 || (c == 0 && (r.lo.excl || r.hi.excl)) {
-			return "", &Error{Path: path, Keyword: "maximum", Reason: "no number lies within the bounds"}
+			return "", &Error{Path: path, Keyword: "maximum", Reason: "no number lies within the bounds", none: true}
 		}
 	}
 	zero := new(big.Rat)
@@ -374,7 +383,7 @@ func numberGrammar(r numRange, path string) (string, error) {
 		}
 	}
 	if len(alts) == 0 {
-		return "", &Error{Path: path, Keyword: "maximum", Reason: "no number lies within the bounds"}
+		return "", &Error{Path: path, Keyword: "maximum", Reason: "no number lies within the bounds", none: true}
 	}
 	return alt(alts), nil
 }

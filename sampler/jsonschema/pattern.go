@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Patterns are ECMA-262 regular expressions that match anywhere in the
@@ -17,8 +18,8 @@ import (
 // {n,} {n,m} (lazy or not: the language is the same), and ^ and $. Strings
 // under a pattern hold only characters of the Basic Multilingual Plane (one
 // UTF-16 unit each, so that "." and lengths mean the same in every engine).
-// Anything else (lookaround, backreferences, \b, \p{...}, inline flags) is
-// refused.
+// Lookaheads are read right after a leading ^ only. Anything else
+// (lookbehind, backreferences, \b, \p{...}, inline flags) is refused.
 
 type rkind int
 
@@ -29,13 +30,15 @@ const (
 	rRep
 	rBOL
 	rEOL
+	rLook // lookahead (?=...) or (?!...): only right after a leading ^
 )
 
 type rnode struct {
 	kind     rkind
 	set      runeSet
 	subs     []*rnode
-	min, max int // rRep; max -1: unbounded
+	min, max int  // rRep; max -1: unbounded
+	neg      bool // rLook: (?!...)
 }
 
 type reParser struct {
@@ -154,8 +157,8 @@ func (p *reParser) quantified(a *rnode) *rnode {
 	default:
 		return a
 	}
-	if a.kind == rBOL || a.kind == rEOL {
-		p.fail("quantified anchor")
+	if a.kind == rBOL || a.kind == rEOL || a.kind == rLook {
+		p.fail("quantified assertion")
 		return a
 	}
 	if p.more() && p.peek() == '?' {
@@ -177,6 +180,16 @@ func (p *reParser) atom() *rnode {
 			switch {
 			case strings.HasPrefix(rest, "?:"):
 				p.pos += 2
+			case strings.HasPrefix(rest, "?=") || strings.HasPrefix(rest, "?!"):
+				neg := rest[1] == '!'
+				p.pos += 2
+				n := p.alt()
+				if !p.more() || p.peek() != ')' {
+					p.fail("missing ')'")
+					return nil
+				}
+				p.pos++
+				return &rnode{kind: rLook, neg: neg, subs: []*rnode{n}}
 			case strings.HasPrefix(rest, "?<") && !strings.HasPrefix(rest, "?<=") && !strings.HasPrefix(rest, "?<!"):
 				end := strings.IndexRune(rest, '>')
 				if end < 0 {
@@ -461,6 +474,83 @@ func compilePattern(p string) (*dfa, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Lookaheads right after a leading ^ (as in ^(?!\.)(?!.*\.\.)...):
+	// the string must (or must not) start with a match of each, which is
+	// an intersection with (the complement of) that match followed by
+	// anything. Anywhere else they are refused.
+	var looks []*rnode
+	if re.kind == rCat && len(re.subs) > 1 && re.subs[0].kind == rBOL {
+		i := 1
+		for i < len(re.subs) && re.subs[i].kind == rLook {
+			looks = append(looks, re.subs[i])
+			i++
+		}
+		re = &rnode{kind: rCat, subs: append([]*rnode{re.subs[0]}, re.subs[i:]...)}
+	}
+	if hasLook(re) {
+		return nil, fmt.Errorf("lookahead is supported only right after a leading ^, lookbehind not at all")
+	}
+	d, err := compileNode(re)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range looks {
+		if hasLook(l.subs[0]) {
+			return nil, fmt.Errorf("nested lookahead is not supported")
+		}
+		ld, err := compileNode(&rnode{kind: rCat, subs: []*rnode{{kind: rBOL}, l.subs[0]}})
+		if err != nil {
+			return nil, err
+		}
+		if l.neg {
+			ld = ld.complement()
+		}
+		if d, err = intersect(d, ld); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+func hasLook(n *rnode) bool {
+	if n.kind == rLook {
+		return true
+	}
+	for _, s := range n.subs {
+		if hasLook(s) {
+			return true
+		}
+	}
+	return false
+}
+
+// complement is the automaton for the strings (of patternChars) d rejects.
+func (d *dfa) complement() *dfa {
+	n := len(d.accept)
+	c := &dfa{parts: d.parts}
+	for i := range n {
+		row := make([]int, len(d.parts))
+		for k, t := range d.next[i] {
+			row[k] = t
+			if t < 0 {
+				row[k] = n // the sink
+			}
+		}
+		c.next = append(c.next, row)
+		c.accept = append(c.accept, !d.accept[i])
+	}
+	sink := make([]int, len(d.parts))
+	for k := range sink {
+		sink[k] = n
+	}
+	c.next = append(c.next, sink)
+	c.accept = append(c.accept, true)
+	return c
+}
+
+// compileNode builds the DFA for the strings that contain a match of re
+// (anchors ^ and $ hold at the ends).
+func compileNode(re *rnode) (*dfa, error) {
 	anything := &rnode{kind: rRep, subs: []*rnode{{kind: rSet, set: patternChars}}, min: 0, max: -1}
 	re = &rnode{kind: rCat, subs: []*rnode{anything, re, anything}}
 	a := &nfa{}
@@ -690,4 +780,95 @@ func (b *Builder) stringRules(hint string, d *dfa, lo, hi int) (string, error) {
 		b.rules[names[k]] = body
 	}
 	return root, nil
+}
+
+// formatRegex: the formats as anchored patterns (the same strings as their
+// grammar rules), for a format with a pattern or lengths beside it.
+var formatRegex = map[string]string{
+	"date":      dateRegex,
+	"time":      `^` + timeRegex + `(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$`,
+	"date-time": `^` + dateRegex[1:len(dateRegex)-1] + `T` + timeRegex + `Z$`,
+	"uuid":      `^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`,
+	"email":     `^[a-zA-Z0-9]{1,20}(?:\.[a-zA-Z0-9]{1,20}){0,2}@(?:` + labelRegex + `\.){1,3}[a-z]{2,6}$`,
+	"hostname":  `^` + labelRegex + `(?:\.` + labelRegex + `){0,3}$`,
+	"ipv4":      `^` + octetRegex + `(?:\.` + octetRegex + `){3}$`,
+}
+
+const (
+	dateRegex  = `^(?:\d{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\d|3[01])|(?:0[469]|11)-(?:0[1-9]|[12]\d|30)|02-(?:0[1-9]|1\d|2[0-8]))|(?:\d\d(?:0[48]|[2468][048]|[13579][26])|(?:0[048]|[2468][048]|[13579][26])00)-02-29)$`
+	timeRegex  = `(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,9})?`
+	labelRegex = `[a-z0-9](?:[a-z0-9-]{0,18}[a-z0-9])?`
+	octetRegex = `(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]\d|\d)`
+)
+
+var (
+	formatMu   sync.Mutex
+	formatDFAs = map[string]*dfa{}
+)
+
+// formatDFA compiles a format's pattern once.
+func formatDFA(name string) (*dfa, error) {
+	formatMu.Lock()
+	defer formatMu.Unlock()
+	if d, ok := formatDFAs[name]; ok {
+		return d, nil
+	}
+	d, err := compilePattern(formatRegex[name])
+	if err != nil {
+		return nil, err
+	}
+	formatDFAs[name] = d
+	return d, nil
+}
+
+// intersect is the automaton for the strings both accept.
+func intersect(a, b *dfa) (*dfa, error) {
+	type pair struct{ pa, pb int }
+	var parts []runeSet
+	var from []pair // the parts of a and b each new part lies in
+	for i, x := range a.parts {
+		for j, y := range b.parts {
+			if z := x.intersect(y); !z.empty() {
+				parts = append(parts, z)
+				from = append(from, pair{i, j})
+			}
+		}
+	}
+	d := &dfa{parts: parts}
+	index := map[pair]int{}
+	var queue []pair
+	add := func(p pair) (int, error) {
+		if i, ok := index[p]; ok {
+			return i, nil
+		}
+		if len(d.accept) >= maxDFAStates {
+			return 0, fmt.Errorf("pattern needs more than %d automaton states", maxDFAStates)
+		}
+		index[p] = len(d.accept)
+		d.accept = append(d.accept, a.accept[p.pa] && b.accept[p.pb])
+		d.next = append(d.next, nil)
+		queue = append(queue, p)
+		return len(d.accept) - 1, nil
+	}
+	if _, err := add(pair{0, 0}); err != nil {
+		return nil, err
+	}
+	for i := 0; i < len(queue); i++ {
+		p := queue[i]
+		row := make([]int, len(parts))
+		for k, f := range from {
+			ta, tb := a.next[p.pa][f.pa], b.next[p.pb][f.pb]
+			row[k] = -1
+			if ta < 0 || tb < 0 {
+				continue
+			}
+			j, err := add(pair{ta, tb})
+			if err != nil {
+				return nil, err
+			}
+			row[k] = j
+		}
+		d.next[i] = row
+	}
+	return d, nil
 }
