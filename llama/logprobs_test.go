@@ -1,6 +1,7 @@
 package llama_test
 
 import (
+	"fmt"
 	"math"
 	"testing"
 
@@ -20,4 +21,26 @@ func TestTopLogprobs(t *testing.T) {
 	require.Len(t, llama.TopLogprobs(logits, lse, 10, top), 5, "at most the finite tokens")
 	require.Empty(t, llama.TopLogprobs(logits, lse, 0, nil))
 	require.True(t, math.IsInf(float64(llama.LogSumExp([]float32{float32(math.Inf(-1))})), 1))
+}
+
+// BenchmarkLogprobs is the per-token cost of Request.Logprobs over a
+// 49280-token vocabulary (SmolVLM's): LogSumExp and the top 0 or 20.
+//
+//	./build.sh test ./llama -run '^$' -bench Logprobs
+func BenchmarkLogprobs(b *testing.B) {
+	logits := make([]float32, 49280)
+	x := uint32(1)
+	for i := range logits {
+		x = x*1664525 + 1013904223
+		logits[i] = float32(x>>8)/float32(1<<24)*20 - 10
+	}
+	for _, n := range []int{0, 20} {
+		b.Run(fmt.Sprint("top", n), func(b *testing.B) {
+			var dst []llama.TokenLogprob
+			for b.Loop() {
+				lse := llama.LogSumExp(logits)
+				dst = llama.TopLogprobs(logits, lse, n, dst)
+			}
+		})
+	}
 }
