@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vlm-go/vlm"
 	"github.com/vlm-go/vlm/isolate"
 	"github.com/vlm-go/vlm/llama"
 	"github.com/vlm-go/vlm/mtmd"
@@ -48,9 +50,23 @@ func childMain() {
 	if err := decodeGob(payload, &cfg); err != nil {
 		os.Exit(4)
 	}
+	// llama.cpp's lines go to stderr one per line, level first: the
+	// parent logs them and keeps the last ones for a crash's error.
+	vlm.SetLogger(slog.New(lineHandler{}))
 	serveChild(w, cfg)
 	os.Exit(0)
 }
+
+// lineHandler writes a record's level and message as one line to stderr.
+type lineHandler struct{}
+
+func (lineHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (lineHandler) Handle(_ context.Context, r slog.Record) error {
+	_, err := fmt.Fprintf(os.Stderr, "%s %s\n", r.Level, strings.ReplaceAll(r.Message, "\n", " "))
+	return err
+}
+func (h lineHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h lineHandler) WithGroup(string) slog.Handler      { return h }
 
 // childServer is the state of the child's request loop.
 type childServer struct {

@@ -393,9 +393,11 @@ func (p *Pipeline) Overloaded() bool {
 // being answered plus MaxWaiting waiting (its default resolved); -1 when
 // MaxWaiting is -1 (no bound).
 func (p *Pipeline) Capacity() int {
-	o := p.eng.Options()
+	var o engine.Options
 	if p.sup != nil {
 		o = p.sup.hello.Engine
+	} else {
+		o = p.eng.Options()
 	}
 	if o.MaxWaiting < 0 {
 		return -1

@@ -113,6 +113,9 @@ type Response struct {
 // the caller stopped reading (a session keeps the turn only then).
 func (p *Pipeline) answer(ctx context.Context, msgs []template.Message, images []*mtmd.Image, opts GenerateOptions, maxPos int,
 	start time.Time, resp *Response, yield func(llama.GeneratedToken, error) bool) error {
+	if p.sup != nil {
+		return p.remoteAnswer(ctx, msgs, images, opts, maxPos, start, resp, yield)
+	}
 	fail := func(err error) error {
 		resp.StopReason = llama.StopError
 		if errors.Is(err, llama.ErrCancelled) {
