@@ -165,7 +165,7 @@ func TestChildProcessCrash(t *testing.T) {
 	require.NoError(t, err)
 	ban := eogBan(t, ref)
 	ref.Close()
-	sup := pipeline.Supervisor{HangTimeout: 2 * time.Second, RestartBackoff: 50 * time.Millisecond}
+	sup := pipeline.Supervisor{HangTimeout: 3 * time.Second, RestartBackoff: 50 * time.Millisecond}
 	// One pipeline first: the process's one-time set-up (budgets, pools)
 	// is not a leak.
 	warm := childPipeline(t, mp, pp, pipeline.Options{Supervisor: sup})

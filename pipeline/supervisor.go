@@ -55,7 +55,14 @@ func newChildPipeline(ctx context.Context, modelPath, projectorPath string, opts
 		s.cancel()
 		return nil, err
 	}
-	s.cur, s.hello = c, c.hello
+	s.mu.Lock()
+	s.hello = c.hello
+	c.mu.Lock()
+	if !c.dead { // else died has scheduled a restart
+		s.cur = c
+	}
+	c.mu.Unlock()
+	s.mu.Unlock()
 	p := &Pipeline{opts: opts, sup: s, marker: c.hello.Marker, modelPath: c.hello.ModelPath}
 	p.setupImageMemory(c.hello.ImagePixels)
 	if opts.ImageCacheBytes >= 0 {

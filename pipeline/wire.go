@@ -108,7 +108,9 @@ func (w *wire) recv() (frameType, uint64, []byte, error) {
 	return frameType(h[4]), binary.LittleEndian.Uint64(h[5:]), payload, nil
 }
 
-func decodeGob(payload []byte, v any) error { return gob.NewDecoder(bytes.NewReader(payload)).Decode(v) }
+func decodeGob(payload []byte, v any) error {
+	return gob.NewDecoder(bytes.NewReader(payload)).Decode(v)
+}
 
 // appendToken encodes a token frame's payload.
 func appendToken(b []byte, tok llama.GeneratedToken) []byte {
