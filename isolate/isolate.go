@@ -82,6 +82,28 @@ const (
 
 var enabled atomic.Bool
 
+// children are the other child programs Main runs, by name (RegisterChild).
+var children = map[string]func(){}
+
+// RegisterChild makes Main run fn, then exit 0, in a process started with
+// ChildEnv(name) in its environment: how package pipeline runs its model
+// in a child process of the program (pipeline.ChildProcess). Call it from
+// an init function; name must not be "1".
+func RegisterChild(name string, fn func()) {
+	if name == "" || name == "1" || children[name] != nil {
+		panic("isolate: RegisterChild: empty, reserved or duplicate name " + name)
+	}
+	children[name] = fn
+}
+
+// ChildEnv is the environment entry ("KEY=VALUE") that makes Main run the
+// child registered under name.
+func ChildEnv(name string) string { return envChild + "=" + name }
+
+// Enabled reports whether Main was called and returned: the program can
+// be re-executed as a child.
+func Enabled() bool { return enabled.Load() }
+
 // childArgs is what the parent passes the child (JSON in envArgs).
 type childArgs struct {
 	Model, Projector string
@@ -101,7 +123,12 @@ type childResult struct {
 // started by Check; otherwise it returns at once, and Check is enabled.
 // Call it first thing in main (and in TestMain).
 func Main() {
-	if os.Getenv(envChild) != "1" {
+	switch v := os.Getenv(envChild); {
+	case v == "1":
+	case v != "" && children[v] != nil:
+		children[v]()
+		os.Exit(0)
+	default:
 		enabled.Store(true)
 		return
 	}

@@ -194,6 +194,10 @@ func (im *Image) Width() int { return im.width }
 // Height returns the image height in pixels.
 func (im *Image) Height() int { return im.height }
 
+// RGB returns the pixels: 3 bytes each, row-major. The slice is the
+// image's own; do not modify it.
+func (im *Image) RGB() []byte { return im.rgb }
+
 // ID returns a hash of the pixels: equal images have equal IDs. Chunks of
 // an image carry it, and caches of encoded images are keyed by it.
 func (im *Image) ID() string { return im.id }

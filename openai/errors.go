@@ -45,6 +45,14 @@ func writeError(w http.ResponseWriter, e *apiError) {
 func mapError(err error) *apiError {
 	e := &apiError{status: 500, Type: "server_error", Message: err.Error()}
 	switch {
+	case errors.Is(err, pipeline.ErrCrashLoop):
+		// The model's process keeps dying: this replica cannot answer.
+		e.status, e.Code = 503, "model_unavailable"
+	case errors.Is(err, pipeline.ErrChildCrashed):
+		// The model's process died with the request in it; it is being
+		// restarted, and the request can be retried (Retry-After).
+		e.status, e.Code = 503, "model_crashed"
+		e.Message = "the model's process crashed and is being restarted (" + err.Error() + "); retry shortly"
 	case errors.Is(err, pipeline.ErrOverloaded):
 		e.status, e.Type, e.Code = 429, "rate_limit_error", "overloaded"
 		e.Message = "the server is busy (" + err.Error() + "); retry shortly"

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http/httptest"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -46,5 +47,28 @@ func TestImageMemoryErrorsMap(t *testing.T) {
 		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
 		assert.Equal(t, c.code, body.Error.Code)
 		assert.Contains(t, body.Error.Message, c.wantInMessage)
+	}
+}
+
+// TestChildCrashErrorsMap: a request the pipeline's model process died
+// under is 503 with Retry-After (retryable: the process is restarting);
+// a crash loop is 503 model_unavailable.
+func TestChildCrashErrorsMap(t *testing.T) {
+	crash := &pipeline.CrashError{PID: 42, Signal: syscall.SIGSEGV, ExitCode: 2, Stage: "decode", Report: "SIGSEGV: segmentation violation"}
+	loop := fmt.Errorf("pipeline: 5 deaths within 5m0s, the last: %w: %w", crash, pipeline.ErrCrashLoop)
+	for _, c := range []struct {
+		err  error
+		code string
+	}{{crash, "model_crashed"}, {loop, "model_unavailable"}} {
+		rec := httptest.NewRecorder()
+		writeError(rec, mapError(c.err))
+		assert.Equal(t, 503, rec.Code)
+		assert.Equal(t, "1", rec.Header().Get("Retry-After"))
+		var body struct {
+			Error struct{ Message, Code string } `json:"error"`
+		}
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+		assert.Equal(t, c.code, body.Error.Code)
+		assert.Contains(t, body.Error.Message, "SIGSEGV")
 	}
 }

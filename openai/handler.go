@@ -91,7 +91,7 @@ type Options struct {
 
 func (o Options) withDefaults(p *pipeline.Pipeline) Options {
 	if o.ModelName == "" {
-		o.ModelName = strings.TrimSuffix(filepath.Base(p.Model().Path()), ".gguf")
+		o.ModelName = strings.TrimSuffix(filepath.Base(p.ModelPath()), ".gguf")
 	}
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = 32 << 20
@@ -140,7 +140,8 @@ func (o Options) withDefaults(p *pipeline.Pipeline) Options {
 //	POST /v1/completions        raw text completion (no chat template), streaming
 //	GET  /v1/models             the model
 //	GET  /healthz               alive
-//	GET  /readyz                accepting requests (503 once Drain is called)
+//	GET  /readyz                accepting requests (503 once Drain is called, and while the
+//	                            pipeline's model process restarts: pipeline.Pipeline.Ready)
 //	GET  /metrics               Prometheus metrics
 //
 // Concurrent requests are batched by the pipeline's engine
@@ -224,6 +225,19 @@ func (h *Handler) Registry() *prometheus.Registry { return h.reg }
 func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
 	if h.draining.Load() {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
+		return
+	}
+	// A pipeline whose model process is restarting (or stopped restarting)
+	// is not ready.
+	if err := h.p.Ready(); err != nil {
+		status := "restarting"
+		if errors.Is(err, pipeline.ErrCrashLoop) {
+			status = "crash_loop"
+		} else if errors.Is(err, pipeline.ErrClosed) {
+			status = "closed"
+		}
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": status, "reason": err.Error()})
 		return
 	}
 	writeJSON(w, 200, map[string]string{"status": "ready", "model": h.opts.ModelName})

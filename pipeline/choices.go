@@ -81,6 +81,10 @@ func (p *Pipeline) StreamChoices(ctx context.Context, in Input, opts GenerateOpt
 			fail(ErrClosed)
 			return
 		}
+		if p.sup != nil {
+			fail(ErrNotInChildProcess)
+			return
+		}
 		if n < 1 || n > MaxChoices || n > p.opts.Parallel {
 			fail(fmt.Errorf("pipeline: %d choices: between 1 and %d (Options.Parallel, at most %d): %w", n, min(p.opts.Parallel, MaxChoices), MaxChoices, ErrInvalidOptions))
 			return

@@ -32,11 +32,11 @@ func DefaultImageMemory() int64 {
 var processBudget = sync.OnceValue(func() *mtmd.MemoryBudget { return mtmd.NewMemoryBudget(DefaultImageMemory()) })
 
 // setupImageMemory sets the pipeline's image limits, budget and
-// per-request bound from its options; p.proj is loaded.
-func (p *Pipeline) setupImageMemory() {
+// per-request bound from its options and the projector's image pixels.
+func (p *Pipeline) setupImageMemory(pixels int) {
 	p.limits = p.opts.ImageLimits
 	if p.limits.ReducePixels == 0 {
-		p.limits.ReducePixels = p.proj.ImagePixels()
+		p.limits.ReducePixels = pixels
 	}
 	switch m := p.opts.ImageMemory; {
 	case m == 0:

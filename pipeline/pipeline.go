@@ -7,6 +7,7 @@ import (
 	"github.com/vlm-go/vlm/internal/errkind"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/vlm-go/vlm"
 	"github.com/vlm-go/vlm/engine"
@@ -118,10 +119,19 @@ type Options struct {
 	// also kept decoded, by a hash of their bytes, in another quarter of
 	// this bound. 0 means mtmd.DefaultImageCacheBytes; -1 turns both off.
 	ImageCacheBytes int64
+	// Process says where the model runs: SameProcess (the default) or
+	// ChildProcess, a supervised child process of the program that a crash
+	// in llama.cpp cannot take the program down with (see ChildProcess).
+	// It is independent of Isolated, which only trials the files first.
+	Process Process
+	// Supervisor configures the supervision of a ChildProcess pipeline.
+	Supervisor Supervisor
 }
 
 func (o Options) withDefaults() (Options, error) {
 	switch {
+	case o.Process != SameProcess && o.Process != ChildProcess:
+		return o, fmt.Errorf("Process %v: %w", o.Process, ErrInvalidOptions)
 	case o.GPULayers < -1, o.MainGPU < 0, o.Threads < 0, o.ContextSize < 0, o.BatchSize < 0, o.Parallel < 0, o.ImageCacheBytes < -1, o.MaxWaiting < -1:
 		return o, fmt.Errorf("negative option in %+v: %w", o, ErrInvalidOptions)
 	}
@@ -168,6 +178,10 @@ type Pipeline struct {
 
 	eng *engine.Engine
 
+	sup      *supervisor // the child process, in ChildProcess mode (then model, proj, eng, cache are nil)
+	marker   string      // the projector's image marker
+	draining atomic.Bool // Shutdown was called
+
 	mu     sync.Mutex
 	closed bool
 }
@@ -177,6 +191,9 @@ func New(ctx context.Context, modelPath, projectorPath string, opts Options) (*P
 	opts, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
+	}
+	if opts.Process == ChildProcess {
+		return newChildPipeline(ctx, modelPath, projectorPath, opts)
 	}
 	path := modelPath
 	if opts.QuantizeQ8_0 {
@@ -222,7 +239,8 @@ func New(ctx context.Context, modelPath, projectorPath string, opts Options) (*P
 	if p.proj, err = mtmd.Load(ctx, projectorPath, model, mtmd.Options{NoGPU: !gpu, Threads: encThreads}); err != nil {
 		return nil, err
 	}
-	p.setupImageMemory()
+	p.marker = p.proj.Marker()
+	p.setupImageMemory(p.proj.ImagePixels())
 	if err := p.setupTemplate(); err != nil {
 		return nil, err
 	}
@@ -295,6 +313,9 @@ func (p *Pipeline) Close() error {
 	}
 	p.closed = true
 	p.mu.Unlock()
+	if p.sup != nil {
+		p.sup.close()
+	}
 	if p.eng != nil {
 		p.eng.Close()
 	}
@@ -315,6 +336,10 @@ func (p *Pipeline) Close() error {
 // yet (still decoding their images) fail with ErrShuttingDown.
 func (p *Pipeline) Shutdown(ctx context.Context) error {
 	var err error
+	p.draining.Store(true)
+	if p.sup != nil && !p.isClosed() {
+		err = p.sup.shutdown(ctx)
+	}
 	if p.eng != nil && !p.isClosed() {
 		err = p.eng.Shutdown(ctx)
 	}
@@ -324,31 +349,43 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// Model returns the loaded text model.
+// Model returns the loaded text model; nil in ChildProcess mode.
 func (p *Pipeline) Model() *llama.Model { return p.model }
 
 // ImageCacheStats returns the counters of the pipeline's image cache (zero
 // when Options.ImageCacheBytes turned it off).
 func (p *Pipeline) ImageCacheStats() mtmd.CacheStats {
+	if p.sup != nil {
+		return p.sup.cacheStats()
+	}
 	if p.cache == nil {
 		return mtmd.CacheStats{}
 	}
 	return p.cache.Stats()
 }
 
-// Projector returns the loaded vision projector.
+// Projector returns the loaded vision projector; nil in ChildProcess mode.
 func (p *Pipeline) Projector() *mtmd.Projector { return p.proj }
 
 // EngineStats returns the counters of the pipeline's batching engine:
 // requests answered, waiting and running, decode steps, prompt entries
-// reused from the KV cache.
-func (p *Pipeline) EngineStats() engine.Stats { return p.eng.Stats() }
+// reused from the KV cache. In ChildProcess mode it asks the child (a
+// round trip), and the counters include those of the children before it.
+func (p *Pipeline) EngineStats() engine.Stats {
+	if p.sup != nil {
+		return p.sup.engineStats()
+	}
+	return p.eng.Stats()
+}
 
 // Overloaded reports whether Options.MaxWaiting requests are waiting for
 // a sequence now, so that one more would fail with ErrOverloaded. It is a
 // cheap read for a server that refuses work before preparing it (images,
 // grammar, tokens); the engine still decides when a request is submitted.
 func (p *Pipeline) Overloaded() bool {
+	if p.sup != nil {
+		return p.sup.overloaded()
+	}
 	o := p.eng.Options()
 	return o.MaxWaiting >= 0 && p.eng.Stats().Waiting >= o.MaxWaiting
 }
@@ -357,7 +394,12 @@ func (p *Pipeline) Overloaded() bool {
 // being answered plus MaxWaiting waiting (its default resolved); -1 when
 // MaxWaiting is -1 (no bound).
 func (p *Pipeline) Capacity() int {
-	o := p.eng.Options()
+	var o engine.Options
+	if p.sup != nil {
+		o = p.sup.hello.Engine
+	} else {
+		o = p.eng.Options()
+	}
 	if o.MaxWaiting < 0 {
 		return -1
 	}
@@ -385,7 +427,7 @@ func (p *Pipeline) render(ctx context.Context, msgs []template.Message, vars map
 				for _, part := range m.Content {
 					switch part.Type {
 					case template.TypeImage:
-						b.WriteString(p.proj.Marker())
+						b.WriteString(p.marker)
 					case template.TypeText:
 						b.WriteString(part.Text)
 					}
@@ -396,7 +438,7 @@ func (p *Pipeline) render(ctx context.Context, msgs []template.Message, vars map
 		s, err := vlm.ApplyBuiltinChatTemplate(p.builtin, cm, true)
 		return s, s, err
 	}
-	o := template.Options{AddGenerationPrompt: true, BOSToken: p.bos, EOSToken: p.eos, Marker: p.proj.Marker(), Context: ctx, Vars: vars}
+	o := template.Options{AddGenerationPrompt: true, BOSToken: p.bos, EOSToken: p.eos, Marker: p.marker, Context: ctx, Vars: vars}
 	if full, err = p.tmpl.Render(msgs, o); err != nil {
 		return "", "", err
 	}

@@ -145,6 +145,9 @@ type TokenLogprobs struct {
 // the caller stopped reading (a session keeps the turn only then).
 func (p *Pipeline) answer(ctx context.Context, msgs []template.Message, images []*mtmd.Image, opts GenerateOptions, maxPos int,
 	start time.Time, resp *Response, yield func(llama.GeneratedToken, error) bool) error {
+	if p.sup != nil {
+		return p.remoteAnswer(ctx, msgs, images, opts, maxPos, start, resp, yield)
+	}
 	fail := func(err error) error {
 		resp.StopReason = llama.StopError
 		if errors.Is(err, llama.ErrCancelled) {
@@ -264,7 +267,7 @@ func (resp *Response) finish(res engine.Result, text string, opts GenerateOption
 // checkText refuses text that the projector would read as an image
 // marker: the prompt would silently hold another image than the caller's.
 func (p *Pipeline) checkText(msgs []template.Message) error {
-	markers := []string{p.proj.Marker(), legacyMarker}
+	markers := []string{p.marker, legacyMarker}
 	for i, m := range msgs {
 		texts := []string{m.Text}
 		for _, part := range m.Content {
@@ -291,7 +294,7 @@ const legacyMarker = "<__image__>"
 // kept in a session's history cannot turn into an image marker in the
 // next prompt (a zero-width space after the first byte).
 func (p *Pipeline) neutralise(s string) string {
-	for _, mk := range []string{p.proj.Marker(), legacyMarker} {
+	for _, mk := range []string{p.marker, legacyMarker} {
 		if mk != "" && strings.Contains(s, mk) {
 			s = strings.ReplaceAll(s, mk, mk[:1]+"\u200b"+mk[1:])
 		}

@@ -20,6 +20,13 @@
 //
 //	go run ./cmd/vlm-bench -repeat -types q8_0 -threads 2
 //
+// With -isolation N it measures what pipeline.ChildProcess costs against
+// the same pipeline in process (see isolation.go): one stream's decode
+// speed, a text request's time to first token, the aggregate decode speed
+// of N streams, and the parent's RSS:
+//
+//	go run ./cmd/vlm-bench -isolation 8 -types q8_0 -threads 2
+//
 // Models are written once into the cache dir (hundreds of MB for
 // smolvlm-256m). Speed does not depend on weight values, so random weights
 // measure what real ones would.
@@ -42,6 +49,7 @@ import (
 
 	"github.com/vlm-go/vlm/gguf"
 	"github.com/vlm-go/vlm/internal/testmodel"
+	"github.com/vlm-go/vlm/isolate"
 	"github.com/vlm-go/vlm/llama"
 	"github.com/vlm-go/vlm/mtmd"
 	"github.com/vlm-go/vlm/sampler"
@@ -56,6 +64,7 @@ type result struct {
 }
 
 func main() {
+	isolate.Main() // -isolation runs the model in a re-executed child
 	preset := flag.String("preset", testmodel.PresetSmolVLM256M, "model preset (see internal/testmodel)")
 	types := flag.String("types", "f16,q8_0", "comma-separated weight types: f32, f16, q8_0")
 	nPrompt := flag.Int("prompt", 512, "prompt tokens for the prefill measurement")
@@ -72,6 +81,8 @@ func main() {
 	noCache := flag.Bool("cache-off", true, "with -repeat: also measure a second ask with the image cache off")
 	streams := flag.String("streams", "", "measure the batching engine instead: aggregate decode tok/s at these concurrent stream counts, e.g. 1,4,8,16, and time to first token under load (first -types entry)")
 	loaded := flag.Int("loaded", 8, "with -streams: streams decoding while a new request's time to first token is measured")
+	isolation := flag.Int("isolation", 0, "measure pipeline.ChildProcess against the same pipeline in process instead, with this many concurrent streams for the aggregate: decode tok/s, text TTFT, aggregate decode, the parent's RSS (first -types entry)")
+	ttfts := flag.Int("ttfts", 10, "with -isolation: time-to-first-token samples per repetition and mode")
 	flag.Parse()
 	switch *flash {
 	case "auto":
@@ -82,6 +93,20 @@ func main() {
 	default:
 		fmt.Fprintf(os.Stderr, "vlm-bench: -flash %q: want auto, on or off\n", *flash)
 		os.Exit(2)
+	}
+	if *isolation > 0 {
+		typ, err := parseType(strings.Split(*types, ",")[0])
+		if err == nil && *cache == "" {
+			*cache, err = testmodel.DefaultCacheDir()
+		}
+		if err == nil {
+			err = runIsolation(isolationOptions{preset: *preset, typ: typ, threads: *threads, gen: *nGen, reps: *reps, streams: *isolation, ttfts: *ttfts, cacheDir: *cache})
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "vlm-bench:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if *streams != "" {
 		counts, err := sortedInts(*streams)

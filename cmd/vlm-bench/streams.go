@@ -77,6 +77,11 @@ func aggregateDecode(ctx context.Context, mp, pp string, o streamsOptions, n int
 		return 0, err
 	}
 	defer p.Close()
+	return aggregateOn(ctx, p, gen, n)
+}
+
+// aggregateOn is aggregateDecode on a pipeline of at least n sequences.
+func aggregateOn(ctx context.Context, p *pipeline.Pipeline, gen pipeline.GenerateOptions, n int) (float64, error) {
 	times := make([][]time.Time, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup

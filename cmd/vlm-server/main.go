@@ -17,6 +17,14 @@
 // cut off and counted in vlm_http_body_errors_total), an idle keep-alive
 // connection is closed after -idle-timeout, and beyond -max-connections a
 // new connection gets 503 and is closed.
+//
+// With -isolated the model runs in a supervised child process
+// (pipeline.ChildProcess), after a trial of the files in another: a crash
+// in llama.cpp (a segfault, a GGML_ASSERT, the OOM killer) ends the requests
+// in that process — with 503 and Retry-After, or an error event in a
+// stream — while the server goes on; readiness is 503 until the child is
+// back, and for good after -crash-loop-deaths deaths within
+// -crash-loop-window.
 package main
 
 import (
@@ -41,7 +49,7 @@ import (
 )
 
 func main() {
-	isolate.Main() // -isolated tries the model in a re-executed child first
+	isolate.Main() // -isolated re-executes this program: the trial, and the model's process
 	os.Exit(run(context.Background(), os.Args[1:], os.Stderr, nil))
 }
 
@@ -70,7 +78,10 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	shutdown := fs.Duration("shutdown-timeout", 30*time.Second, "time streams in flight get to finish on SIGTERM")
 	debug := fs.Bool("debug", false, "log every request")
 	imageMemory := fs.Int64("image-memory", 0, "bytes that decoding images may hold at once, across requests (0: 1/32 of the memory, 256-512 MiB; -1: no bound); a request over 256 MiB of images (or this) gets 413, one waiting past its timeout 429")
-	isolated := fs.Bool("isolated", false, "try the model and projector in a child process first: a file that would crash llama.cpp is refused instead")
+	isolated := fs.Bool("isolated", false, "run the model in a supervised child process (a crash in llama.cpp ends the requests in it with 503, and the child is restarted) after trying the model and projector in a child first (a file that would crash llama.cpp is refused)")
+	loopDeaths := fs.Int("crash-loop-deaths", 5, "with -isolated: this many deaths of the model's process within -crash-loop-window stop its restarts (readiness then stays 503)")
+	loopWindow := fs.Duration("crash-loop-window", 5*time.Minute, "with -isolated: see -crash-loop-deaths")
+	hangTimeout := fs.Duration("hang-timeout", time.Minute, "with -isolated: the model's process is killed and restarted when it sends no heartbeat, or makes no decode step with requests running, for this long")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -103,10 +114,15 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 			return 1
 		}
 	}
-	p, err := pipeline.New(ctx, *model, *mmproj, pipeline.Options{
+	opts := pipeline.Options{
 		Parallel: *parallel, ContextSize: *ctxSize, Threads: *threads, GPULayers: max(*ngl, -1), NoGPU: *ngl == 0, MaxWaiting: *maxWaiting,
 		Isolated: *isolated, ImageMemory: *imageMemory,
-	})
+	}
+	if *isolated {
+		opts.Process = pipeline.ChildProcess
+		opts.Supervisor = pipeline.Supervisor{Logger: log, CrashLoopDeaths: *loopDeaths, CrashLoopWindow: *loopWindow, HangTimeout: *hangTimeout}
+	}
+	p, err := pipeline.New(ctx, *model, *mmproj, opts)
 	if err != nil {
 		log.Error("loading the model", "err", err)
 		return 1

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -94,8 +95,19 @@ func TestFlagErrors(t *testing.T) {
 	assert.Contains(t, logs.String(), "loading the model")
 }
 
+// The black-box test runs this binary as the server: with envServe set,
+// TestMain runs the program with the JSON arguments in it.
+const envServe = "VLM_SERVER_TEST_ARGS"
+
 func TestMain(m *testing.M) {
 	isolate.Main()
+	if a := os.Getenv(envServe); a != "" {
+		var args []string
+		if err := json.Unmarshal([]byte(a), &args); err != nil {
+			panic(err)
+		}
+		os.Exit(run(context.Background(), args, os.Stderr, nil))
+	}
 	os.Exit(m.Run())
 }
 
