@@ -258,11 +258,23 @@ func (e *Engine) start(r *request, dst, src *slot, k int) {
 	e.active = append(e.active, r)
 }
 
-// setThreads leaves the encoder its cores while it runs.
-func (e *Engine) setThreads() {
+// setThreads leaves the encoder its cores while it runs. An encoder at
+// the lowest CPU priority (mtmd.Projector.IdlePriority) gives way by
+// itself: a step with prompt entries (time to first token) decodes with
+// every thread and takes the cores it needs from the encoder; a step of
+// answers only leaves it half of them, so that streaming answers do not
+// starve an image. Any other encoder keeps its own threads' worth of cores
+// (it cannot be preempted: ggml's spinning threads collapse when
+// oversubscribed). Decided before every step, so at least once per tile.
+func (e *Engine) setThreads(prompt bool) {
 	want := e.opts.Threads
 	if e.enc.busy.Load() && e.proj != nil {
-		want = max(1, e.opts.Threads-e.proj.Threads())
+		switch {
+		case !e.proj.IdlePriority():
+			want = max(1, e.opts.Threads-e.proj.Threads())
+		case !prompt:
+			want = max(1, e.opts.Threads/2)
+		}
 	}
 	if want != e.threads {
 		if e.x.SetThreads(want, want) == nil {
@@ -305,6 +317,7 @@ func (e *Engine) step() bool {
 		r.row = b.Len() - 1
 		budget--
 	}
+	prompt := false
 	for _, r := range e.active {
 		if r.state != statePrefill || r.stalled.Load() || r.over.Load() {
 			continue
@@ -324,13 +337,14 @@ func (e *Engine) step() bool {
 				r.row = b.Len() - 1
 			}
 			r.pending++
+			prompt = true
 			budget--
 		}
 	}
 	worked := false
 	if b.Len() > 0 {
 		worked = true
-		e.setThreads()
+		e.setThreads(prompt)
 		err := e.x.Decode(e.runCtx, b)
 		e.counters.steps.Add(1)
 		if err != nil {
@@ -437,7 +451,7 @@ func (e *Engine) imageStep() bool {
 			continue // being encoded
 		}
 		e.imageRR = i + 1
-		e.setThreads()
+		e.setThreads(true)
 		next, err := e.proj.EvalImageChunk(e.runCtx, e.x, r.list[u.chunk], embd, r.pos, r.seq.id, e.nonCausal, e.mrope)
 		e.counters.steps.Add(1)
 		if err != nil {

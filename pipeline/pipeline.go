@@ -117,6 +117,19 @@ type Options struct {
 	// also kept decoded, by a hash of their bytes, in another quarter of
 	// this bound. 0 means mtmd.DefaultImageCacheBytes; -1 turns both off.
 	ImageCacheBytes int64
+	// BatchInvariant makes answers independent of the batch on the CPU:
+	// a greedy answer (temperature 0) is the same token for token whether
+	// its request decodes alone or beside any others. It turns flash
+	// attention on for CPU contexts: ggml's CPU attention without it sums
+	// each softmax row and each attention-weighted value in SIMD groups
+	// whose borders depend on where the sequence's cells sit in the shared
+	// KV cache and how long the longest sequence is, so the last bits — and,
+	// after tens of tokens, a greedy choice between close candidates —
+	// depend on the other sequences; the flash kernel visits a sequence's
+	// cells one by one and skips the others' (the weight matrix products
+	// are the same for one row as for many). On a GPU llama.cpp decides
+	// as before. See flashAttn for its cost.
+	BatchInvariant bool
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -211,14 +224,19 @@ func New(ctx context.Context, modelPath, projectorPath string, opts Options) (*P
 			p.Close()
 		}
 	}()
-	// The encoder runs beside the decode loop; with several sequences it
-	// takes half the threads, and the engine decodes with the other half
-	// while it runs (ggml's spinning threads collapse when oversubscribed).
+	// The encoder runs beside the decode loop. Where it can run at the
+	// lowest CPU priority (Linux) it gets every thread: decode and prefill
+	// steps take cores from it at once, and while answers stream the
+	// engine decodes with fewer threads to leave it a share (see
+	// engine.Options.Threads). Elsewhere, with several sequences, it takes
+	// half the threads, and the engine decodes with the other half while
+	// it runs (ggml's spinning threads collapse when oversubscribed).
 	encThreads := opts.Threads
-	if opts.Parallel > 1 && opts.Threads > 1 {
+	idle := mtmd.IdlePriorityWorks()
+	if !idle && opts.Parallel > 1 && opts.Threads > 1 {
 		encThreads = (opts.Threads + 1) / 2
 	}
-	if p.proj, err = mtmd.Load(ctx, projectorPath, model, mtmd.Options{NoGPU: !gpu, Threads: encThreads}); err != nil {
+	if p.proj, err = mtmd.Load(ctx, projectorPath, model, mtmd.Options{NoGPU: !gpu, Threads: encThreads, IdlePriority: idle}); err != nil {
 		return nil, err
 	}
 	p.setupImageMemory()
@@ -247,6 +265,9 @@ func New(ctx context.Context, modelPath, projectorPath string, opts Options) (*P
 // on. On a GPU llama.cpp decides.
 func (p *Pipeline) flashAttn() llama.FlashAttention {
 	if !p.gpu {
+		if p.opts.BatchInvariant {
+			return llama.FlashAttentionOn
+		}
 		return llama.FlashAttentionOff
 	}
 	return llama.FlashAttentionAuto
