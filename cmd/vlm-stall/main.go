@@ -17,6 +17,9 @@
 //   - streams: aggregate decode of 8 streams against 1, with
 //     BatchInvariant off and on (its cost).
 //
+//   - decode8: only 8 streams at once (-batch-invariant), to profile:
+//     perf record -g -- vlm-stall -run decode8
+//
 //     go run ./cmd/vlm-stall -run first,text,greedy,streams -threads 2
 package main
 
@@ -88,6 +91,8 @@ func main() {
 			err = greedy(ctx, c)
 		case "streams":
 			err = streams(ctx, c)
+		case "decode8":
+			err = decode8(ctx, c)
 		default:
 			err = fmt.Errorf("unknown -run %q", r)
 		}
@@ -327,5 +332,20 @@ func streams(ctx context.Context, c config) error {
 		fmt.Printf("decode, BatchInvariant %v: 1 stream %.1f tok/s, 8 streams %.1f tok/s together (%.2f×)\n", inv, r[0], r[1], r[1]/r[0])
 	}
 	fmt.Printf("  BatchInvariant on / off: 1 stream %.3f×, 8 streams %.3f×\n", rate[true][0]/rate[false][0], rate[true][1]/rate[false][1])
+	return nil
+}
+
+// decode8 runs 8 streams at once, for a profiler.
+func decode8(ctx context.Context, c config) error {
+	p, err := newPipeline(ctx, c, 8, c.invariant)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	r, err := streamsRate(ctx, p, c, 8)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("decode, BatchInvariant %v: 8 streams %.1f tok/s together\n", c.invariant, r)
 	return nil
 }
