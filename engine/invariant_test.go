@@ -31,7 +31,7 @@ func invariantPrompts(t testing.TB, m *llama.Model, n int) [][]llama.Token {
 // len(prompts) sequences: first one request at a time, then all at once.
 func greedyAloneAndBatched(t *testing.T, m *llama.Model, prompts [][]llama.Token, maxTokens int, fa llama.FlashAttention) (alone, batched [][]llama.Token) {
 	t.Helper()
-	e, err := engine.New(m, nil, engine.Options{Sequences: len(prompts), SequenceLength: 256, Threads: 2, FlashAttn: fa})
+	e, err := engine.New(m, nil, engine.Options{Sequences: len(prompts), SequenceLength: 256, Threads: 1, FlashAttn: fa})
 	require.NoError(t, err)
 	defer e.Close()
 	smp := samplerIgnoreEOG(pair{model: m})

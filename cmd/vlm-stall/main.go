@@ -159,7 +159,10 @@ func text(ctx context.Context, c config) error {
 	opts := pipeline.GenerateOptions{MaxTokens: 4}
 	textOnce := func(i int) (time.Duration, error) {
 		r, err := p.Run(ctx, pipeline.Input{Text: fmt.Sprintf("Question %d: what is %d plus %d?", i, i, 2*i+1)}, opts)
-		return r.Stats.TimeToFirstToken, err
+		if err != nil {
+			return 0, err
+		}
+		return r.Stats.TimeToFirstToken, nil
 	}
 	var idle []time.Duration
 	for i := range 20 {
@@ -170,7 +173,7 @@ func text(ctx context.Context, c config) error {
 		idle = append(idle, d)
 	}
 	done := make(chan error, 1)
-	var img pipeline.Result
+	var img *pipeline.Response
 	t0 := time.Now()
 	go func() {
 		var err error
@@ -244,7 +247,9 @@ func greedy(ctx context.Context, c config) error {
 			go func() {
 				defer wg.Done()
 				r, err := p.Run(ctx, pipeline.Input{Text: q}, opts)
-				batched[i], errs[i] = r.Text, err
+				if errs[i] = err; err == nil {
+					batched[i] = r.Text
+				}
 			}()
 		}
 		wg.Wait()
