@@ -53,11 +53,10 @@ type Options struct {
 	// with non-causal attention.
 	BatchSize int
 	// Threads decode; 0 means vlm.DefaultThreads(). While the projector
-	// encodes an image the engine decodes with fewer: with an encoder at
-	// the lowest CPU priority (mtmd.Options.IdlePriority) a step of
-	// answers only uses half of them and a step with prompt entries all of
-	// them (the encoder gives way); with any other encoder, Threads less
-	// the encoder's.
+	// encodes an image the engine decodes with fewer: half of them with an
+	// encoder at the lowest CPU priority (mtmd.Options.IdlePriority, which
+	// then has every core the engine leaves), else Threads less the
+	// encoder's.
 	Threads int
 	// FlashAttn selects flash attention.
 	FlashAttn llama.FlashAttention

@@ -57,11 +57,11 @@ func greedyAloneAndBatched(t *testing.T, m *llama.Model, prompts [][]llama.Token
 	return alone, batched
 }
 
-// TestGreedyBatchInvariant: with flash attention (pipeline's
-// BatchInvariant on the CPU) the same greedy requests give the same tokens
+// TestGreedyBatchInvariant: with flash attention (the pipeline's default
+// on the CPU, see pipeline.Options.BatchVariant) the same greedy requests give the same tokens
 // decoded one at a time and all together, on the tiny model and on the
 // SmolVLM-256M shapes (Q8_0), where without it 1 of 8 answers differs
-// within 32 tokens (4 of 8 within 128) — see the package's stall note.
+// within 32 tokens.
 func TestGreedyBatchInvariant(t *testing.T) {
 	tiny, _ := testmodel.TinyPair(t, testmodel.ProjectorIdefics3, gguf.TypeF16)
 	cases := []struct {

@@ -258,22 +258,22 @@ func (e *Engine) start(r *request, dst, src *slot, k int) {
 	e.active = append(e.active, r)
 }
 
-// setThreads leaves the encoder its cores while it runs. An encoder at
-// the lowest CPU priority (mtmd.Projector.IdlePriority) gives way by
-// itself: a step with prompt entries (time to first token) decodes with
-// every thread and takes the cores it needs from the encoder; a step of
-// answers only leaves it half of them, so that streaming answers do not
-// starve an image. Any other encoder keeps its own threads' worth of cores
-// (it cannot be preempted: ggml's spinning threads collapse when
-// oversubscribed). Decided before every step, so at least once per tile.
-func (e *Engine) setThreads(prompt bool) {
+// setThreads leaves the encoder its cores while it runs, decided before
+// every step (so at least once per tile). An encoder at the lowest CPU
+// priority (mtmd.Projector.IdlePriority) runs with every thread and gives
+// way by itself: the engine then decodes with half the threads, which get
+// their cores at once, and the encoder keeps the other half (with every
+// thread for text steps it would starve: requests arriving one after
+// another kept a 17-tile picture from finishing for minutes). Any other
+// encoder keeps its own threads' worth of cores (ggml's spinning threads
+// collapse when oversubscribed).
+func (e *Engine) setThreads() {
 	want := e.opts.Threads
 	if e.enc.busy.Load() && e.proj != nil {
-		switch {
-		case !e.proj.IdlePriority():
-			want = max(1, e.opts.Threads-e.proj.Threads())
-		case !prompt:
+		if e.proj.IdlePriority() {
 			want = max(1, e.opts.Threads/2)
+		} else {
+			want = max(1, e.opts.Threads-e.proj.Threads())
 		}
 	}
 	if want != e.threads {
@@ -317,7 +317,6 @@ func (e *Engine) step() bool {
 		r.row = b.Len() - 1
 		budget--
 	}
-	prompt := false
 	for _, r := range e.active {
 		if r.state != statePrefill || r.stalled.Load() || r.over.Load() {
 			continue
@@ -337,14 +336,13 @@ func (e *Engine) step() bool {
 				r.row = b.Len() - 1
 			}
 			r.pending++
-			prompt = true
 			budget--
 		}
 	}
 	worked := false
 	if b.Len() > 0 {
 		worked = true
-		e.setThreads(prompt)
+		e.setThreads()
 		err := e.x.Decode(e.runCtx, b)
 		e.counters.steps.Add(1)
 		if err != nil {
@@ -451,7 +449,7 @@ func (e *Engine) imageStep() bool {
 			continue // being encoded
 		}
 		e.imageRR = i + 1
-		e.setThreads(true)
+		e.setThreads()
 		next, err := e.proj.EvalImageChunk(e.runCtx, e.x, r.list[u.chunk], embd, r.pos, r.seq.id, e.nonCausal, e.mrope)
 		e.counters.steps.Add(1)
 		if err != nil {

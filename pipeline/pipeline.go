@@ -117,19 +117,23 @@ type Options struct {
 	// also kept decoded, by a hash of their bytes, in another quarter of
 	// this bound. 0 means mtmd.DefaultImageCacheBytes; -1 turns both off.
 	ImageCacheBytes int64
-	// BatchInvariant makes answers independent of the batch on the CPU:
-	// a greedy answer (temperature 0) is the same token for token whether
-	// its request decodes alone or beside any others. It turns flash
-	// attention on for CPU contexts: ggml's CPU attention without it sums
-	// each softmax row and each attention-weighted value in SIMD groups
-	// whose borders depend on where the sequence's cells sit in the shared
-	// KV cache and how long the longest sequence is, so the last bits — and,
-	// after tens of tokens, a greedy choice between close candidates —
-	// depend on the other sequences; the flash kernel visits a sequence's
-	// cells one by one and skips the others' (the weight matrix products
-	// are the same for one row as for many). On a GPU llama.cpp decides
-	// as before. See flashAttn for its cost.
-	BatchInvariant bool
+	// BatchVariant lets answers depend on the batch on the CPU: it turns
+	// flash attention off there. By default (false) a greedy answer
+	// (temperature 0) is the same token for token whether its request
+	// decodes alone or beside any others: ggml's CPU attention without
+	// flash attention sums each softmax row and each attention-weighted
+	// value over every cell of the shared KV cache, masked or not, in SIMD
+	// groups whose borders depend on where the sequence's cells sit and
+	// on the cache's length, so the last bits — and, after tens of tokens,
+	// a greedy choice between close candidates — depend on the other
+	// sequences (6 of 8 answers of 128 tokens differed on SmolVLM-256M
+	// shapes); the flash kernel visits a sequence's cells one by one and
+	// skips the others' (the weight products are the same for one row as
+	// for many). Measured with SmolVLM-256M shapes, Q8_0, 2 threads
+	// (`vlm-stall -run streams -gen 64`): one stream decodes 3% faster
+	// with BatchVariant, eight streams together 1.24× slower. On a GPU
+	// llama.cpp decides either way.
+	BatchVariant bool
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -225,10 +229,9 @@ func New(ctx context.Context, modelPath, projectorPath string, opts Options) (*P
 		}
 	}()
 	// The encoder runs beside the decode loop. Where it can run at the
-	// lowest CPU priority (Linux) it gets every thread: decode and prefill
-	// steps take cores from it at once, and while answers stream the
-	// engine decodes with fewer threads to leave it a share (see
-	// engine.Options.Threads). Elsewhere, with several sequences, it takes
+	// lowest CPU priority (Linux) it gets every thread: alone it has the
+	// whole CPU; while it runs the engine decodes with half the threads,
+	// which take their cores from it at once (see engine.Options.Threads). Elsewhere, with several sequences, it takes
 	// half the threads, and the engine decodes with the other half while
 	// it runs (ggml's spinning threads collapse when oversubscribed).
 	encThreads := opts.Threads
@@ -256,19 +259,19 @@ func New(ctx context.Context, modelPath, projectorPath string, opts Options) (*P
 
 // flashAttn is the pipeline's flash-attention setting.
 //
-// On the CPU flash attention is off: ggml's CPU flash-attention kernel is
-// slower than its plain attention for prompts (measured with SmolVLM-256M
-// shapes, 2 threads: 18 tokens after 1134 in the cache 116–121 ms with it,
-// 77 ms without; filling 1134 tokens 5.0–5.2 s vs 3.5–3.6 s; rerun with
-// `vlm-bench -prompt 1152 -flash on` vs `-flash off`: prefill 1.11×, decode
-// after it 1.13× faster without), and llama.cpp's automatic choice turns it
-// on. On a GPU llama.cpp decides.
+// On the CPU flash attention is on unless Options.BatchVariant: it makes
+// answers independent of the batch (see BatchVariant) and decodes several
+// streams faster (it skips the other sequences' cells), at a cost for long
+// prompts alone: measured before with SmolVLM-256M shapes, 2 threads, 18
+// tokens after 1134 in the cache 116–121 ms with it, 77 ms without;
+// filling 1134 tokens 5.0–5.2 s vs 3.5–3.6 s (`vlm-bench -prompt 1152
+// -flash on` vs `-flash off`). On a GPU llama.cpp decides.
 func (p *Pipeline) flashAttn() llama.FlashAttention {
 	if !p.gpu {
-		if p.opts.BatchInvariant {
-			return llama.FlashAttentionOn
+		if p.opts.BatchVariant {
+			return llama.FlashAttentionOff
 		}
-		return llama.FlashAttentionOff
+		return llama.FlashAttentionOn
 	}
 	return llama.FlashAttentionAuto
 }
