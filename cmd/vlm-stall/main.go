@@ -169,6 +169,11 @@ func text(ctx context.Context, c config) error {
 		}
 		return r.Stats.TimeToFirstToken, nil
 	}
+	for i := range 3 { // warm up: the first requests fault the weights in
+		if _, err := textOnce(i); err != nil {
+			return err
+		}
+	}
 	var idle []time.Duration
 	for i := range 20 {
 		d, err := textOnce(i)
