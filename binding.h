@@ -100,6 +100,16 @@ int32_t vlm_cxx_decode(struct llama_context *ctx, struct llama_batch batch, vlm_
 int32_t vlm_cxx_mtmd_tokenize(mtmd_context *ctx, mtmd_input_chunks *output, const mtmd_input_text *text,
                               const mtmd_bitmap **bitmaps, size_t n_bitmaps, vlm_cxx_err *err);
 int32_t vlm_cxx_mtmd_encode_chunk(mtmd_context *ctx, const mtmd_input_chunk *chunk, vlm_cxx_err *err);
+// vlm_cxx_mtmd_encode_chunk_idle is vlm_cxx_mtmd_encode_chunk run on a new
+// thread at the lowest CPU priority (Linux: SCHED_IDLE; the threads ggml
+// starts for the encode inherit it), the caller waiting for it; *idle
+// reports whether the priority was set. Elsewhere, or when no thread can be
+// started, it encodes on the caller's thread at its priority.
+int32_t vlm_cxx_mtmd_encode_chunk_idle(mtmd_context *ctx, const mtmd_input_chunk *chunk, bool *idle, vlm_cxx_err *err);
+// vlm_idle_priority_works reports whether a new thread can give itself the
+// lowest CPU priority (false on other systems than Linux, or where a
+// sandbox refuses it).
+bool vlm_idle_priority_works(void);
 int32_t vlm_cxx_chat_apply_template(const char *tmpl, const struct llama_chat_message *chat, size_t n_msg,
                                     bool add_ass, char *buf, int32_t length, vlm_cxx_err *err);
 void vlm_cxx_sampler_accept(struct llama_sampler *smpl, llama_token token, vlm_cxx_err *err);

@@ -16,6 +16,11 @@
 #include <new>
 #include <stdexcept>
 
+#if defined(__linux__)
+#include <pthread.h>
+#include <sched.h>
+#endif
+
 using vlm_guard::guard;
 
 extern "C" {
@@ -43,6 +48,59 @@ int32_t vlm_cxx_mtmd_tokenize(mtmd_context *ctx, mtmd_input_chunks *output, cons
 
 int32_t vlm_cxx_mtmd_encode_chunk(mtmd_context *ctx, const mtmd_input_chunk *chunk, vlm_cxx_err *err) {
     return guard<int32_t>(err, 1, [&] { return mtmd_encode_chunk(ctx, chunk); });
+}
+
+#if defined(__linux__)
+namespace {
+struct idle_encode {
+    mtmd_context *ctx;
+    const mtmd_input_chunk *chunk;
+    vlm_cxx_err *err;
+    int32_t rc;
+    bool idle;
+};
+
+void *idle_encode_main(void *p) {
+    auto *a = static_cast<idle_encode *>(p);
+    struct sched_param sp = {};
+    a->idle = pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) == 0;
+    a->rc = vlm_cxx_mtmd_encode_chunk(a->ctx, a->chunk, a->err);
+    return nullptr;
+}
+} // namespace
+#endif
+
+bool vlm_idle_priority_works(void) {
+#if defined(__linux__)
+    idle_encode a = {nullptr, nullptr, nullptr, 0, false};
+    pthread_t t;
+    if (pthread_create(&t, nullptr, [](void *p) -> void * {
+            auto *a = static_cast<idle_encode *>(p);
+            struct sched_param sp = {};
+            a->idle = pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) == 0;
+            return nullptr;
+        }, &a) != 0) {
+        return false;
+    }
+    pthread_join(t, nullptr);
+    return a.idle;
+#else
+    return false;
+#endif
+}
+
+int32_t vlm_cxx_mtmd_encode_chunk_idle(mtmd_context *ctx, const mtmd_input_chunk *chunk, bool *idle, vlm_cxx_err *err) {
+    *idle = false;
+#if defined(__linux__)
+    idle_encode a = {ctx, chunk, err, 1, false};
+    pthread_t t;
+    if (pthread_create(&t, nullptr, idle_encode_main, &a) == 0) {
+        pthread_join(t, nullptr);
+        *idle = a.idle;
+        return a.rc;
+    }
+#endif
+    return vlm_cxx_mtmd_encode_chunk(ctx, chunk, err);
 }
 
 int32_t vlm_cxx_chat_apply_template(const char *tmpl, const struct llama_chat_message *chat, size_t n_msg,

@@ -8,6 +8,7 @@ import "C"
 import (
 	"fmt"
 	"runtime"
+	"sync"
 	"unsafe"
 )
 
@@ -23,13 +24,34 @@ type ProjectorParams struct {
 	ImageMaxTokens int    // dynamic-resolution projectors only; 0: from the file
 	Warmup         bool   // run a warm-up encode at load
 	Marker         string // media marker; empty: mtmd's default
+	// IdlePriority runs each encode on a thread of its own at the lowest
+	// CPU priority (Linux SCHED_IDLE; ggml's worker threads for the encode
+	// inherit it), so that any other thread of the process — decoding,
+	// prefilling — takes a core from the encoder at once, and the encoder
+	// has every core nothing else wants. Where IdlePriorityWorks is false
+	// encodes run at the caller's priority.
+	IdlePriority bool
 }
+
+// IdlePriorityWorks reports whether ProjectorParams.IdlePriority takes
+// effect here: Linux, where a thread may give itself SCHED_IDLE (a
+// sandbox could refuse it). It probes once.
+func IdlePriorityWorks() bool {
+	idleOnce.Do(func() { idleWorks = bool(C.vlm_idle_priority_works()) })
+	return idleWorks
+}
+
+var (
+	idleOnce  sync.Once
+	idleWorks bool
+)
 
 // MtmdContext is a loaded vision projector bound to a text model (struct
 // mtmd_context). Encoding is not safe for concurrent use.
 type MtmdContext struct {
 	c     *C.mtmd_context
-	nEmbd int // llama_model_n_embd_inp of the text model: the width of mtmd's output rows
+	nEmbd int  // llama_model_n_embd_inp of the text model: the width of mtmd's output rows
+	idle  bool // encode at the lowest CPU priority (ProjectorParams.IdlePriority)
 }
 
 // LoadProjector loads an mmproj file for model m with mtmd_init_from_file.
@@ -74,7 +96,7 @@ func LoadProjector(path string, m *LlamaModel, p ProjectorParams) (*MtmdContext,
 		C.vlm_mtmd_free(c)
 		return nil, fmt.Errorf("text model reports input width %d: %w", nEmbd, ErrLoad)
 	}
-	return &MtmdContext{c: c, nEmbd: nEmbd}, nil
+	return &MtmdContext{c: c, nEmbd: nEmbd, idle: p.IdlePriority && IdlePriorityWorks()}, nil
 }
 
 // NEmbd returns the width of the embeddings Encode returns (the text
@@ -316,7 +338,13 @@ func (x *MtmdContext) Encode(chunks *InputChunks, i int) ([]float32, error) {
 	}
 	ch := C.mtmd_input_chunks_get(chunks.c, C.size_t(i))
 	var cerr C.vlm_cxx_err
-	rc := C.vlm_cxx_mtmd_encode_chunk(x.c, ch, &cerr)
+	var rc C.int32_t
+	if x.idle {
+		var idle C.bool
+		rc = C.vlm_cxx_mtmd_encode_chunk_idle(x.c, ch, &idle, &cerr)
+	} else {
+		rc = C.vlm_cxx_mtmd_encode_chunk(x.c, ch, &cerr)
+	}
 	runtime.KeepAlive(chunks)
 	if err := cxxError("mtmd_encode_chunk", &cerr); err != nil {
 		return nil, err

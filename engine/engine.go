@@ -53,7 +53,11 @@ type Options struct {
 	// NUbatch); 0 means 512. It must hold an image's tokens for projectors
 	// with non-causal attention.
 	BatchSize int
-	// Threads decode; 0 means vlm.DefaultThreads().
+	// Threads decode; 0 means vlm.DefaultThreads(). While the projector
+	// encodes an image the engine decodes with fewer: half of them with an
+	// encoder at the lowest CPU priority (mtmd.Options.IdlePriority, which
+	// then has every core the engine leaves), else Threads less the
+	// encoder's.
 	Threads int
 	// FlashAttn selects flash attention.
 	FlashAttn llama.FlashAttention

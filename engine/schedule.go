@@ -324,11 +324,23 @@ func (e *Engine) start(r *request, dst, src *slot, k int) {
 	e.active = append(e.active, r)
 }
 
-// setThreads leaves the encoder its cores while it runs.
+// setThreads leaves the encoder its cores while it runs, decided before
+// every step (so at least once per tile). An encoder at the lowest CPU
+// priority (mtmd.Projector.IdlePriority) runs with every thread and gives
+// way by itself: the engine then decodes with half the threads, which get
+// their cores at once, and the encoder keeps the other half (with every
+// thread for text steps it would starve: requests arriving one after
+// another kept a 17-tile picture from finishing for minutes). Any other
+// encoder keeps its own threads' worth of cores (ggml's spinning threads
+// collapse when oversubscribed).
 func (e *Engine) setThreads() {
 	want := e.opts.Threads
 	if e.enc.busy.Load() && e.proj != nil {
-		want = max(1, e.opts.Threads-e.proj.Threads())
+		if e.proj.IdlePriority() {
+			want = max(1, e.opts.Threads/2)
+		} else {
+			want = max(1, e.opts.Threads-e.proj.Threads())
+		}
 	}
 	if want != e.threads {
 		if e.x.SetThreads(want, want) == nil {

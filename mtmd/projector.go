@@ -34,7 +34,19 @@ type Options struct {
 	// Marker is the text that stands for an image in prompts; empty means
 	// mtmd's default "<__media__>".
 	Marker string
+	// IdlePriority encodes on the CPU at the lowest CPU priority (Linux
+	// SCHED_IDLE, see IdlePriorityWorks): any other thread of the process
+	// that wants a core — a decode, a prefill — takes it from the encoder
+	// at once, and the encoder uses every core nothing else wants. Give it
+	// all the threads then. Ignored where the encoder runs on a GPU.
+	IdlePriority bool
 }
+
+// IdlePriorityWorks reports whether Options.IdlePriority takes effect on
+// this system: Linux, where a thread may lower itself to SCHED_IDLE.
+// Elsewhere encodes run at normal priority, and an encoder beside a
+// decoding engine should get only a share of the cores.
+func IdlePriorityWorks() bool { return vlm.IdlePriorityWorks() }
 
 // Projector is a vision projector loaded for one text model. Its methods
 // are safe for concurrent use; encodes run one at a time.
@@ -48,6 +60,7 @@ type Projector struct {
 	// image never waits for the projector's lock (held by an encode).
 	nonCausal, mrope bool
 	threads          int         // the encoder's threads
+	idle             bool        // encodes run at the lowest CPU priority
 	maxTok           int         // Options.ImageMaxTokens
 	id               uint64      // distinct for every loaded projector (ImageCache keys)
 	mu               sync.Mutex  // serialises native calls and Close
@@ -102,11 +115,13 @@ func Load(ctx context.Context, path string, model *llama.Model, opts Options) (*
 	if err := llamaaccess.Acquire(model); err != nil {
 		return nil, err
 	}
+	idle := opts.IdlePriority && !(!opts.NoGPU && vlm.HasGPU()) && vlm.IdlePriorityWorks()
 	var c *vlm.MtmdContext
 	err = llamaaccess.ModelNative(model, func(m *vlm.LlamaModel) (err error) {
 		c, err = vlm.LoadProjector(path, m, vlm.ProjectorParams{
 			UseGPU: !opts.NoGPU && vlm.HasGPU(), Threads: opts.Threads, ImageMinTokens: opts.ImageMinTokens,
 			ImageMaxTokens: opts.ImageMaxTokens, Warmup: opts.Warmup, Marker: opts.Marker,
+			IdlePriority: idle,
 		})
 		return err
 	})
@@ -123,7 +138,7 @@ func Load(ctx context.Context, path string, model *llama.Model, opts Options) (*
 		}
 		return nil, err
 	}
-	p := &Projector{model: model, info: info, path: path, marker: marker, c: c, nEmbd: minfo.NEmbdInput, id: projectorIDs.Add(1), threads: opts.Threads, maxTok: opts.ImageMaxTokens,
+	p := &Projector{model: model, info: info, path: path, marker: marker, c: c, nEmbd: minfo.NEmbdInput, id: projectorIDs.Add(1), threads: opts.Threads, idle: idle, maxTok: opts.ImageMaxTokens,
 		nonCausal: c.UseNonCausal(), mrope: c.UseMRoPE()}
 	p.cleanup = runtime.AddCleanup(p, func(c *vlm.MtmdContext) { c.Free(); llamaaccess.Release(model) }, c)
 	return p, nil
@@ -263,6 +278,10 @@ var warnedTypes sync.Map
 
 // Threads returns how many threads the vision encoder uses.
 func (p *Projector) Threads() int { return p.threads }
+
+// IdlePriority reports whether encodes run at the lowest CPU priority
+// (Options.IdlePriority took effect).
+func (p *Projector) IdlePriority() bool { return p.idle }
 
 // Model returns the text model the projector was loaded for.
 func (p *Projector) Model() *llama.Model { return p.model }

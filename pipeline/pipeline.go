@@ -126,6 +126,23 @@ type Options struct {
 	Process Process
 	// Supervisor configures the supervision of a ChildProcess pipeline.
 	Supervisor Supervisor
+	// BatchVariant lets answers depend on the batch on the CPU: it turns
+	// flash attention off there. By default (false) a greedy answer
+	// (temperature 0) is the same token for token whether its request
+	// decodes alone or beside any others: ggml's CPU attention without
+	// flash attention sums each softmax row and each attention-weighted
+	// value over every cell of the shared KV cache, masked or not, in SIMD
+	// groups whose borders depend on where the sequence's cells sit and
+	// on the cache's length, so the last bits — and, after tens of tokens,
+	// a greedy choice between close candidates — depend on the other
+	// sequences (6 of 8 answers of 128 tokens differed on SmolVLM-256M
+	// shapes); the flash kernel visits a sequence's cells one by one and
+	// skips the others' (the weight products are the same for one row as
+	// for many). Measured with SmolVLM-256M shapes, Q8_0, 2 threads
+	// (`vlm-stall -run streams -gen 64`): one stream decodes 3% faster
+	// with BatchVariant, eight streams together 1.24× slower. On a GPU
+	// llama.cpp decides either way.
+	BatchVariant bool
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -229,14 +246,18 @@ func New(ctx context.Context, modelPath, projectorPath string, opts Options) (*P
 			p.Close()
 		}
 	}()
-	// The encoder runs beside the decode loop; with several sequences it
-	// takes half the threads, and the engine decodes with the other half
-	// while it runs (ggml's spinning threads collapse when oversubscribed).
+	// The encoder runs beside the decode loop. Where it can run at the
+	// lowest CPU priority (Linux) it gets every thread: alone it has the
+	// whole CPU; while it runs the engine decodes with half the threads,
+	// which take their cores from it at once (see engine.Options.Threads). Elsewhere, with several sequences, it takes
+	// half the threads, and the engine decodes with the other half while
+	// it runs (ggml's spinning threads collapse when oversubscribed).
 	encThreads := opts.Threads
-	if opts.Parallel > 1 && opts.Threads > 1 {
+	idle := mtmd.IdlePriorityWorks()
+	if !idle && opts.Parallel > 1 && opts.Threads > 1 {
 		encThreads = (opts.Threads + 1) / 2
 	}
-	if p.proj, err = mtmd.Load(ctx, projectorPath, model, mtmd.Options{NoGPU: !gpu, Threads: encThreads}); err != nil {
+	if p.proj, err = mtmd.Load(ctx, projectorPath, model, mtmd.Options{NoGPU: !gpu, Threads: encThreads, IdlePriority: idle}); err != nil {
 		return nil, err
 	}
 	p.marker = p.proj.Marker()
@@ -257,16 +278,19 @@ func New(ctx context.Context, modelPath, projectorPath string, opts Options) (*P
 
 // flashAttn is the pipeline's flash-attention setting.
 //
-// On the CPU flash attention is off: ggml's CPU flash-attention kernel is
-// slower than its plain attention for prompts (measured with SmolVLM-256M
-// shapes, 2 threads: 18 tokens after 1134 in the cache 116–121 ms with it,
-// 77 ms without; filling 1134 tokens 5.0–5.2 s vs 3.5–3.6 s; rerun with
-// `vlm-bench -prompt 1152 -flash on` vs `-flash off`: prefill 1.11×, decode
-// after it 1.13× faster without), and llama.cpp's automatic choice turns it
-// on. On a GPU llama.cpp decides.
+// On the CPU flash attention is on unless Options.BatchVariant: it makes
+// answers independent of the batch (see BatchVariant) and decodes several
+// streams faster (it skips the other sequences' cells), at a cost for long
+// prompts alone: measured before with SmolVLM-256M shapes, 2 threads, 18
+// tokens after 1134 in the cache 116–121 ms with it, 77 ms without;
+// filling 1134 tokens 5.0–5.2 s vs 3.5–3.6 s (`vlm-bench -prompt 1152
+// -flash on` vs `-flash off`). On a GPU llama.cpp decides.
 func (p *Pipeline) flashAttn() llama.FlashAttention {
 	if !p.gpu {
-		return llama.FlashAttentionOff
+		if p.opts.BatchVariant {
+			return llama.FlashAttentionOff
+		}
+		return llama.FlashAttentionOn
 	}
 	return llama.FlashAttentionAuto
 }
