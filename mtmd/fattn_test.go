@@ -30,15 +30,15 @@ func diff(a, b []float32) (rms, maxRel float64) {
 	return math.Sqrt(se / sb), me / mb
 }
 
-// TestFlashAttentionKernel compares vlm's flash-attention kernel with
-// ggml's on encoders it takes (head sizes 16 and 64, one and two key
-// blocks) and one it leaves to ggml (head size 24). The reference is the
-// same encoder with flash attention off: ggml's F32 matrix products and
-// softmax. ggml's flash-attention kernel rounds Q to F16 and accumulates
-// V·softmax in an F16 vector (ops.cpp); vlm's keeps Q and the accumulator
-// in F32. So vlm's embeddings must be at least as close to the F32 path as
-// ggml's are, and within the F16 rounding of ggml's (relative RMS 1e-2; the
-// measured values are logged).
+// TestFlashAttentionKernel compares the embeddings of encoders whose
+// attention vlm's kernel takes (head sizes 16 and 64, one and two key
+// blocks) with ggml's kernel's, and one it leaves to ggml (head size 24),
+// and the greedy answers about the picture. ggml's kernel rounds Q to F16
+// and accumulates softmax·V in F16: against attention computed in double
+// precision it is off by a relative RMS of 6e-4 to 5e-3, vlm's by under 1e-6
+// (internal/vlmkern's TestFlashAttentionAgainstExact). So the two differ by
+// ggml's error, carried through the encoder's layers: bound 1e-2 relative
+// RMS (the measured values are logged).
 func TestFlashAttentionKernel(t *testing.T) {
 	if !vlmkern.Available || vlm.CPUKernels() != "avx512" {
 		t.Skipf("vlm's flash-attention kernel does not run here (CPU kernels %q): nothing to compare", vlm.CPUKernels())
@@ -69,22 +69,20 @@ func TestFlashAttentionKernel(t *testing.T) {
 			m, err := llama.Load(ctx, mpath, llama.LoadOptions{})
 			require.NoError(t, err)
 			defer m.Close()
-			fa, err := mtmd.Load(ctx, ppath, m, mtmd.Options{Threads: 2})
+			proj, err := mtmd.Load(ctx, ppath, m, mtmd.Options{Threads: 2})
 			require.NoError(t, err)
-			defer fa.Close()
-			ref, err := mtmd.Load(ctx, ppath, m, mtmd.Options{Threads: 2, FlashAttn: llama.FlashAttentionOff})
-			require.NoError(t, err)
-			defer ref.Close()
+			defer proj.Close()
+			p := pair{spec: c.spec, model: m, proj: proj}
 			img, err := mtmd.ImageFromGo(testImage(c.size, c.size, 5))
 			require.NoError(t, err)
-			encode := func(p *mtmd.Projector) []float32 {
-				chunks, err := p.Tokenize(p.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{})
+			encode := func() []float32 {
+				chunks, err := proj.Tokenize(proj.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{})
 				require.NoError(t, err)
 				defer chunks.Close()
 				var all []float32
 				for i, ch := range chunks.All() {
 					if ch.Type == mtmd.ChunkImage {
-						e, err := p.Encode(ctx, chunks, i)
+						e, err := proj.Encode(ctx, chunks, i)
 						require.NoError(t, err)
 						all = append(all, e...)
 					}
@@ -94,27 +92,22 @@ func TestFlashAttentionKernel(t *testing.T) {
 			}
 			was := vlmkern.SetGGMLFlashAttention(true)
 			defer vlmkern.SetGGMLFlashAttention(was)
-			old := encode(fa)
+			old := encode()
+			oldAnswer, _ := generate(t, p, img, 8, nil)
 			vlmkern.SetGGMLFlashAttention(false)
 			calls := vlmkern.FlashAttentionCalls()
-			neu := encode(fa)
+			neu := encode()
+			newAnswer, _ := generate(t, p, img, 8, nil)
 			if c.takes {
 				assert.Greater(t, vlmkern.FlashAttentionCalls(), calls, "vlm's kernel did not run")
 			} else {
 				assert.Equal(t, calls, vlmkern.FlashAttentionCalls(), "vlm's kernel ran on a case it must leave to ggml")
 			}
-			f32 := encode(ref)
-			newRMS, newMax := diff(neu, f32)
-			oldRMS, oldMax := diff(old, f32)
-			nvoRMS, nvoMax := diff(neu, old)
-			t.Logf("vs F32 path: vlm %.2e rms %.2e max, ggml %.2e rms %.2e max; vlm vs ggml %.2e rms %.2e max", newRMS, newMax, oldRMS, oldMax, nvoRMS, nvoMax)
-			if !c.takes {
-				assert.Equal(t, old, neu)
-				return
-			}
-			assert.LessOrEqual(t, newRMS, oldRMS*1.05+1e-6)
-			assert.Less(t, nvoRMS, 1e-2)
-			assert.Less(t, nvoMax, 5e-2)
+			rms, maxRel := diff(neu, old)
+			t.Logf("vlm's kernel against ggml's: %.2e relative RMS, %.2e largest difference over largest value", rms, maxRel)
+			assert.Less(t, rms, 1e-2)
+			assert.Less(t, maxRel, 5e-2)
+			assert.Equal(t, oldAnswer, newAnswer, "greedy answers")
 		})
 	}
 }
