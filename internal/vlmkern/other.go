@@ -18,3 +18,6 @@ func FlashAttentionCalls() uint64 { return 0 }
 func CheckFlashAttention(c *AttentionCheck) error {
 	return errors.New("vlmkern: vlm's flash-attention kernel is not in this build")
 }
+
+// FMAPeak returns 0: not measured in this build.
+func FMAPeak(threads int, iters int) (flops float64, lanes int) { return 0, 0 }
