@@ -23,47 +23,31 @@ typedef struct {
 	float sink;
 } job;
 
-// 12 chains of 4-cycle FMAs keep two FMA pipes busy.
+// 12 independent chains of FMAs (latency 4, two pipes: 8 in flight), in
+// named registers: an array here would be kept in memory.
+#define CHAINS(T, SET, FMA, X) \
+	T a0 = SET(0), a1 = SET(1), a2 = SET(2), a3 = SET(3), a4 = SET(4), a5 = SET(5); \
+	T a6 = SET(6), a7 = SET(7), a8 = SET(8), a9 = SET(9), a10 = SET(10), a11 = SET(11); \
+	const T m = SET(0.999999f), c = SET(1e-7f); \
+	for (long n = 0; n < iters; n++) { \
+		a0 = FMA(a0, m, c), a1 = FMA(a1, m, c), a2 = FMA(a2, m, c), a3 = FMA(a3, m, c); \
+		a4 = FMA(a4, m, c), a5 = FMA(a5, m, c), a6 = FMA(a6, m, c), a7 = FMA(a7, m, c); \
+		a8 = FMA(a8, m, c), a9 = FMA(a9, m, c), a10 = FMA(a10, m, c), a11 = FMA(a11, m, c); \
+		__asm__ volatile("" : "+" X(a0), "+" X(a1), "+" X(a2), "+" X(a3), "+" X(a4), "+" X(a5)); \
+		__asm__ volatile("" : "+" X(a6), "+" X(a7), "+" X(a8), "+" X(a9), "+" X(a10), "+" X(a11)); \
+	} \
+	T sum = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11;
+
 __attribute__((target("avx512f"))) static float run512(long iters) {
-	__m512 a[12];
-	const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
-	for (int i = 0; i < 12; i++) {
-		a[i] = _mm512_set1_ps((float)i);
-	}
-	for (long n = 0; n < iters; n++) {
-		for (int i = 0; i < 12; i++) {
-			a[i] = _mm512_fmadd_ps(a[i], m, c);
-		}
-		__asm__ volatile("" : "+v"(a[0]), "+v"(a[1]), "+v"(a[2]), "+v"(a[3]), "+v"(a[4]), "+v"(a[5]));
-	}
-	float s = 0;
-	for (int i = 0; i < 12; i++) {
-		s += _mm512_reduce_add_ps(a[i]);
-	}
-	return s;
+	CHAINS(__m512, _mm512_set1_ps, _mm512_fmadd_ps, "v")
+	return _mm512_reduce_add_ps(sum);
 }
 
 __attribute__((target("avx2,fma"))) static float run256(long iters) {
-	__m256 a[12];
-	const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
-	for (int i = 0; i < 12; i++) {
-		a[i] = _mm256_set1_ps((float)i);
-	}
-	for (long n = 0; n < iters; n++) {
-		for (int i = 0; i < 12; i++) {
-			a[i] = _mm256_fmadd_ps(a[i], m, c);
-		}
-		__asm__ volatile("" : "+x"(a[0]), "+x"(a[1]), "+x"(a[2]), "+x"(a[3]), "+x"(a[4]), "+x"(a[5]));
-	}
-	float s = 0;
+	CHAINS(__m256, _mm256_set1_ps, _mm256_fmadd_ps, "x")
 	float t[8];
-	for (int i = 0; i < 12; i++) {
-		_mm256_storeu_ps(t, a[i]);
-		for (int j = 0; j < 8; j++) {
-			s += t[j];
-		}
-	}
-	return s;
+	_mm256_storeu_ps(t, sum);
+	return t[0] + t[1] + t[2] + t[3] + t[4] + t[5] + t[6] + t[7];
 }
 
 static void *worker(void *p) {
