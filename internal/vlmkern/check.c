@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "missing.h"
+
 #include "ggml.h"
 #include "ggml-cpu.h"
 

@@ -24,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "missing.h"
+
 #include "ggml.h"
 #include "ggml-cpu-impl.h"
 
