@@ -13,6 +13,20 @@
 //
 //	go run ./cmd/vlm-bench -streams 1,4,8,16 -types q8_0 -threads 2
 //
+// With -encoder it measures the image encoder: one 512 px tile with vlm's
+// kernels, with ggml's flash-attention kernel, and through the pure-C loop
+// over llama.cpp (see encoder.go), with the FLOP/s reached against the CPU's
+// measured FMA peak; -prefill adds the preset's tiling of a picture and the
+// prefill of its image prompt:
+//
+//	go run ./cmd/vlm-bench -encoder -types f16,q8_0 -threads 2 -cloop /tmp/cloop -prefill
+//
+// With -servers it starts each vlm-server binary in turn (e.g. one built
+// before a change and one after) with -parallel 8 and measures the time to
+// the first token about a new 512 px picture, and the ratios (server.go):
+//
+//	go run ./cmd/vlm-bench -servers /tmp/vlm-server-old,/tmp/vlm-server-new -types q8_0 -threads 2 -reps 1
+//
 // With -repeat it measures asking again about the same picture instead:
 // time to first token of the first ask, of the same picture with another
 // question, of the third turn of a session holding two pictures, and their
@@ -83,6 +97,11 @@ func main() {
 	loaded := flag.Int("loaded", 8, "with -streams: streams decoding while a new request's time to first token is measured")
 	isolation := flag.Int("isolation", 0, "measure pipeline.ChildProcess against the same pipeline in process instead, with this many concurrent streams for the aggregate: decode tok/s, text TTFT, aggregate decode, the parent's RSS (first -types entry)")
 	ttfts := flag.Int("ttfts", 10, "with -isolation: time-to-first-token samples per repetition and mode")
+	encoder := flag.Bool("encoder", false, "measure the image encoder instead: one tile with vlm's kernels, with ggml's flash attention, and with the pure-C loop (-cloop), FLOP/s against the measured FMA peak")
+	cloop := flag.String("cloop", "", "with -encoder: the pure-C loop's binary (../shared/tools/cloop/build.sh builds it)")
+	prefill := flag.Bool("prefill", false, "with -encoder: also the preset's tiling of a 512 px picture: every tile encoded, then the image prompt's prefill")
+	servers := flag.String("servers", "", "measure vlm-server binaries instead (comma-separated, back to back): time to the first token about a new 512 px picture with -parallel (first -types entry; the first binary is the reference)")
+	parallel := flag.Int("parallel", 8, "with -servers: vlm-server -parallel")
 	flag.Parse()
 	switch *flash {
 	case "auto":
@@ -119,6 +138,43 @@ func main() {
 		}
 		if err == nil {
 			err = runStreams(streamsOptions{preset: *preset, typ: typ, threads: *threads, counts: counts, gen: *nGen, loaded: *loaded, cacheDir: *cache})
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "vlm-bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *servers != "" {
+		typ, err := parseType(strings.Split(*types, ",")[0])
+		if err == nil && *cache == "" {
+			*cache, err = testmodel.DefaultCacheDir()
+		}
+		if err == nil {
+			err = runServers(serverOptions{preset: *preset, typ: typ, threads: *threads, parallel: *parallel, bins: strings.Split(*servers, ","), reps: *reps, cacheDir: *cache})
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "vlm-bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *encoder {
+		var typs []gguf.TensorType
+		for _, ts := range strings.Split(*types, ",") {
+			typ, err := parseType(ts)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "vlm-bench:", err)
+				os.Exit(2)
+			}
+			typs = append(typs, typ)
+		}
+		err := error(nil)
+		if *cache == "" {
+			*cache, err = testmodel.DefaultCacheDir()
+		}
+		if err == nil {
+			err = runEncoder(encoderOptions{preset: *preset, types: typs, threads: *threads, reps: *reps, cloop: *cloop, prefill: *prefill, cacheDir: *cache})
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "vlm-bench:", err)

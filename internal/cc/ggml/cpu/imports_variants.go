@@ -8,4 +8,5 @@ package cpu
 import (
 	_ "github.com/vlm-go/vlm/internal/cc/ggml/cpu/avx512"
 	_ "github.com/vlm-go/vlm/internal/cc/ggml/cpu/avx512ops"
+	_ "github.com/vlm-go/vlm/internal/vlmkern"
 )

@@ -326,6 +326,9 @@ static void **const vlm_slots[] = {
 	&vlm_slot_quantize_row_q8_K,
 };
 
+// ggml_compute_forward_flash_attn_ext's AVX-512 target is vlm's (internal/vlmkern), which runs ggml_compute_forward_flash_attn_ext__vlm_avx512 where it does not apply.
+extern char vlm_flash_attn_ext_avx512[];
+
 static void *const vlm_avx512_targets[] = {
 	(void *)ggml_compute_forward_abs__vlm_avx512,
 	(void *)ggml_compute_forward_acc__vlm_avx512,
@@ -363,7 +366,7 @@ static void *const vlm_avx512_targets[] = {
 	(void *)ggml_compute_forward_expm1__vlm_avx512,
 	(void *)ggml_compute_forward_fill__vlm_avx512,
 	(void *)ggml_compute_forward_flash_attn_back__vlm_avx512,
-	(void *)ggml_compute_forward_flash_attn_ext__vlm_avx512,
+	(void *)vlm_flash_attn_ext_avx512,
 	(void *)ggml_compute_forward_floor__vlm_avx512,
 	(void *)ggml_compute_forward_get_rel_pos__vlm_avx512,
 	(void *)ggml_compute_forward_get_rows__vlm_avx512,
