@@ -18,6 +18,7 @@ import (
 
 	"github.com/vlm-go/vlm"
 	"github.com/vlm-go/vlm/engine"
+	"github.com/vlm-go/vlm/llama"
 	"github.com/vlm-go/vlm/mtmd"
 	"github.com/vlm-go/vlm/pipeline"
 	"github.com/vlm-go/vlm/sampler"
@@ -148,6 +149,9 @@ func TestInvalidArgumentIsOneKind(t *testing.T) {
 		assert.NotEqual(t, vlm.ErrInvalidArgument.Error(), err.Error(), "%s keeps its own message", name)
 		assert.False(t, errors.Is(err, vlm.ErrClosed), name)
 	}
+	// The packages beside the root re-export the kind itself.
+	assert.Equal(t, vlm.ErrInvalidArgument, mtmd.ErrInvalidArgument)
+	assert.Equal(t, vlm.ErrInvalidArgument, llama.ErrInvalidArgument)
 }
 
 // TestEveryInvalidSentinelIsListed: an exported ErrInvalid… variable outside
