@@ -148,7 +148,6 @@ func TestInvalidArgumentIsOneKind(t *testing.T) {
 		"sampler.ErrInvalidConfig":   sampler.ErrInvalidConfig,
 		"template.ErrInvalidMessage": template.ErrInvalidMessage,
 		"mtmd.ErrInvalidImage":       mtmd.ErrInvalidImage,
-		"mtmd.ErrInvalidArgument":    mtmd.ErrInvalidArgument,
 	} {
 		assert.ErrorIs(t, err, vlm.ErrInvalidArgument, name)
 		assert.NotEqual(t, vlm.ErrInvalidArgument.Error(), err.Error(), "%s keeps its own message", name)
