@@ -29,7 +29,7 @@ type ContextOptions struct {
 	NBatch       int            // most tokens per Decode
 	NUbatch      int            // most tokens per compute step (≤ NBatch); must be ≥ an image's tokens for non-causal projectors
 	Sequences    int            // sequences the context holds (conversations decoded together); ids 0..Sequences-1
-	Threads      int            // threads for generation
+	Threads      int            // threads for generation; 0 means vlm.DefaultThreads()
 	ThreadsBatch int            // threads for prompt processing (default: Threads)
 	FlashAttn    FlashAttention // flash attention
 	Embeddings   bool           // also compute embeddings
