@@ -20,7 +20,7 @@ func TestDemoPairAnswers(t *testing.T) {
 	m2, p2, err := demo.Pair(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, [2]string{m, p}, [2]string{m2, p2})
-	pl, err := pipeline.New(ctx, m, p, pipeline.Options{Threads: 1, ContextSize: 512})
+	pl, err := pipeline.New(ctx, m, p, pipeline.Options{Threads: 1, SequenceLength: 512})
 	require.NoError(t, err)
 	defer pl.Close()
 	r, err := pl.Run(ctx, pipeline.Input{Text: "What is this?", Images: []pipeline.Image{pipeline.ImageOf(demo.Picture())}}, pipeline.GenerateOptions{MaxTokens: 4})

@@ -30,7 +30,7 @@ func readAll(t testing.TB, s *engine.Stream) ([]llama.GeneratedToken, engine.Res
 // the logits its answer's first token is sampled from.
 func (p pair) firstLogits(t testing.TB, a ask) []float32 {
 	t.Helper()
-	x, err := p.model.NewContext(llama.ContextOptions{NCtx: 512, Threads: 1, FlashAttn: llama.FlashAttentionOff})
+	x, err := p.model.NewContext(llama.ContextOptions{ContextSize: 512, Threads: 1, FlashAttn: llama.FlashAttentionOff})
 	require.NoError(t, err)
 	defer x.Close()
 	ch := p.tokenize(t, a)
@@ -207,7 +207,7 @@ func TestSubmitN(t *testing.T) {
 // every choice.
 func TestSubmitNLimits(t *testing.T) {
 	p := loadPair(t, testmodel.ProjectorIdefics3)
-	e := newEngine(t, p, engine.Options{Sequences: 2, SequenceLength: 128, KVSize: 200})
+	e := newEngine(t, p, engine.Options{Sequences: 2, SequenceLength: 128, ContextSize: 200})
 	toks := []llama.Token{1, 5, 6, 7}
 	_, err := e.SubmitN(context.Background(), engine.Request{Tokens: toks}, 3)
 	require.ErrorIs(t, err, engine.ErrInvalidRequest)

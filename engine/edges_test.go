@@ -41,7 +41,7 @@ func TestSubmitErrors(t *testing.T) {
 	assert.ErrorIs(t, err, engine.ErrInvalidRequest)
 	_, err = e.Submit(ctx, engine.Request{Tokens: textTokens(t, p, 64, 1)})
 	assert.ErrorIs(t, err, llama.ErrPromptTooLong, "a prompt that can never fit fails at once")
-	_, err = e.Submit(ctx, engine.Request{Tokens: textTokens(t, p, 8, 1), MaxPositions: 65})
+	_, err = e.Submit(ctx, engine.Request{Tokens: textTokens(t, p, 8, 1), SequenceLength: 65})
 	assert.ErrorIs(t, err, engine.ErrInvalidRequest)
 	_, err = e.Submit(ctx, engine.Request{Tokens: []llama.Token{1, 1 << 20}})
 	assert.ErrorIs(t, err, llama.ErrInvalidArgument)
@@ -160,7 +160,7 @@ func TestCancelAndBreak(t *testing.T) {
 // for room instead of failing.
 func TestSequenceFullIsLength(t *testing.T) {
 	p := loadPair(t, testmodel.ProjectorMLP)
-	e := newEngine(t, p, engine.Options{Sequences: 4, SequenceLength: 48, KVSize: 96})
+	e := newEngine(t, p, engine.Options{Sequences: 4, SequenceLength: 48, ContextSize: 96})
 	var wg sync.WaitGroup
 	results := make([]engine.Result, 6)
 	for i := range results {

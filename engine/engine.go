@@ -41,16 +41,16 @@ type Options struct {
 	// llama.ContextOptions.Sequences); 0 means 1, at most 256.
 	Sequences int
 	// SequenceLength bounds one request: its prompt and answer, in
-	// positions; 0 means llama.DefaultNCtx (capped at the model's training
+	// positions; 0 means llama.DefaultContextSize (capped at the model's training
 	// length).
 	SequenceLength int
-	// KVSize is the KV cache of the whole context, in cells, shared by
+	// ContextSize is the KV cache of the whole context, in cells, shared by
 	// every sequence; 0 means Sequences × SequenceLength, so that every
 	// sequence can be full at once. A smaller cache admits a request only
 	// when its prompt and MaxTokens fit beside the running ones.
-	KVSize int
-	// BatchSize is the most tokens decoded in one step (NBatch and
-	// NUbatch); 0 means 512. It must hold an image's tokens for projectors
+	ContextSize int
+	// BatchSize is the most tokens decoded in one step (BatchSize and
+	// UBatchSize); 0 means 512. It must hold an image's tokens for projectors
 	// with non-causal attention.
 	BatchSize int
 	// Threads decode; 0 means vlm.DefaultThreads(). While the projector
@@ -72,7 +72,7 @@ type Options struct {
 }
 
 func (o Options) withDefaults(nCtxTrain int) (Options, error) {
-	if o.Sequences < 0 || o.SequenceLength < 0 || o.KVSize < 0 || o.BatchSize < 0 || o.Threads < 0 || o.MaxWaiting < -1 || o.StreamBuffer < 0 {
+	if o.Sequences < 0 || o.SequenceLength < 0 || o.ContextSize < 0 || o.BatchSize < 0 || o.Threads < 0 || o.MaxWaiting < -1 || o.StreamBuffer < 0 {
 		return o, fmt.Errorf("negative option in %+v: %w", o, ErrInvalidOptions)
 	}
 	if o.Sequences == 0 {
@@ -82,16 +82,16 @@ func (o Options) withDefaults(nCtxTrain int) (Options, error) {
 		return o, fmt.Errorf("option Sequences %d > 256: %w", o.Sequences, ErrInvalidOptions)
 	}
 	if o.SequenceLength == 0 {
-		o.SequenceLength = llama.DefaultNCtx
+		o.SequenceLength = llama.DefaultContextSize
 		if nCtxTrain > 0 && nCtxTrain < o.SequenceLength {
 			o.SequenceLength = nCtxTrain
 		}
 	}
-	if o.KVSize == 0 {
-		o.KVSize = o.Sequences * o.SequenceLength
+	if o.ContextSize == 0 {
+		o.ContextSize = o.Sequences * o.SequenceLength
 	}
-	if o.KVSize < o.SequenceLength {
-		return o, fmt.Errorf("KVSize %d < SequenceLength %d: %w", o.KVSize, o.SequenceLength, ErrInvalidOptions)
+	if o.ContextSize < o.SequenceLength {
+		return o, fmt.Errorf("ContextSize %d < SequenceLength %d: %w", o.ContextSize, o.SequenceLength, ErrInvalidOptions)
 	}
 	if o.BatchSize == 0 {
 		o.BatchSize = 512
@@ -149,7 +149,7 @@ type Engine struct {
 }
 
 // New makes an engine over model (and proj, for prompts with images; nil
-// for text only), with one context of opts.KVSize cells.
+// for text only), with one context of opts.ContextSize cells.
 func New(model *llama.Model, proj *mtmd.Projector, opts Options) (*Engine, error) {
 	if model == nil {
 		return nil, fmt.Errorf("engine.New: nil model: %w", ErrInvalidOptions)
@@ -165,13 +165,13 @@ func New(model *llama.Model, proj *mtmd.Projector, opts Options) (*Engine, error
 		return nil, err
 	}
 	x, err := model.NewContext(llama.ContextOptions{
-		NCtx: opts.KVSize, NBatch: opts.BatchSize, NUbatch: opts.BatchSize, Sequences: opts.Sequences,
+		ContextSize: opts.ContextSize, BatchSize: opts.BatchSize, UBatchSize: opts.BatchSize, Sequences: opts.Sequences,
 		Threads: opts.Threads, FlashAttn: opts.FlashAttn,
 	})
 	if err != nil {
 		return nil, err
 	}
-	b, err := model.NewBatch(x.Options().NBatch, 1)
+	b, err := model.NewBatch(x.Options().BatchSize, 1)
 	if err != nil {
 		x.Close()
 		return nil, err
@@ -283,7 +283,7 @@ type Stats struct {
 	Waiting int // requests waiting for a sequence now
 	Active  int // requests being answered now
 	// KV cache cells (one per prompt entry or answer token), as the
-	// scheduler last counted them: the context's cells (Options.KVSize),
+	// scheduler last counted them: the context's cells (Options.ContextSize),
 	// those reserved by running requests (each its prompt and room for its
 	// answer, the admission rule), and those that free sequences keep for
 	// prefix reuse (evicted when a request needs the room).
@@ -303,7 +303,7 @@ func (e *Engine) Stats() Stats {
 		Submitted: c.submitted.Load(), Overloaded: c.overloaded.Load(), Completed: c.completed.Load(), Failed: c.failed.Load(),
 		Steps: c.steps.Load(), TokensDecoded: c.decoded.Load(), ReusedTokens: c.reused.Load(), CopiedPrefixes: c.copied.Load(), Forked: c.forked.Load(),
 		Waiting: int(c.waiting.Load()), Active: int(c.active.Load()),
-		KVCells: e.opts.KVSize, KVCellsReserved: int(c.kvReserved.Load()), KVCellsCached: int(c.kvCached.Load()),
+		KVCells: e.opts.ContextSize, KVCellsReserved: int(c.kvReserved.Load()), KVCellsCached: int(c.kvCached.Load()),
 	}
 }
 
@@ -324,9 +324,9 @@ type Request struct {
 	Stop []string
 	// Special renders special tokens in the tokens' text.
 	Special bool
-	// MaxPositions bounds the prompt and answer of this request; 0 means
+	// SequenceLength bounds the prompt and answer of this request; 0 means
 	// Options.SequenceLength, which it may not exceed.
-	MaxPositions int
+	SequenceLength int
 	// Logprobs asks for each answer token's log-probability under the
 	// model's distribution (llama.GeneratedToken.Logprobs: the
 	// log-softmax of the raw logits, before the sampler changes them) and

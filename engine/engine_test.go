@@ -101,7 +101,7 @@ func (p pair) tokenize(t testing.TB, a ask) *mtmd.Chunks {
 // on a context of its own.
 func (p pair) alone(t testing.TB, a ask, maxTokens int) []llama.Token {
 	t.Helper()
-	x, err := p.model.NewContext(llama.ContextOptions{NCtx: 512, Threads: 1, FlashAttn: llama.FlashAttentionOff})
+	x, err := p.model.NewContext(llama.ContextOptions{ContextSize: 512, Threads: 1, FlashAttn: llama.FlashAttentionOff})
 	require.NoError(t, err)
 	defer x.Close()
 	ch := p.tokenize(t, a)

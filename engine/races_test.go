@@ -89,7 +89,7 @@ func TestBreakResultFinalAtDone(t *testing.T) {
 // cache's accounting stays right (later requests run).
 func TestPerfDuringDecode(t *testing.T) {
 	p := loadPair(t, testmodel.ProjectorMLP)
-	e := newEngine(t, p, engine.Options{Sequences: 2, SequenceLength: 128, KVSize: 160})
+	e := newEngine(t, p, engine.Options{Sequences: 2, SequenceLength: 128, ContextSize: 160})
 	stop := make(chan struct{})
 	var reads sync.WaitGroup
 	var perfErr error

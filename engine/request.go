@@ -241,10 +241,10 @@ func (e *Engine) SubmitN(ctx context.Context, req Request, n int) ([]*Stream, er
 		}
 		return nil, err
 	}
-	if need := r.reserve + (n-1)*r.room; need > e.opts.KVSize {
+	if need := r.reserve + (n-1)*r.room; need > e.opts.ContextSize {
 		r.discard()
 		return nil, fmt.Errorf("the prompt's %d entries and room for %d answers need %d KV cells, the engine has %d: %w (%w)",
-			r.res.PromptTokens, n, need, e.opts.KVSize, llama.ErrPromptTooLong, mtmd.ErrContextFull)
+			r.res.PromptTokens, n, need, e.opts.ContextSize, llama.ErrPromptTooLong, mtmd.ErrContextFull)
 	}
 	for i := 1; i < n; i++ {
 		f, err := e.newFollower(ctx, r, req, uint32(i))
@@ -353,11 +353,11 @@ func (e *Engine) newRequest(ctx context.Context, req Request) (*request, error) 
 		return nil, fmt.Errorf("MaxTokens %d: %w", req.MaxTokens, ErrInvalidRequest)
 	}
 	maxPos := e.opts.SequenceLength
-	if req.MaxPositions < 0 || req.MaxPositions > maxPos {
-		return nil, fmt.Errorf("MaxPositions %d: at most the engine's SequenceLength %d: %w", req.MaxPositions, maxPos, ErrInvalidRequest)
+	if req.SequenceLength < 0 || req.SequenceLength > maxPos {
+		return nil, fmt.Errorf("SequenceLength %d: at most the engine's SequenceLength %d: %w", req.SequenceLength, maxPos, ErrInvalidRequest)
 	}
-	if req.MaxPositions > 0 {
-		maxPos = req.MaxPositions
+	if req.SequenceLength > 0 {
+		maxPos = req.SequenceLength
 	}
 	nVocab := e.nVocab
 	images := 0
@@ -371,9 +371,9 @@ func (e *Engine) newRequest(ctx context.Context, req Request) (*request, error) 
 				r.units = append(r.units, unit{tok: t, n: 1, npos: 1, chunk: i})
 			}
 		case mtmd.ChunkImage:
-			if e.nonCausal && ch.NTokens > e.x.Options().NUbatch {
+			if e.nonCausal && ch.NTokens > e.x.Options().UBatchSize {
 				return nil, fmt.Errorf("an image of %d tokens needs a batch of at least %d, the engine has %d: %w",
-					ch.NTokens, ch.NTokens, e.x.Options().NUbatch, mtmd.ErrUBatchTooSmall)
+					ch.NTokens, ch.NTokens, e.x.Options().UBatchSize, mtmd.ErrUBatchTooSmall)
 			}
 			images++
 			r.units = append(r.units, unit{tok: -1, image: fmt.Sprintf("%s/%d", ch.ImageID, ch.Tile), n: ch.NTokens, npos: int32(ch.NPos), chunk: i})
@@ -405,9 +405,9 @@ func (e *Engine) newRequest(ctx context.Context, req Request) (*request, error) 
 	// than positions) and one per answer token.
 	r.reserve = r.res.PromptTokens + room
 	r.room = room
-	if r.reserve > e.opts.KVSize {
+	if r.reserve > e.opts.ContextSize {
 		return nil, fmt.Errorf("the prompt's %d entries and room for its answer need %d KV cells, the engine has %d: %w (%w)",
-			r.res.PromptTokens, r.reserve, e.opts.KVSize, llama.ErrPromptTooLong, mtmd.ErrContextFull)
+			r.res.PromptTokens, r.reserve, e.opts.ContextSize, llama.ErrPromptTooLong, mtmd.ErrContextFull)
 	}
 	if req.TopLogprobs < 0 || req.TopLogprobs > llama.MaxTopLogprobs || (req.TopLogprobs > 0 && !req.Logprobs) {
 		return nil, fmt.Errorf("TopLogprobs %d: 0 to %d, with Logprobs: %w", req.TopLogprobs, llama.MaxTopLogprobs, ErrInvalidRequest)

@@ -154,7 +154,7 @@ func (e *Engine) admit() {
 		for _, a := range e.active {
 			used += a.reserve
 		}
-		if used+reserve > e.opts.KVSize {
+		if used+reserve > e.opts.ContextSize {
 			return // wait for running requests to end
 		}
 		src, k := e.bestPrefix(r)
@@ -175,7 +175,7 @@ func (e *Engine) admit() {
 				kept += cells(s.units)
 			}
 		}
-		for used+reserve+kept > e.opts.KVSize {
+		for used+reserve+kept > e.opts.ContextSize {
 			victim := (*slot)(nil)
 			for _, s := range free {
 				if !slices.Contains(group, s) && len(s.units) > 0 && (victim == nil || s.lastUsed < victim.lastUsed) {
@@ -260,7 +260,7 @@ func leastValuable(free []*slot) *slot {
 
 // forget empties a sequence of the KV cache.
 func (e *Engine) forget(s *slot) {
-	_ = e.x.RemoveTokens(s.id, -1, -1)
+	_ = e.x.RemovePositions(s.id, -1, -1)
 	s.units = nil
 }
 
@@ -289,7 +289,7 @@ func (e *Engine) start(r *request, dst, src *slot, k int) {
 		pos += u.npos
 	}
 	if k > 0 && src == dst {
-		if err := e.x.RemoveTokens(dst.id, pos, -1); err != nil {
+		if err := e.x.RemovePositions(dst.id, pos, -1); err != nil {
 			// A partial removal can fail (recurrent models): start over.
 			e.forget(dst)
 			k, pos = 0, 0
@@ -356,7 +356,7 @@ func (e *Engine) step() bool {
 	e.clock++
 	b := e.batch
 	b.Clear()
-	budget := e.x.Options().NBatch
+	budget := e.x.Options().BatchSize
 	for _, r := range e.active {
 		r.row, r.pending = -1, 0
 		if r.unread.Load() >= int32(cap(r.events)) {
@@ -539,7 +539,7 @@ func (e *Engine) imageStep() bool {
 				return true // closing
 			}
 			// Part of the image may be in the cache: drop it.
-			_ = e.x.RemoveTokens(r.seq.id, r.pos, -1)
+			_ = e.x.RemovePositions(r.seq.id, r.pos, -1)
 			if errors.Is(err, llama.ErrContextFull) && e.evictFree() {
 				return true // try again next step
 			}
@@ -585,7 +585,7 @@ func (e *Engine) decodeFailed(err error) {
 		if !r.over.Load() && (r.row >= 0 || r.pending > 0) {
 			in = append(in, r)
 			// The batch held r's positions from r.pos on.
-			_ = e.x.RemoveTokens(r.seq.id, r.pos, -1)
+			_ = e.x.RemovePositions(r.seq.id, r.pos, -1)
 		}
 		r.pending, r.row = 0, -1
 	}
@@ -603,7 +603,7 @@ func (e *Engine) decodeFailed(err error) {
 			if longest.state == stateDecoding {
 				e.end(longest, llama.StopCacheFull)
 			} else {
-				e.finish(longest, fmt.Errorf("the KV cache is full (%d cells): %w", e.opts.KVSize, err))
+				e.finish(longest, fmt.Errorf("the KV cache is full (%d cells): %w", e.opts.ContextSize, err))
 			}
 		}
 		return

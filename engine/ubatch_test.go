@@ -13,16 +13,16 @@ import (
 
 // TestFullCacheBatchLeavesNothing pins what the engine's handling of a
 // failed decode relies on in the pinned llama.cpp: a batch that llama.cpp
-// splits into several ubatches (here 48 tokens, NUbatch 16) and whose
+// splits into several ubatches (here 48 tokens, UBatchSize 16) and whose
 // later ubatch would not fit the KV cache fails with ErrContextFull
 // before any of it is stored (llama_kv_cache::prepare places every ubatch
 // first and restores the cells), so the sequence holds nothing of it.
 func TestFullCacheBatchLeavesNothing(t *testing.T) {
 	p := loadPair(t, testmodel.ProjectorMLP)
-	x, err := p.model.NewContext(llama.ContextOptions{NCtx: 256, NBatch: 64, NUbatch: 16, Sequences: 2, Threads: 1, FlashAttn: llama.FlashAttentionOff})
+	x, err := p.model.NewContext(llama.ContextOptions{ContextSize: 256, BatchSize: 64, UBatchSize: 16, Sequences: 2, Threads: 1, FlashAttn: llama.FlashAttentionOff})
 	require.NoError(t, err)
 	defer x.Close()
-	nCtx := x.Options().NCtx
+	nCtx := x.Options().ContextSize
 	b, err := p.model.NewBatch(64, 1)
 	require.NoError(t, err)
 	defer b.Close()

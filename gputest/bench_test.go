@@ -123,7 +123,7 @@ func setupFor(b *testing.B, mode string) *benchSetup {
 	s.proj, err = mtmd.Load(ctx, pp, s.model, mtmd.Options{NoGPU: !gpu, Threads: threads, Warmup: true})
 	require.NoError(b, err)
 	s.x, err = s.model.NewContext(llama.ContextOptions{
-		NCtx: benchPrompt + benchGen + 64, NBatch: benchPrompt, NUbatch: benchPrompt, Threads: threads,
+		ContextSize: benchPrompt + benchGen + 64, BatchSize: benchPrompt, UBatchSize: benchPrompt, Threads: threads,
 	})
 	require.NoError(b, err)
 	s.batch, err = s.x.NewBatch(benchPrompt)

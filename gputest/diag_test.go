@@ -46,7 +46,7 @@ func TestGPUTeardownDiag(t *testing.T) {
 	say("loading the model")
 	m, err := llama.Load(ctx, modelPath, llama.LoadOptions{GPULayers: -1})
 	require.NoError(t, err)
-	x, err := m.NewContext(llama.ContextOptions{NCtx: 256, NBatch: 128, Threads: threads})
+	x, err := m.NewContext(llama.ContextOptions{ContextSize: 256, BatchSize: 128, Threads: threads})
 	require.NoError(t, err)
 	var p *mtmd.Projector
 	pos := int32(0)

@@ -168,7 +168,7 @@ func trial(a childArgs) (string, error) {
 	}
 	defer m.Close()
 	stage("create context")
-	x, err := m.NewContext(llama.ContextOptions{NCtx: 512, NBatch: 512, Threads: 1})
+	x, err := m.NewContext(llama.ContextOptions{ContextSize: 512, BatchSize: 512, Threads: 1})
 	if err != nil {
 		return "create context", err
 	}

@@ -22,7 +22,7 @@ import (
 func TestHostileEmbeddedTemplates(t *testing.T) {
 	ctx := context.Background()
 	mp, pp := testmodel.TinyPair(t, testmodel.ProjectorIdefics3, gguf.TypeF16)
-	opts := pipeline.Options{Threads: 1, ContextSize: 512}
+	opts := pipeline.Options{Threads: 1, SequenceLength: 512}
 	in := pipeline.Input{Text: "What is here?"}
 	gen := pipeline.GenerateOptions{MaxTokens: 6}
 	answer := func() []int32 {

@@ -17,7 +17,7 @@ import (
 // one, however many Aborts came before it), and the Decode after succeeds.
 func TestAbortBeforeDecodeCancelsTheNextDecode(t *testing.T) {
 	m, _ := loadTiny(t, gguf.TypeF16)
-	x := newCtx(t, m, llama.ContextOptions{NCtx: 64, NBatch: 16, Threads: 1})
+	x := newCtx(t, m, llama.ContextOptions{ContextSize: 64, BatchSize: 16, Threads: 1})
 	b, err := x.NewBatch(4)
 	require.NoError(t, err)
 	defer b.Close()
@@ -44,7 +44,7 @@ func TestAbortBeforeDecodeCancelsTheNextDecode(t *testing.T) {
 func TestAbortRacesClose(t *testing.T) {
 	m, _ := loadTiny(t, gguf.TypeF16)
 	for i := 0; i < 20; i++ {
-		x, err := m.NewContext(llama.ContextOptions{NCtx: 64, NBatch: 16, Threads: 1})
+		x, err := m.NewContext(llama.ContextOptions{ContextSize: 64, BatchSize: 16, Threads: 1})
 		require.NoError(t, err)
 		b, err := x.NewBatch(8)
 		require.NoError(t, err)

@@ -19,7 +19,7 @@ func TestBusyContextRefusesASecondCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	x, err := m.NewContext(ContextOptions{NCtx: 64, Threads: 1})
+	x, err := m.NewContext(ContextOptions{ContextSize: 64, Threads: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

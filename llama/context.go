@@ -21,13 +21,13 @@ const (
 	FlashAttentionOff  = vlm.FlashAttentionOff  // never
 )
 
-// ContextOptions configure NewContext. Zero fields take defaults: NCtx 4096
-// (capped at the training length), NBatch 512, NUbatch = NBatch, one
+// ContextOptions configure NewContext. Zero fields take defaults: ContextSize 4096
+// (capped at the training length), BatchSize 512, UBatchSize = BatchSize, one
 // sequence, threads = vlm.DefaultThreads() (physical cores less one).
 type ContextOptions struct {
-	NCtx         int            // context length in tokens
-	NBatch       int            // most tokens per Decode
-	NUbatch      int            // most tokens per compute step (≤ NBatch); must be ≥ an image's tokens for non-causal projectors
+	ContextSize         int            // context length in tokens
+	BatchSize       int            // most tokens per Decode
+	UBatchSize      int            // most tokens per compute step (≤ BatchSize); must be ≥ an image's tokens for non-causal projectors
 	Sequences    int            // sequences the context holds (conversations decoded together); ids 0..Sequences-1
 	Threads      int            // threads for generation; 0 means vlm.DefaultThreads()
 	ThreadsBatch int            // threads for prompt processing (default: Threads)
@@ -39,27 +39,27 @@ type ContextOptions struct {
 	SplitKV bool
 }
 
-// DefaultNCtx is the context length used when ContextOptions.NCtx is zero.
-const DefaultNCtx = 4096
+// DefaultContextSize is the context length used when ContextOptions.ContextSize is zero.
+const DefaultContextSize = 4096
 
 func (o ContextOptions) withDefaults(nCtxTrain int) (ContextOptions, error) {
-	if o.NCtx < 0 || o.NBatch < 0 || o.NUbatch < 0 || o.Sequences < 0 || o.Threads < 0 || o.ThreadsBatch < 0 {
+	if o.ContextSize < 0 || o.BatchSize < 0 || o.UBatchSize < 0 || o.Sequences < 0 || o.Threads < 0 || o.ThreadsBatch < 0 {
 		return o, fmt.Errorf("negative context option in %+v: %w", o, ErrInvalidArgument)
 	}
-	if o.NCtx == 0 {
-		o.NCtx = DefaultNCtx
-		if nCtxTrain > 0 && nCtxTrain < o.NCtx {
-			o.NCtx = nCtxTrain
+	if o.ContextSize == 0 {
+		o.ContextSize = DefaultContextSize
+		if nCtxTrain > 0 && nCtxTrain < o.ContextSize {
+			o.ContextSize = nCtxTrain
 		}
 	}
-	if o.NBatch == 0 {
-		o.NBatch = min(512, o.NCtx)
+	if o.BatchSize == 0 {
+		o.BatchSize = min(512, o.ContextSize)
 	}
-	if o.NUbatch == 0 {
-		o.NUbatch = o.NBatch
+	if o.UBatchSize == 0 {
+		o.UBatchSize = o.BatchSize
 	}
-	if o.NUbatch > o.NBatch {
-		return o, fmt.Errorf("NUbatch %d > NBatch %d: %w", o.NUbatch, o.NBatch, ErrInvalidArgument)
+	if o.UBatchSize > o.BatchSize {
+		return o, fmt.Errorf("UBatchSize %d > BatchSize %d: %w", o.UBatchSize, o.BatchSize, ErrInvalidArgument)
 	}
 	if o.Sequences == 0 {
 		o.Sequences = 1
@@ -109,7 +109,7 @@ func (m *Model) NewContext(opts ContextOptions) (*Context, error) {
 	var c *vlm.LlamaContext
 	err = m.use(func(mc *vlm.LlamaModel) (err error) {
 		c, err = vlm.NewContext(mc, vlm.ContextParams{
-			NCtx: opts.NCtx, NBatch: opts.NBatch, NUbatch: opts.NUbatch, NSeqMax: opts.Sequences,
+			NCtx: opts.ContextSize, NBatch: opts.BatchSize, NUbatch: opts.UBatchSize, NSeqMax: opts.Sequences,
 			Threads: opts.Threads, ThreadsBatch: opts.ThreadsBatch, FlashAttn: opts.FlashAttn,
 			Embeddings: opts.Embeddings, KVUnified: !opts.SplitKV,
 		})
@@ -119,9 +119,9 @@ func (m *Model) NewContext(opts ContextOptions) (*Context, error) {
 		m.release()
 		return nil, err
 	}
-	opts.NCtx = c.NCtx() // llama.cpp rounds the length up
-	opts.NBatch = c.NBatch()
-	opts.NUbatch = c.NUbatch()
+	opts.ContextSize = c.NCtx() // llama.cpp rounds the length up
+	opts.BatchSize = c.NBatch()
+	opts.UBatchSize = c.NUbatch()
 	x := &Context{model: m, opts: opts, c: c}
 	x.cleanup = runtime.AddCleanup(x, func(c *vlm.LlamaContext) { c.Free(); m.release() }, c)
 	return x, nil
@@ -312,8 +312,8 @@ func (x *Context) ClearMemory() error {
 	return x.do(func(c *vlm.LlamaContext) error { c.MemoryClear(true); return nil })
 }
 
-// RemoveTokens removes positions [p0, p1) of sequence seq (seq -1: all).
-func (x *Context) RemoveTokens(seq, p0, p1 int32) error {
+// RemovePositions removes positions [p0, p1) of sequence seq (seq -1: all).
+func (x *Context) RemovePositions(seq, p0, p1 int32) error {
 	if err := x.checkSeq(seq, true); err != nil {
 		return err
 	}

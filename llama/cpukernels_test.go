@@ -27,7 +27,7 @@ func computeKernelRun(t *testing.T) kernelRun {
 		m, _ := loadTiny(t, typ)
 		prompt, err := m.Vocab().Tokenize("the quick brown fox jumps over the lazy dog", true, false)
 		require.NoError(t, err)
-		x := newCtx(t, m, llama.ContextOptions{NCtx: 128, Threads: 1})
+		x := newCtx(t, m, llama.ContextOptions{ContextSize: 128, Threads: 1})
 		toks, logits := greedy(t, x, prompt, 8)
 		r.Tokens[typ.String()], r.Logits[typ.String()] = toks, logits
 	}

@@ -26,7 +26,7 @@ func ExampleGenerate() {
 		return
 	}
 	defer m.Close()
-	x, err := m.NewContext(llama.ContextOptions{NCtx: 512, Threads: 2})
+	x, err := m.NewContext(llama.ContextOptions{ContextSize: 512, Threads: 2})
 	if err != nil {
 		fmt.Println(err)
 		return

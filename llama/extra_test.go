@@ -48,7 +48,7 @@ func TestBatchAccessors(t *testing.T) {
 // TestAbortFromAnotherGoroutine stops a long decode from outside.
 func TestAbortFromAnotherGoroutine(t *testing.T) {
 	m, _ := loadTiny(t, gguf.TypeF32)
-	x := newCtx(t, m, llama.ContextOptions{NCtx: 4096, NBatch: 4096, Threads: 1})
+	x := newCtx(t, m, llama.ContextOptions{ContextSize: 4096, BatchSize: 4096, Threads: 1})
 	b, err := x.NewBatch(4096)
 	require.NoError(t, err)
 	defer b.Close()
@@ -77,7 +77,7 @@ func TestAbortFromAnotherGoroutine(t *testing.T) {
 // caller's buffer without allocating when it is large enough.
 func TestLogitsIntoReusesTheBuffer(t *testing.T) {
 	m, _ := loadTiny(t, gguf.TypeF16)
-	x, err := m.NewContext(llama.ContextOptions{NCtx: 64, Threads: 1})
+	x, err := m.NewContext(llama.ContextOptions{ContextSize: 64, Threads: 1})
 	require.NoError(t, err)
 	defer x.Close()
 	toks, err := m.Vocab().Tokenize("hello", true, false)

@@ -111,7 +111,7 @@ func Generate(ctx context.Context, x *Context, s TokenSampler, opts GenerateOpti
 			return
 		}
 		defer b.Close()
-		nCtx := int32(x.opts.NCtx)
+		nCtx := int32(x.opts.ContextSize)
 		for {
 			if err := ctx.Err(); err != nil {
 				fail(StopCancelled, fmt.Errorf("%w (%w)", ErrCancelled, err))

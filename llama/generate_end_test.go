@@ -65,7 +65,7 @@ func TestGenerateFlushesHeldBackTextAtEveryEnd(t *testing.T) {
 	want := string(aPiece) + "\xe2\xe2"
 
 	t.Run("max tokens, partial UTF-8", func(t *testing.T) {
-		x := newCtx(t, m, llama.ContextOptions{NCtx: 256, NBatch: 32, Threads: 1})
+		x := newCtx(t, m, llama.ContextOptions{ContextSize: 256, BatchSize: 32, Threads: 1})
 		prefill(t, x, []llama.Token{1, 5, 6})
 		text, res := collect(t, x, &scriptSampler{toks: script}, llama.GenerateOptions{Pos: 3, MaxTokens: 3})
 		assert.Equal(t, llama.StopMaxTokens, res.Reason)
@@ -73,7 +73,7 @@ func TestGenerateFlushesHeldBackTextAtEveryEnd(t *testing.T) {
 		assert.Equal(t, want, res.Text)
 	})
 	t.Run("max tokens, stop-string prefix and partial UTF-8", func(t *testing.T) {
-		x := newCtx(t, m, llama.ContextOptions{NCtx: 256, NBatch: 32, Threads: 1})
+		x := newCtx(t, m, llama.ContextOptions{ContextSize: 256, BatchSize: 32, Threads: 1})
 		prefill(t, x, []llama.Token{1, 5, 6})
 		stop := string(aPiece) + "\xe2\xe2\xe2never"
 		text, res := collect(t, x, &scriptSampler{toks: script}, llama.GenerateOptions{Pos: 3, MaxTokens: 3, Stop: []string{stop}})
@@ -82,8 +82,8 @@ func TestGenerateFlushesHeldBackTextAtEveryEnd(t *testing.T) {
 		assert.Equal(t, want, res.Text)
 	})
 	t.Run("end of the context", func(t *testing.T) {
-		x := newCtx(t, m, llama.ContextOptions{NCtx: 256, NBatch: 256, Threads: 1})
-		n := x.Options().NCtx
+		x := newCtx(t, m, llama.ContextOptions{ContextSize: 256, BatchSize: 256, Threads: 1})
+		n := x.Options().ContextSize
 		prompt := make([]llama.Token, n-3)
 		for i := range prompt {
 			prompt[i] = llama.Token(1 + i%50)
@@ -96,9 +96,9 @@ func TestGenerateFlushesHeldBackTextAtEveryEnd(t *testing.T) {
 	})
 	t.Run("KV cache full before the positions run out", func(t *testing.T) {
 		// Sequence 1 holds most cells of the shared cache: sequence 0's
-		// decode finds no slot long before its positions reach NCtx.
-		x := newCtx(t, m, llama.ContextOptions{NCtx: 256, NBatch: 256, Sequences: 2, Threads: 1})
-		n := x.Options().NCtx
+		// decode finds no slot long before its positions reach ContextSize.
+		x := newCtx(t, m, llama.ContextOptions{ContextSize: 256, BatchSize: 256, Sequences: 2, Threads: 1})
+		n := x.Options().ContextSize
 		b, err := x.NewBatch(n)
 		require.NoError(t, err)
 		defer b.Close()

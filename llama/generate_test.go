@@ -43,9 +43,9 @@ func TestGenerateEqualsManualGreedy(t *testing.T) {
 	m, _ := loadTiny(t, gguf.TypeF16)
 	prompt, err := m.Vocab().Tokenize("the quick brown fox", true, false)
 	require.NoError(t, err)
-	want, _ := greedy(t, newCtx(t, m, llama.ContextOptions{NCtx: 128}), prompt, 12)
+	want, _ := greedy(t, newCtx(t, m, llama.ContextOptions{ContextSize: 128}), prompt, 12)
 
-	x := newCtx(t, m, llama.ContextOptions{NCtx: 128})
+	x := newCtx(t, m, llama.ContextOptions{ContextSize: 128})
 	prefill(t, x, prompt)
 	var res llama.GenerateResult
 	var got []llama.Token
@@ -81,7 +81,7 @@ func TestGenerateEqualsManualGreedy(t *testing.T) {
 func TestGenerateStopString(t *testing.T) {
 	m, _ := loadTiny(t, gguf.TypeF16)
 	prompt, _ := m.Vocab().Tokenize("once upon a time", true, false)
-	x := newCtx(t, m, llama.ContextOptions{NCtx: 256})
+	x := newCtx(t, m, llama.ContextOptions{ContextSize: 256})
 	prefill(t, x, prompt)
 	var full llama.GenerateResult
 	gen2 := llama.Generate(context.Background(), x, argmaxSampler{}, llama.GenerateOptions{Pos: int32(len(prompt)), MaxTokens: 20})
@@ -112,7 +112,7 @@ func TestGenerateStopString(t *testing.T) {
 func TestGenerateBreakAndCancel(t *testing.T) {
 	m, _ := loadTiny(t, gguf.TypeF16)
 	prompt, _ := m.Vocab().Tokenize("hello", true, false)
-	x := newCtx(t, m, llama.ContextOptions{NCtx: 4096})
+	x := newCtx(t, m, llama.ContextOptions{ContextSize: 4096})
 
 	// Breaking out after 3 tokens.
 	prefill(t, x, prompt)

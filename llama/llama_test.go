@@ -118,7 +118,7 @@ func TestUnknownTokenIDs(t *testing.T) {
 		assert.False(t, v.IsEOG(id))
 	}
 	// An unknown id in a batch is rejected before llama.cpp sees it.
-	x := newCtx(t, m, llama.ContextOptions{NCtx: 64})
+	x := newCtx(t, m, llama.ContextOptions{ContextSize: 64})
 	b, err := m.NewBatch(4, 1)
 	require.NoError(t, err)
 	defer b.Close()
@@ -228,9 +228,9 @@ func TestGreedyGenerationIsDeterministic(t *testing.T) {
 			m, _ := loadTiny(t, typ)
 			prompt, err := m.Vocab().Tokenize("the quick brown fox", true, false)
 			require.NoError(t, err)
-			x1 := newCtx(t, m, llama.ContextOptions{NCtx: 128})
+			x1 := newCtx(t, m, llama.ContextOptions{ContextSize: 128})
 			a, la := greedy(t, x1, prompt, 16)
-			x2 := newCtx(t, m, llama.ContextOptions{NCtx: 128})
+			x2 := newCtx(t, m, llama.ContextOptions{ContextSize: 128})
 			b, lb := greedy(t, x2, prompt, 16)
 			assert.Equal(t, a, b)
 			assert.Equal(t, la, lb)
@@ -253,7 +253,7 @@ func TestGreedyGenerationIsDeterministic(t *testing.T) {
 
 func TestMemoryOperations(t *testing.T) {
 	m, _ := loadTiny(t, gguf.TypeF16)
-	x := newCtx(t, m, llama.ContextOptions{NCtx: 128, Sequences: 2})
+	x := newCtx(t, m, llama.ContextOptions{ContextSize: 128, Sequences: 2})
 	prompt, err := m.Vocab().Tokenize("one two three four", true, false)
 	require.NoError(t, err)
 	b, err := m.NewBatch(len(prompt), 2)
@@ -279,7 +279,7 @@ func TestMemoryOperations(t *testing.T) {
 	assert.EqualValues(t, -1, p)
 
 	// Remove the last token of sequence 1 and decode it again: same logits.
-	require.NoError(t, x.RemoveTokens(1, int32(len(prompt)-1), -1))
+	require.NoError(t, x.RemovePositions(1, int32(len(prompt)-1), -1))
 	p, _ = x.MaxPosition(1)
 	assert.EqualValues(t, len(prompt)-2, p)
 	b.Clear()
@@ -304,8 +304,8 @@ func TestMemoryOperations(t *testing.T) {
 
 func TestPromptLongerThanContext(t *testing.T) {
 	m, _ := loadTiny(t, gguf.TypeF16)
-	x := newCtx(t, m, llama.ContextOptions{NCtx: 32, NBatch: 32})
-	n := x.Options().NCtx // llama.cpp rounds 32 up to 256
+	x := newCtx(t, m, llama.ContextOptions{ContextSize: 32, BatchSize: 32})
+	n := x.Options().ContextSize // llama.cpp rounds 32 up to 256
 	require.GreaterOrEqual(t, n, 32)
 	b, err := m.NewBatch(n, 1)
 	require.NoError(t, err)
@@ -315,10 +315,10 @@ func TestPromptLongerThanContext(t *testing.T) {
 	for i := 0; i < n; i++ {
 		require.NoError(t, b.Add(tok, int32(i), i == n-1))
 	}
-	for start := 0; start < n; start += x.Options().NBatch {
-		sub, err := m.NewBatch(x.Options().NBatch, 1)
+	for start := 0; start < n; start += x.Options().BatchSize {
+		sub, err := m.NewBatch(x.Options().BatchSize, 1)
 		require.NoError(t, err)
-		for i := start; i < min(n, start+x.Options().NBatch); i++ {
+		for i := start; i < min(n, start+x.Options().BatchSize); i++ {
 			require.NoError(t, sub.Add(tok, int32(i), i == n-1))
 		}
 		require.NoError(t, x.Decode(context.Background(), sub))
@@ -390,7 +390,7 @@ func TestLoadCancellation(t *testing.T) {
 
 func TestUseAfterClose(t *testing.T) {
 	m, _ := loadTiny(t, gguf.TypeF16)
-	x := newCtx(t, m, llama.ContextOptions{NCtx: 64})
+	x := newCtx(t, m, llama.ContextOptions{ContextSize: 64})
 	b, err := m.NewBatch(4, 1)
 	require.NoError(t, err)
 	require.NoError(t, b.Add(1, 0, true))
@@ -420,7 +420,7 @@ func TestUseAfterClose(t *testing.T) {
 
 func TestConcurrentUseOfOneContextIsDetected(t *testing.T) {
 	m, _ := loadTiny(t, gguf.TypeF16)
-	x := newCtx(t, m, llama.ContextOptions{NCtx: 512, NBatch: 512})
+	x := newCtx(t, m, llama.ContextOptions{ContextSize: 512, BatchSize: 512})
 	b, err := m.NewBatch(256, 1)
 	require.NoError(t, err)
 	defer b.Close()
@@ -459,13 +459,13 @@ func TestModelSharedByGoroutines(t *testing.T) {
 	m, _ := loadTiny(t, gguf.TypeQ8_0)
 	prompt, err := m.Vocab().Tokenize("shared model", true, false)
 	require.NoError(t, err)
-	want, _ := greedy(t, newCtx(t, m, llama.ContextOptions{NCtx: 64}), prompt, 8)
+	want, _ := greedy(t, newCtx(t, m, llama.ContextOptions{ContextSize: 64}), prompt, 8)
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			x, err := m.NewContext(llama.ContextOptions{NCtx: 64, Threads: 1})
+			x, err := m.NewContext(llama.ContextOptions{ContextSize: 64, Threads: 1})
 			if !assert.NoError(t, err) {
 				return
 			}
@@ -479,7 +479,7 @@ func TestModelSharedByGoroutines(t *testing.T) {
 
 func TestDecodeCancelled(t *testing.T) {
 	m, _ := loadTiny(t, gguf.TypeF16)
-	x := newCtx(t, m, llama.ContextOptions{NCtx: 64})
+	x := newCtx(t, m, llama.ContextOptions{ContextSize: 64})
 	b, err := m.NewBatch(4, 1)
 	require.NoError(t, err)
 	defer b.Close()
@@ -497,15 +497,15 @@ func TestDecodeCancelled(t *testing.T) {
 func TestContextOptionsValidation(t *testing.T) {
 	m, _ := loadTiny(t, gguf.TypeF16)
 	for _, o := range []llama.ContextOptions{
-		{NCtx: -1}, {NBatch: 64, NUbatch: 128}, {Sequences: 1000}, {Threads: -2},
+		{ContextSize: -1}, {BatchSize: 64, UBatchSize: 128}, {Sequences: 1000}, {Threads: -2},
 	} {
 		_, err := m.NewContext(o)
 		assert.ErrorIs(t, err, llama.ErrInvalidArgument, "%+v", o)
 	}
 	x := newCtx(t, m, llama.ContextOptions{})
 	o := x.Options()
-	assert.Positive(t, o.NCtx)
-	assert.Equal(t, o.NBatch, o.NUbatch)
+	assert.Positive(t, o.ContextSize)
+	assert.Equal(t, o.BatchSize, o.UBatchSize)
 	assert.ErrorIs(t, x.SetThreads(0, 1), llama.ErrInvalidArgument)
 	require.NoError(t, x.SetThreads(1, 2))
 	require.NoError(t, x.SetCausalAttention(true))
@@ -513,7 +513,7 @@ func TestContextOptionsValidation(t *testing.T) {
 
 func TestEmbeddingsOutput(t *testing.T) {
 	m, spec := loadTiny(t, gguf.TypeF16)
-	x := newCtx(t, m, llama.ContextOptions{NCtx: 64, Embeddings: true})
+	x := newCtx(t, m, llama.ContextOptions{ContextSize: 64, Embeddings: true})
 	b, err := m.NewBatch(4, 1)
 	require.NoError(t, err)
 	defer b.Close()
@@ -544,7 +544,7 @@ func TestQuantizeToQ8_0(t *testing.T) {
 	require.NoError(t, err)
 	defer m.Close()
 	prompt, _ := m.Vocab().Tokenize("quantized", true, false)
-	toks, _ := greedy(t, newCtx(t, m, llama.ContextOptions{NCtx: 64}), prompt, 4)
+	toks, _ := greedy(t, newCtx(t, m, llama.ContextOptions{ContextSize: 64}), prompt, 4)
 	assert.Len(t, toks, 4)
 
 	assert.Error(t, llama.Quantize(context.Background(), filepath.Join(t.TempDir(), "none.gguf"), dst, llama.QuantQ8_0, 1))

@@ -184,7 +184,7 @@ func TestVocabOnly(t *testing.T) {
 			})
 
 			t.Run("NeedsWeights", func(t *testing.T) {
-				x, err := voc.NewContext(llama.ContextOptions{NCtx: 64, Threads: 1})
+				x, err := voc.NewContext(llama.ContextOptions{ContextSize: 64, Threads: 1})
 				require.Error(t, err)
 				assert.Nil(t, x)
 				assert.ErrorIs(t, err, llama.ErrVocabOnly)
@@ -200,7 +200,7 @@ func TestVocabOnly(t *testing.T) {
 				})
 				assert.ErrorIs(t, err, llama.ErrVocabOnly)
 				// The full model still makes a context.
-				fx, err := full.NewContext(llama.ContextOptions{NCtx: 64, Threads: 1})
+				fx, err := full.NewContext(llama.ContextOptions{ContextSize: 64, Threads: 1})
 				require.NoError(t, err)
 				require.NoError(t, fx.Close())
 			})
@@ -233,7 +233,7 @@ func TestVocabOnlyClose(t *testing.T) {
 	assert.ErrorIs(t, err, llama.ErrClosed)
 	_, err = m.Vocab().Tokenize("hi", false, false)
 	assert.ErrorIs(t, err, llama.ErrClosed)
-	_, err = m.NewContext(llama.ContextOptions{NCtx: 64, Threads: 1})
+	_, err = m.NewContext(llama.ContextOptions{ContextSize: 64, Threads: 1})
 	assert.ErrorIs(t, err, llama.ErrClosed)
 	assert.True(t, m.VocabOnly())
 	assert.False(t, errors.Is(llama.ErrVocabOnly, llama.ErrClosed))

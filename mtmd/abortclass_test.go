@@ -523,7 +523,7 @@ func greedyImageAnswer(t *testing.T, modelPath, projPath string, n int) []llama.
 	p, err := mtmd.Load(ctx, projPath, m, mtmd.Options{Threads: 2})
 	require.NoError(t, err)
 	defer p.Close()
-	x, err := m.NewContext(llama.ContextOptions{NCtx: 512, NBatch: 128, Threads: 2})
+	x, err := m.NewContext(llama.ContextOptions{ContextSize: 512, BatchSize: 128, Threads: 2})
 	require.NoError(t, err)
 	defer x.Close()
 	img, err := mtmd.ImageFromGo(testImage(40, 30, 5))
@@ -616,7 +616,7 @@ func TestAbortClassFilesFailCleanly(t *testing.T) {
 		assert.Equal(t, llama.Token(1), toks[0])
 	})
 
-	t.Run("gemma3 image larger than NUbatch", func(t *testing.T) {
+	t.Run("gemma3 image larger than UBatchSize", func(t *testing.T) {
 		// Non-causal image attention needs a whole image in one
 		// micro-batch; llama.cpp aborts otherwise.
 		m, err := llama.Load(ctx, goodModel[testmodel.ProjectorGemma3], llama.LoadOptions{})
@@ -632,12 +632,12 @@ func TestAbortClassFilesFailCleanly(t *testing.T) {
 		defer chunks.Close()
 		perImage := chunks.ImageTokens()
 		require.Greater(t, perImage, 1)
-		x, err := m.NewContext(llama.ContextOptions{NCtx: 256, NBatch: 64, NUbatch: perImage - 1, Threads: 2})
+		x, err := m.NewContext(llama.ContextOptions{ContextSize: 256, BatchSize: 64, UBatchSize: perImage - 1, Threads: 2})
 		require.NoError(t, err)
 		defer x.Close()
 		_, _, err = p.Eval(ctx, x, chunks, mtmd.EvalOptions{Logits: true})
 		assert.ErrorIs(t, err, mtmd.ErrUBatchTooSmall)
-		assert.Contains(t, err.Error(), "NUbatch")
+		assert.Contains(t, err.Error(), "UBatchSize")
 	})
 
 	t.Run("idefics3 text model without <global-img>", func(t *testing.T) {
@@ -710,7 +710,7 @@ func TestNaNWeightsStopWithAnError(t *testing.T) {
 	m, err := llama.Load(ctx, path, llama.LoadOptions{})
 	require.NoError(t, err)
 	defer m.Close()
-	x, err := m.NewContext(llama.ContextOptions{NCtx: 256, Threads: 1})
+	x, err := m.NewContext(llama.ContextOptions{ContextSize: 256, Threads: 1})
 	require.NoError(t, err)
 	defer x.Close()
 	toks, err := m.Vocab().Tokenize("hello there", true, false)

@@ -128,7 +128,7 @@ func TestSameImageTwiceEncodedOnce(t *testing.T) {
 	p := loadPair(t, testmodel.ProjectorIdefics3, gguf.TypeF16)
 	img, err := mtmd.ImageFromGo(testImage(40, 40, 6))
 	require.NoError(t, err)
-	x, err := p.model.NewContext(llama.ContextOptions{NCtx: 2048, NBatch: 256, Threads: 2})
+	x, err := p.model.NewContext(llama.ContextOptions{ContextSize: 2048, BatchSize: 256, Threads: 2})
 	require.NoError(t, err)
 	defer x.Close()
 	m := p.proj.Marker()

@@ -73,7 +73,7 @@ func oneCycle(t *testing.T, modelPath, projPath string, png []byte, n int) {
 	p, err := mtmd.Load(ctx, projPath, m, mtmd.Options{Threads: 1})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, p.Close()) }()
-	x, err := m.NewContext(llama.ContextOptions{NCtx: 256, NBatch: 64, Threads: 1})
+	x, err := m.NewContext(llama.ContextOptions{ContextSize: 256, BatchSize: 64, Threads: 1})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, x.Close()) }()
 	img, err := mtmd.DecodeImageBytes(png, mtmd.Limits{})

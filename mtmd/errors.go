@@ -31,7 +31,7 @@ var (
 	// ErrMarkerMismatch: the number of media markers differs from the images.
 	ErrMarkerMismatch = errors.New("mtmd: media markers do not match the images")
 	// ErrUBatchTooSmall: the projector needs a whole image in one micro-batch
-	// (non-causal attention) and the context's NUbatch is smaller.
+	// (non-causal attention) and the context's UBatchSize is smaller.
 	ErrUBatchTooSmall = gguf.ErrUBatchTooSmall
 	// ErrCancelled: the context.Context was cancelled.
 	ErrCancelled = vlm.ErrCancelled

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"time"
 
 	"github.com/vlm-go/vlm"
 	"github.com/vlm-go/vlm/llama"
@@ -95,7 +96,7 @@ func (p *Projector) ImageEmbeddings(ctx context.Context, chunks *Chunks, i int) 
 // ImageEmbeddings) into sequence seq of x at position pos and returns the
 // position after it. Non-causal images are decoded in one batch with causal
 // attention off, M-RoPE images with their 2-D positions, others in batches
-// of the context's NBatch. It does not hold the projector, so it can run
+// of the context's BatchSize. It does not hold the projector, so it can run
 // while another goroutine encodes.
 func (p *Projector) EvalImageChunk(ctx context.Context, x *llama.Context, ch Chunk, embd []float32, pos, seq int32) (int32, error) {
 	if ch.Type != ChunkImage {
@@ -107,7 +108,7 @@ func (p *Projector) EvalImageChunk(ctx context.Context, x *llama.Context, ch Chu
 	if len(embd) != ch.NTokens*p.nEmbd {
 		return pos, fmt.Errorf("%d floats for an image chunk of %d tokens × %d: %w", len(embd), ch.NTokens, p.nEmbd, ErrInvalidArgument)
 	}
-	if err := decodeImage(ctx, x, embd, ch, pos, seq, x.Options().NBatch, p.nEmbd, p.nonCausal, p.mrope); err != nil {
+	if err := decodeImage(ctx, x, embd, ch, pos, seq, x.Options().BatchSize, p.nEmbd, p.nonCausal, p.mrope); err != nil {
 		return pos, err
 	}
 	return pos + int32(ch.NPos), nil
@@ -120,8 +121,8 @@ type EvalOptions struct {
 	Pos int32
 	// Seq is the sequence id.
 	Seq int32
-	// NBatch is the most tokens per decode; 0 means the context's NBatch.
-	NBatch int
+	// BatchSize is the most tokens per decode; 0 means the context's BatchSize.
+	BatchSize int
 	// Logits requests the logits of the last text token (for sampling).
 	Logits bool
 	// ImageProgress, if set, is called after each image chunk (an image,
@@ -138,12 +139,12 @@ type EvalOptions struct {
 
 // EvalStats report what Eval did.
 type EvalStats struct {
-	TextTokens    int // text tokens decoded
-	ImageTokens   int // image embeddings decoded
-	ImagesEncoded int // image chunks (images or tiles) run through the encoder
-	ImagesCached  int // image chunks whose embeddings were known (cache, or encoded before)
-	EncodeNanos   int64
-	DecodeNanos   int64
+	TextTokens    int           // text tokens decoded
+	ImageTokens   int           // image embeddings decoded
+	ImagesEncoded int           // image chunks (images or tiles) run through the encoder
+	ImagesCached  int           // image chunks whose embeddings were known (cache, or encoded before)
+	EncodeTime    time.Duration // time in the vision encoder
+	DecodeTime    time.Duration // time decoding text and image embeddings
 }
 
 // Eval evaluates chunks into the context x: text chunks are decoded in
@@ -161,9 +162,9 @@ func (p *Projector) Eval(ctx context.Context, x *llama.Context, chunks *Chunks, 
 		return opts.Pos, stats, fmt.Errorf("the context belongs to another model than the projector: %w", ErrProjectorMismatch)
 	}
 	xo := x.Options()
-	nBatch := opts.NBatch
-	if nBatch <= 0 || nBatch > xo.NBatch {
-		nBatch = xo.NBatch
+	nBatch := opts.BatchSize
+	if nBatch <= 0 || nBatch > xo.BatchSize {
+		nBatch = xo.BatchSize
 	}
 	// Where evaluation starts: chunk first, token offset within it.
 	first, firstOff, left := 0, 0, opts.SkipTokens
@@ -189,16 +190,16 @@ func (p *Projector) Eval(ctx context.Context, x *llama.Context, chunks *Chunks, 
 	for _, ch := range chunks.list[first:] {
 		need += ch.NPos
 	}
-	if need > xo.NCtx {
+	if need > xo.ContextSize {
 		return opts.Pos, stats, fmt.Errorf("prompt needs %d positions, the context has %d: %w (%w)",
-			need, xo.NCtx, ErrContextFull, llama.ErrPromptTooLong)
+			need, xo.ContextSize, ErrContextFull, llama.ErrPromptTooLong)
 	}
 	nonCausal, mrope := p.nonCausal, p.mrope
 	if nonCausal {
 		for _, ch := range chunks.list[first:] {
-			if ch.Type != ChunkText && ch.NTokens > xo.NUbatch {
-				return opts.Pos, stats, fmt.Errorf("an image of %d tokens needs NUbatch ≥ %d, the context has %d: %w",
-					ch.NTokens, ch.NTokens, xo.NUbatch, ErrUBatchTooSmall)
+			if ch.Type != ChunkText && ch.NTokens > xo.UBatchSize {
+				return opts.Pos, stats, fmt.Errorf("an image of %d tokens needs UBatchSize ≥ %d, the context has %d: %w",
+					ch.NTokens, ch.NTokens, xo.UBatchSize, ErrUBatchTooSmall)
 			}
 		}
 	}
@@ -246,7 +247,7 @@ func (p *Projector) Eval(ctx context.Context, x *llama.Context, chunks *Chunks, 
 					return pos + int32(off), stats, err
 				}
 			}
-			stats.DecodeNanos += nanotime() - t0
+			stats.DecodeTime += time.Duration(nanotime() - t0)
 			stats.TextTokens += len(toks)
 			pos += int32(len(toks))
 			continue
@@ -260,7 +261,7 @@ func (p *Projector) Eval(ctx context.Context, x *llama.Context, chunks *Chunks, 
 			return pos, stats, err
 		}
 		if encoded {
-			stats.EncodeNanos += nanotime() - t0
+			stats.EncodeTime += time.Duration(nanotime() - t0)
 			stats.ImagesEncoded++
 		} else {
 			stats.ImagesCached++
@@ -269,7 +270,7 @@ func (p *Projector) Eval(ctx context.Context, x *llama.Context, chunks *Chunks, 
 		if err := decodeImage(ctx, x, embd, ch, pos, opts.Seq, nBatch, nEmbd, nonCausal, mrope); err != nil {
 			return pos, stats, err
 		}
-		stats.DecodeNanos += nanotime() - t0
+		stats.DecodeTime += time.Duration(nanotime() - t0)
 		stats.ImageTokens += ch.NTokens
 		pos += int32(ch.NPos)
 		imageDone++
@@ -287,9 +288,9 @@ func (p *Projector) Eval(ctx context.Context, x *llama.Context, chunks *Chunks, 
 func decodeImage(ctx context.Context, x *llama.Context, embd []float32, ch Chunk, pos, seq int32, nBatch, nEmbd int, nonCausal, mrope bool) error {
 	n := ch.NTokens
 	if nonCausal {
-		if xo := x.Options(); n > xo.NUbatch || n > xo.NBatch {
-			return fmt.Errorf("a non-causal image of %d tokens needs NBatch and NUbatch ≥ %d, the context has %d and %d: %w",
-				n, n, xo.NBatch, xo.NUbatch, ErrUBatchTooSmall)
+		if xo := x.Options(); n > xo.UBatchSize || n > xo.BatchSize {
+			return fmt.Errorf("a non-causal image of %d tokens needs BatchSize and UBatchSize ≥ %d, the context has %d and %d: %w",
+				n, n, xo.BatchSize, xo.UBatchSize, ErrUBatchTooSmall)
 		}
 		nBatch = n
 	}

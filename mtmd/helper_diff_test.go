@@ -49,7 +49,7 @@ func TestEvalMatchesMtmdHelper(t *testing.T) {
 			if len(imgs) == 3 {
 				prompt = "<|im_start|>user\nFirst " + p.proj.Marker() + " then " + p.proj.Marker() + " and " + p.proj.Marker() + " compared?<|im_end|>\n<|im_start|>assistant\n"
 			}
-			opts := llama.ContextOptions{NCtx: 1024, NBatch: 512, NUbatch: 512, Threads: 1, FlashAttn: llama.FlashAttentionOff}
+			opts := llama.ContextOptions{ContextSize: 1024, BatchSize: 512, UBatchSize: 512, Threads: 1, FlashAttn: llama.FlashAttentionOff}
 
 			x1, err := p.model.NewContext(opts)
 			require.NoError(t, err)
@@ -57,7 +57,7 @@ func TestEvalMatchesMtmdHelper(t *testing.T) {
 			chunks, err := p.proj.Tokenize(prompt, imgs, mtmd.TokenizeOptions{AddSpecial: true, ParseSpecial: true})
 			require.NoError(t, err)
 			defer chunks.Close()
-			next1, _, err := p.proj.Eval(ctx, x1, chunks, mtmd.EvalOptions{Logits: true, NBatch: nBatch})
+			next1, _, err := p.proj.Eval(ctx, x1, chunks, mtmd.EvalOptions{Logits: true, BatchSize: nBatch})
 			require.NoError(t, err)
 			got, err := x1.Logits(-1)
 			require.NoError(t, err)

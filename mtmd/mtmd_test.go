@@ -104,7 +104,7 @@ func TestImageEncodesIntoPredictedEmbeddings(t *testing.T) {
 func generate(t testing.TB, p pair, img *mtmd.Image, n int, cache *mtmd.ImageCache) ([]llama.Token, mtmd.EvalStats) {
 	t.Helper()
 	ctx := context.Background()
-	x, err := p.model.NewContext(llama.ContextOptions{NCtx: 1024, NBatch: 256, Threads: 2})
+	x, err := p.model.NewContext(llama.ContextOptions{ContextSize: 1024, BatchSize: 256, Threads: 2})
 	require.NoError(t, err)
 	defer x.Close()
 	chunks, err := p.proj.Tokenize("Describe "+p.proj.Marker()+" please.", []*mtmd.Image{img}, mtmd.TokenizeOptions{AddSpecial: true, ParseSpecial: true, Cache: cache})
@@ -324,7 +324,7 @@ func TestProjectorMismatchAndBadFiles(t *testing.T) {
 
 	// A context of another model.
 	other := loadPair(t, testmodel.ProjectorMLP, gguf.TypeF16)
-	x, err := other.model.NewContext(llama.ContextOptions{NCtx: 256})
+	x, err := other.model.NewContext(llama.ContextOptions{ContextSize: 256})
 	require.NoError(t, err)
 	defer x.Close()
 	img, _ := mtmd.ImageFromGo(testImage(8, 8, 1))
@@ -343,7 +343,7 @@ func TestPromptLongerThanContextAndSmallUbatch(t *testing.T) {
 	img, _ := mtmd.ImageFromGo(testImage(64, 64, 1))
 	perImage, _ := p.spec.ImageTokens(64, 64)
 
-	x, err := p.model.NewContext(llama.ContextOptions{NCtx: 256, NBatch: 64, NUbatch: perImage - 1, Threads: 2})
+	x, err := p.model.NewContext(llama.ContextOptions{ContextSize: 256, BatchSize: 64, UBatchSize: perImage - 1, Threads: 2})
 	require.NoError(t, err)
 	defer x.Close()
 	chunks, err := p.proj.Tokenize("x "+p.proj.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{})
@@ -366,7 +366,7 @@ func TestPromptLongerThanContextAndSmallUbatch(t *testing.T) {
 
 func TestCancelledEval(t *testing.T) {
 	p := loadPair(t, testmodel.ProjectorIdefics3, gguf.TypeF16)
-	x, err := p.model.NewContext(llama.ContextOptions{NCtx: 1024, Threads: 2})
+	x, err := p.model.NewContext(llama.ContextOptions{ContextSize: 1024, Threads: 2})
 	require.NoError(t, err)
 	defer x.Close()
 	img, _ := mtmd.ImageFromGo(testImage(64, 64, 1))

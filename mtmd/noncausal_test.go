@@ -13,9 +13,9 @@ import (
 	"github.com/vlm-go/vlm/mtmd"
 )
 
-// TestNonCausalImageIsNotSplitAcrossBatches: with EvalOptions.NBatch below
+// TestNonCausalImageIsNotSplitAcrossBatches: with EvalOptions.BatchSize below
 // an image's tokens, a non-causal (Gemma 3) image is still decoded in one
-// batch, so the logits are those of a large NBatch (the old code split the
+// batch, so the logits are those of a large BatchSize (the old code split the
 // image, and its first tokens never saw the later ones).
 func TestNonCausalImageIsNotSplitAcrossBatches(t *testing.T) {
 	p := loadPair(t, testmodel.ProjectorGemma3, gguf.TypeF32)
@@ -28,10 +28,10 @@ func TestNonCausalImageIsNotSplitAcrossBatches(t *testing.T) {
 	perImage := chunks.ImageTokens()
 	require.Greater(t, perImage, 2)
 	logits := func(nBatch int) []float32 {
-		x, err := p.model.NewContext(llama.ContextOptions{NCtx: 256, NBatch: 128, Threads: 2})
+		x, err := p.model.NewContext(llama.ContextOptions{ContextSize: 256, BatchSize: 128, Threads: 2})
 		require.NoError(t, err)
 		defer x.Close()
-		_, _, err = p.proj.Eval(context.Background(), x, chunks, mtmd.EvalOptions{Logits: true, NBatch: nBatch})
+		_, _, err = p.proj.Eval(context.Background(), x, chunks, mtmd.EvalOptions{Logits: true, BatchSize: nBatch})
 		require.NoError(t, err)
 		l, err := x.Logits(-1)
 		require.NoError(t, err)

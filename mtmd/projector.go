@@ -294,7 +294,7 @@ func (p *Projector) Marker() string { return p.marker }
 func (p *Projector) Info() gguf.Projector { return *p.info }
 
 // UsesNonCausal reports whether image embeddings are decoded with
-// non-causal attention; such projectors need NUbatch ≥ an image's tokens.
+// non-causal attention; such projectors need UBatchSize ≥ an image's tokens.
 func (p *Projector) UsesNonCausal() bool { return p.nonCausal }
 
 // UsesMRoPE reports whether the text model takes M-RoPE positions.

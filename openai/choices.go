@@ -21,7 +21,7 @@ import (
 // one plain answer.
 //
 //   - n (chat and completions): 1 to the pipeline's ChoicesLimit
-//     (pipeline.Options.Parallel, at most 16): the choices run at once, one
+//     (pipeline.Options.Sequences, at most 16): the choices run at once, one
 //     sequence each, from ONE prefill of the prompt (and its images); usage
 //     counts the prompt once. Choice i samples with seed+i (any seed when
 //     the request has none); decoded together, the choices' logits can

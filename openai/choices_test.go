@@ -18,7 +18,7 @@ import (
 // logprob, bytes, top_logprobs), one entry per completion token, greedy
 // picks the likeliest; streamed, the chunks carry the same entries.
 func TestChatLogprobs(t *testing.T) {
-	s := newServer(t, pipeline.Options{Parallel: 2, ContextSize: 512}, oaOptions())
+	s := newServer(t, pipeline.Options{Sequences: 2, SequenceLength: 512}, oaOptions())
 	ctx := context.Background()
 	params := oa.ChatCompletionNewParams{
 		Messages:  []oa.ChatCompletionMessageParamUnion{userWithImages(t, "What is here?", 1)},
@@ -65,7 +65,7 @@ func TestChatLogprobs(t *testing.T) {
 // same request gives the same choices; greedy, every choice is the greedy
 // answer; streamed, the chunks carry their choice's index.
 func TestChatN(t *testing.T) {
-	s := newServer(t, pipeline.Options{Parallel: 3, ContextSize: 512}, oaOptions())
+	s := newServer(t, pipeline.Options{Sequences: 3, SequenceLength: 512}, oaOptions())
 	ctx := context.Background()
 	params := oa.ChatCompletionNewParams{
 		Messages:  []oa.ChatCompletionMessageParamUnion{userWithImages(t, "Describe it.", 1)},
@@ -131,7 +131,7 @@ func TestChatN(t *testing.T) {
 // time; -100 on the greedy answer's first token changes the answer; the
 // log-probabilities stay the model's (the banned token still leads).
 func TestChatLogitBias(t *testing.T) {
-	s := newServer(t, pipeline.Options{ContextSize: 512}, oaOptions())
+	s := newServer(t, pipeline.Options{SequenceLength: 512}, oaOptions())
 	ctx := context.Background()
 	params := oa.ChatCompletionNewParams{
 		Messages:  []oa.ChatCompletionMessageParamUnion{oa.UserMessage("Say something.")},
@@ -168,7 +168,7 @@ func TestChatLogitBias(t *testing.T) {
 // shape: tokens, token_logprobs, top_logprobs, text_offset) and n with
 // two prompts: choices indexed prompt×n + i, each prompt counted once.
 func TestCompletionsLogprobsN(t *testing.T) {
-	s := newServer(t, pipeline.Options{Parallel: 2, ContextSize: 512}, oaOptions())
+	s := newServer(t, pipeline.Options{Sequences: 2, SequenceLength: 512}, oaOptions())
 	status, body := postRaw(t, s, "/v1/completions", `{"prompt":["Once upon a time","The cat"],"max_tokens":5,"temperature":0.8,"seed":3,"n":2,"logprobs":2}`)
 	require.Equal(t, 200, status, body)
 	var resp struct {

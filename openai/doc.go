@@ -1,7 +1,7 @@
 // Package openai serves the OpenAI chat completions API over a pipeline:
 // an http.Handler to mount in a Go service, and what cmd/vlm-server runs.
 //
-//	p, _ := pipeline.New(ctx, "model.gguf", "mmproj.gguf", pipeline.Options{Parallel: 4})
+//	p, _ := pipeline.New(ctx, "model.gguf", "mmproj.gguf", pipeline.Options{Sequences: 4})
 //	http.Handle("/", openai.NewHandler(p, openai.Options{APIKey: os.Getenv("VLM_API_KEY")}))
 //
 // POST /v1/chat/completions takes messages with string or parts content

@@ -13,7 +13,7 @@ import (
 // which an unmodified endpoint picker reads by default:
 //
 //	vllm:num_requests_waiting   requests waiting for a sequence (the engine's queue)
-//	vllm:num_requests_running   requests holding a sequence (at most the pipeline's Parallel)
+//	vllm:num_requests_running   requests holding a sequence (at most the pipeline's Sequences)
 //	vllm:kv_cache_usage_perc    KV cells reserved by running requests ÷ the context's cells, 0…1
 //	vllm:cache_config_info      1, with block_size (the prefix-reuse granularity in
 //	                            tokens: vlm reuses any prefix, so 1) and num_gpu_blocks

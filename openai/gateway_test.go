@@ -58,7 +58,7 @@ func hold(t *testing.T, p *pipeline.Pipeline, text string) (release func()) {
 // running never exceeds the sequences, KV usage stays in [0, 1], rises with
 // the cells running requests hold and falls when they end.
 func TestGatewayMetricSemantics(t *testing.T) {
-	s := newServer(t, pipeline.Options{Parallel: 2, ContextSize: 512, MaxWaiting: 16}, oaOptions())
+	s := newServer(t, pipeline.Options{Sequences: 2, SequenceLength: 512, MaxWaiting: 16}, oaOptions())
 	const (
 		waiting = `vllm:num_requests_waiting{model_name="tiny"}`
 		running = `vllm:num_requests_running{model_name="tiny"}`
@@ -115,7 +115,7 @@ func TestGatewayMetricSemantics(t *testing.T) {
 // many questions) is served from the cached prefix, as the prefix scorer
 // expects of a server that reports block_size 1.
 func TestGatewayPrefixReuse(t *testing.T) {
-	s := newServer(t, pipeline.Options{Parallel: 2, ContextSize: 512}, oaOptions())
+	s := newServer(t, pipeline.Options{Sequences: 2, SequenceLength: 512}, oaOptions())
 	system := "You are a careful assistant. Answer in one short sentence, and never guess. "
 	for range 3 {
 		system += system[:60]
@@ -136,7 +136,7 @@ func TestGatewayPrefixReuse(t *testing.T) {
 // TestCompletions drives /v1/completions with the official client: a
 // string prompt, several prompts, streaming, and the refused fields.
 func TestCompletions(t *testing.T) {
-	s := newServer(t, pipeline.Options{Parallel: 2, ContextSize: 512}, oaOptions())
+	s := newServer(t, pipeline.Options{Sequences: 2, SequenceLength: 512}, oaOptions())
 	ctx := context.Background()
 	c, err := s.client.Completions.New(ctx, oa.CompletionNewParams{
 		Model:     "tiny",

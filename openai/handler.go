@@ -79,7 +79,7 @@ type Options struct {
 	WriteTimeout time.Duration
 	// MaxInFlight bounds the chat requests being prepared (images, grammar,
 	// tokens), waiting and answered at once; beyond it a request gets 429
-	// before any preparation. 0 means the pipeline's Capacity (Parallel +
+	// before any preparation. 0 means the pipeline's Capacity (Sequences +
 	// MaxWaiting); -1 means no bound (the engine's queue still is one).
 	MaxInFlight int
 	// MaxMessages bounds the messages of one request, and the content
@@ -145,7 +145,7 @@ func (o Options) withDefaults(p *pipeline.Pipeline) Options {
 //	GET  /metrics               Prometheus metrics
 //
 // Concurrent requests are batched by the pipeline's engine
-// (pipeline.Options.Parallel sequences); beyond its queue a request gets
+// (pipeline.Options.Sequences sequences); beyond its queue a request gets
 // 429. Errors come in OpenAI's shape with their status.
 type Handler struct {
 	p        *pipeline.Pipeline

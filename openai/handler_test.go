@@ -49,8 +49,8 @@ func newServer(t testing.TB, popts pipeline.Options, hopts openai.Options) *serv
 	if popts.Threads == 0 {
 		popts.Threads = 1
 	}
-	if popts.ContextSize == 0 {
-		popts.ContextSize = 1024
+	if popts.SequenceLength == 0 {
+		popts.SequenceLength = 1024
 	}
 	p, err := pipeline.New(context.Background(), mp, pp, popts)
 	require.NoError(t, err)
@@ -90,7 +90,7 @@ func userWithImages(t testing.TB, text string, n int) oa.ChatCompletionMessagePa
 // answers with 0, 1 and 3 images, usage and finish reasons, and the same
 // greedy answer streamed.
 func TestChatWithClient(t *testing.T) {
-	s := newServer(t, pipeline.Options{Parallel: 2}, openai.Options{})
+	s := newServer(t, pipeline.Options{Sequences: 2}, openai.Options{})
 	ctx := context.Background()
 	prompt := int64(0)
 	for _, n := range []int{0, 1, 3} {
@@ -147,7 +147,7 @@ func TestChatWithClient(t *testing.T) {
 // temperatures and seeds, parses and validates against the schema (four
 // requests at a time, so the engine batches them).
 func TestJSONSchemaAnswersValidate(t *testing.T) {
-	s := newServer(t, pipeline.Options{Parallel: 4}, openai.Options{})
+	s := newServer(t, pipeline.Options{Sequences: 4}, openai.Options{})
 	schemas := []string{
 		`{"type":"object","properties":{"name":{"type":"string","maxLength":12},"age":{"type":"integer","minimum":0,"maximum":120},"score":{"type":"number","minimum":0,"maximum":1},
 		  "ok":{"type":"boolean"},"kind":{"enum":["cat","dog",3,null]},"fixed":{"const":"v1"},
@@ -239,7 +239,7 @@ func TestJSONSchemaAnswersValidate(t *testing.T) {
 // TestErrorsThroughClient: the client sees OpenAI-shaped errors with their
 // status.
 func TestErrorsThroughClient(t *testing.T) {
-	s := newServer(t, pipeline.Options{ContextSize: 128}, openai.Options{MaxTokens: 64})
+	s := newServer(t, pipeline.Options{SequenceLength: 128}, openai.Options{MaxTokens: 64})
 	ctx := context.Background()
 	_, err := s.client.Chat.Completions.New(ctx, oa.ChatCompletionNewParams{
 		Messages: []oa.ChatCompletionMessageParamUnion{oa.UserMessage(strings.Repeat("long words ", 200))}, MaxTokens: oa.Int(4),
@@ -299,7 +299,7 @@ func hugeHeaderPNG() string {
 // message; afterwards the server answers a normal request with the same
 // tokens as before.
 func TestMalformedRequests(t *testing.T) {
-	s := newServer(t, pipeline.Options{ContextSize: 512}, openai.Options{MaxTokens: 256, MaxImages: 3, MaxBodyBytes: 1 << 20})
+	s := newServer(t, pipeline.Options{SequenceLength: 512}, openai.Options{MaxTokens: 256, MaxImages: 3, MaxBodyBytes: 1 << 20})
 	normal := `{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"` + pngDataURL(t, 32, 32, 7) + `"}},{"type":"text","text":"What?"}]}],"max_tokens":8,"temperature":0}`
 	code, before := s.post(t, normal, testKey)
 	require.Equal(t, 200, code, before)

@@ -171,7 +171,7 @@ func holdSequence(t testing.TB, p *pipeline.Pipeline) (next func() (llama.Genera
 // looked at (a 429, not a 400), the engine never sees them, and an
 // "Expect: 100-continue" client is refused before it sends its body.
 func TestOverloadBeforePreparation(t *testing.T) {
-	s := newServer(t, pipeline.Options{Parallel: 1, MaxWaiting: 1}, openai.Options{MaxInFlight: -1})
+	s := newServer(t, pipeline.Options{Sequences: 1, MaxWaiting: 1}, openai.Options{MaxInFlight: -1})
 	next1, release1 := holdSequence(t, s.p)
 	_, err, ok := next1()
 	require.True(t, ok)
@@ -235,7 +235,7 @@ func TestInFlightBound(t *testing.T) {
 		}
 	}()
 	host := must(url.Parse(images.URL)).Hostname()
-	s := newServer(t, pipeline.Options{Parallel: 1}, openai.Options{
+	s := newServer(t, pipeline.Options{Sequences: 1}, openai.Options{
 		RemoteImages: true, AllowedHosts: []string{host}, AllowPrivateAddresses: true, MaxTokens: 4, MaxInFlight: 2,
 	})
 	slow := `{"max_tokens":2,"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"` + images.URL + `/cat.png"}},{"type":"text","text":"?"}]}]}`
@@ -272,7 +272,7 @@ func TestInFlightBound(t *testing.T) {
 // server's watch for the client's hang-up and cancel the request). A
 // guard: net/http's HTTP/1 server clears the deadline itself too.
 func TestBodyDeadlineClearedForTheAnswer(t *testing.T) {
-	s := newServer(t, pipeline.Options{Parallel: 1}, openai.Options{BodyTimeout: 300 * time.Millisecond})
+	s := newServer(t, pipeline.Options{Sequences: 1}, openai.Options{BodyTimeout: 300 * time.Millisecond})
 	next, release := holdSequence(t, s.p)
 	_, err, ok := next()
 	require.True(t, ok)

@@ -62,7 +62,7 @@ func TestJSClients(t *testing.T) {
 	_ = os.RemoveAll(filepath.Join(dir, "node_modules")) // a checkout's own, if any
 	require.NoError(t, os.Symlink(modules, filepath.Join(dir, "node_modules")))
 
-	s := newServer(t, pipeline.Options{Parallel: 3, ContextSize: 1024}, openai.Options{ModelName: "tiny", MaxTokens: 512})
+	s := newServer(t, pipeline.Options{Sequences: 3, SequenceLength: 1024}, openai.Options{ModelName: "tiny", MaxTokens: 512})
 	v := s.p.Model().Vocab()
 	force, err := v.Tokenize(" banana", false, false)
 	require.NoError(t, err)

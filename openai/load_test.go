@@ -27,7 +27,7 @@ import (
 // goroutines return to their baseline. Aggregate tokens/s and TTFT
 // percentiles are logged (a benchmark, not a timed assertion).
 func TestLoad(t *testing.T) {
-	s := newServer(t, pipeline.Options{Parallel: 8, ContextSize: 512, MaxWaiting: 16}, openai.Options{MaxTokens: 64})
+	s := newServer(t, pipeline.Options{Sequences: 8, SequenceLength: 512, MaxWaiting: 16}, openai.Options{MaxTokens: 64})
 	http.DefaultClient.CloseIdleConnections()
 	before := runtime.NumGoroutine()
 	pics := make([]string, 4)

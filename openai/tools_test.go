@@ -59,7 +59,7 @@ func checkCall(t *testing.T, name, arguments string) {
 
 func toolServer(t *testing.T, templateFile string) *server {
 	t.Helper()
-	popts := pipeline.Options{ContextSize: 4096, Parallel: 2}
+	popts := pipeline.Options{SequenceLength: 4096, Sequences: 2}
 	if templateFile != "" {
 		src, err := os.ReadFile(filepath.Join("..", "template", "testdata", templateFile))
 		require.NoError(t, err)

@@ -65,7 +65,7 @@ func TestSameImageAgainIsNotPreparedAgain(t *testing.T) {
 // A session's history images are prepared once: later turns take them from
 // the cache, and a session shares the pipeline's cache with Run.
 func TestSessionHistoryImagesNotPreparedAgain(t *testing.T) {
-	p, _, _ := newPipeline(t, testmodel.ProjectorIdefics3, pipeline.Options{ContextSize: 2048})
+	p, _, _ := newPipeline(t, testmodel.ProjectorIdefics3, pipeline.Options{SequenceLength: 2048})
 	ctx := context.Background()
 	a, b := pngBytes(t, 48, 48, 10), pngBytes(t, 48, 48, 200)
 	_, err := p.Run(ctx, pipeline.Input{Text: "Seen before.", Images: []pipeline.Image{pipeline.ImageBytes(a)}}, pipeline.GenerateOptions{MaxTokens: 2})

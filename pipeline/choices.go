@@ -16,7 +16,7 @@ import (
 )
 
 // MaxChoices bounds the choices of one StreamChoices or RunChoices call;
-// Options.Parallel bounds them too (the choices run at once, one sequence
+// Options.Sequences bounds them too (the choices run at once, one sequence
 // each).
 const MaxChoices = engine.MaxChoices
 
@@ -59,7 +59,7 @@ func (s *ChoiceStream) Responses() []*Response { return s.resps }
 // the prompt and its images are evaluated once, then each choice samples
 // its own answer with its own sampler; choice i's Sampler.Seed is
 // opts.Sampler.Seed + i (a random seed each when it is 0; Response.Seed
-// tells). n is at most MaxChoices and Options.Parallel (else
+// tells). n is at most MaxChoices and Options.Sequences (else
 // ErrInvalidOptions). Decoded together, the choices' logits can differ
 // in their last bits from a request's alone, so a sampled choice is
 // reproduced by the same call, not always by Run with its seed.
@@ -85,8 +85,8 @@ func (p *Pipeline) StreamChoices(ctx context.Context, in Input, opts GenerateOpt
 			fail(ErrNotInChildProcess)
 			return
 		}
-		if n < 1 || n > MaxChoices || n > p.opts.Parallel {
-			fail(fmt.Errorf("pipeline: %d choices: between 1 and %d (Options.Parallel, at most %d): %w", n, min(p.opts.Parallel, MaxChoices), MaxChoices, ErrInvalidOptions))
+		if n < 1 || n > MaxChoices || n > p.opts.Sequences {
+			fail(fmt.Errorf("pipeline: %d choices: between 1 and %d (Options.Sequences, at most %d): %w", n, min(p.opts.Sequences, MaxChoices), MaxChoices, ErrInvalidOptions))
 			return
 		}
 		msgs, err := in.messages()
@@ -194,5 +194,5 @@ func (p *Pipeline) answerChoices(ctx context.Context, msgs []template.Message, i
 }
 
 // ChoicesLimit is the most choices StreamChoices and RunChoices take on
-// this pipeline: Options.Parallel, at most MaxChoices.
-func (p *Pipeline) ChoicesLimit() int { return min(p.opts.Parallel, MaxChoices) }
+// this pipeline: Options.Sequences, at most MaxChoices.
+func (p *Pipeline) ChoicesLimit() int { return min(p.opts.Sequences, MaxChoices) }

@@ -18,7 +18,7 @@ import (
 // every token; streamed, the tokens carry their choice's index and add up
 // to each response's text.
 func TestRunChoices(t *testing.T) {
-	p, _, _ := newPipeline(t, testmodel.ProjectorIdefics3, pipeline.Options{Parallel: 3, Threads: 1})
+	p, _, _ := newPipeline(t, testmodel.ProjectorIdefics3, pipeline.Options{Sequences: 3, Threads: 1})
 	in := pipeline.Input{Text: "What is in the picture?", Images: []pipeline.Image{pipeline.ImageOf(picture(40, 30, 17))}}
 	opts := pipeline.GenerateOptions{MaxTokens: 8, Sampler: sampler.Config{Temperature: 1, Seed: 7}, Logprobs: true, TopLogprobs: 2}
 
@@ -80,7 +80,7 @@ func TestRunChoices(t *testing.T) {
 	}
 
 	_, err = p.RunChoices(context.Background(), in, opts, 4)
-	require.ErrorIs(t, err, pipeline.ErrInvalidOptions, "more choices than Parallel")
+	require.ErrorIs(t, err, pipeline.ErrInvalidOptions, "more choices than Sequences")
 	_, err = p.Run(context.Background(), in, pipeline.GenerateOptions{TopLogprobs: 3})
 	require.ErrorIs(t, err, pipeline.ErrInvalidOptions, "TopLogprobs without Logprobs")
 }

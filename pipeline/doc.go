@@ -10,7 +10,7 @@
 // hold yet.
 //
 // Every call goes through one batching engine (package engine): one llama
-// context whose Options.Parallel sequences are decoded together, one batch
+// context whose Options.Sequences sequences are decoded together, one batch
 // per step, so concurrent calls from many goroutines share the weights'
 // reads and the CPU threads instead of fighting over them. A new prompt
 // starts from the longest prefix any sequence holds (a system prompt, a

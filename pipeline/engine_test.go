@@ -18,7 +18,7 @@ import (
 // sequences gives each input the answer it gets alone, and the calls are
 // batched (fewer decode steps than tokens).
 func TestConcurrentRunsEqualAlone(t *testing.T) {
-	p, _, _ := newPipeline(t, testmodel.ProjectorIdefics3, pipeline.Options{Parallel: 4})
+	p, _, _ := newPipeline(t, testmodel.ProjectorIdefics3, pipeline.Options{Sequences: 4})
 	ctx := context.Background()
 	var inputs []pipeline.Input
 	for i := range 8 {
@@ -54,7 +54,7 @@ func TestConcurrentRunsEqualAlone(t *testing.T) {
 // cancelled) leaves the history as it was; DropOldestTurns drops old turns
 // until the prompt fits.
 func TestSessionFailedTurnLeavesSession(t *testing.T) {
-	p, _, _ := newPipeline(t, testmodel.ProjectorMLP, pipeline.Options{ContextSize: 256})
+	p, _, _ := newPipeline(t, testmodel.ProjectorMLP, pipeline.Options{SequenceLength: 256})
 	ctx := context.Background()
 	s, err := p.NewSession(pipeline.SessionOptions{System: "Be brief."})
 	require.NoError(t, err)

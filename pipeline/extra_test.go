@@ -51,7 +51,7 @@ func TestModelWithoutChatTemplate(t *testing.T) {
 	assert.ErrorContains(t, err, "ChatTemplate")
 
 	// A template of package template by name.
-	p, err := pipeline.New(ctx, bare, pp, pipeline.Options{Threads: 2, ChatTemplate: "llava-1.5", ContextSize: 512})
+	p, err := pipeline.New(ctx, bare, pp, pipeline.Options{Threads: 2, ChatTemplate: "llava-1.5", SequenceLength: 512})
 	require.NoError(t, err)
 	r, err := p.Run(ctx, pipeline.Input{Text: "hi", Images: []pipeline.Image{pipeline.ImageOf(picture(8, 8, 1))}}, pipeline.GenerateOptions{MaxTokens: 2})
 	require.NoError(t, err)
@@ -59,7 +59,7 @@ func TestModelWithoutChatTemplate(t *testing.T) {
 	p.Close()
 
 	// A format only llama.cpp knows: its built-in templates, images as markers.
-	p, err = pipeline.New(ctx, bare, pp, pipeline.Options{Threads: 2, ChatTemplate: "vicuna", ContextSize: 512})
+	p, err = pipeline.New(ctx, bare, pp, pipeline.Options{Threads: 2, ChatTemplate: "vicuna", SequenceLength: 512})
 	require.NoError(t, err)
 	defer p.Close()
 	img, err := mtmd.ImageFromGo(picture(8, 8, 2))

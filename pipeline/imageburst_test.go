@@ -67,7 +67,7 @@ func TestImageBurstRSS(t *testing.T) {
 	if _, err := os.Stat("/proc/self/status"); err != nil {
 		t.Skip("needs Linux's /proc/self/status")
 	}
-	p, _, _ := newPipeline(t, testmodel.ProjectorMLP, pipeline.Options{Parallel: 2})
+	p, _, _ := newPipeline(t, testmodel.ProjectorMLP, pipeline.Options{Sequences: 2})
 	limit, _ := p.ImageMemory()
 	var reqs [2][]pipeline.Image
 	for r := range reqs {

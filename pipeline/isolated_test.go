@@ -18,14 +18,14 @@ import (
 func TestIsolatedNew(t *testing.T) {
 	mp, pp := testmodel.TinyPair(t, testmodel.ProjectorMLP, gguf.TypeF16)
 	ctx := context.Background()
-	p, err := pipeline.New(ctx, mp, pp, pipeline.Options{Isolated: true, Threads: 1, ContextSize: 512})
+	p, err := pipeline.New(ctx, mp, pp, pipeline.Options{Isolated: true, Threads: 1, SequenceLength: 512})
 	require.NoError(t, err)
 	defer p.Close()
 	r, err := p.Run(ctx, pipeline.Input{Text: "Hi"}, pipeline.GenerateOptions{MaxTokens: 3})
 	require.NoError(t, err)
 	assert.NotEmpty(t, r.Tokens)
 
-	_, err = pipeline.New(ctx, mp, mp, pipeline.Options{Isolated: true, Threads: 1, ContextSize: 512})
+	_, err = pipeline.New(ctx, mp, mp, pipeline.Options{Isolated: true, Threads: 1, SequenceLength: 512})
 	require.ErrorIs(t, err, isolate.ErrFailed, "a text model given as the projector fails its trial")
 	t.Log(err)
 }

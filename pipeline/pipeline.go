@@ -57,20 +57,20 @@ type Options struct {
 	// physical cores less one, because ggml's spinning threads collapse when
 	// another program takes a core (see DefaultThreads). Set it to use all.
 	Threads int
-	// ContextSize is the context length in tokens; 0 means 4096.
-	ContextSize int
+	// SequenceLength is the context length in tokens; 0 means 4096.
+	SequenceLength int
 	// BatchSize is the most tokens evaluated in one step; 0 means 512. It
 	// must hold an image's tokens for projectors with non-causal attention.
 	BatchSize int
-	// Parallel is how many requests — Run, Stream, RunBatch and session
+	// Sequences is how many requests — Run, Stream, RunBatch and session
 	// turns, from any number of goroutines — are decoded together: the
 	// sequences of the pipeline's one batched context (package engine),
-	// whose KV cache holds Parallel × ContextSize tokens. More requests
+	// whose KV cache holds Sequences × ContextSize tokens. More requests
 	// wait for a sequence. 0 means 1.
-	Parallel int
+	Sequences int
 	// MaxWaiting bounds the requests waiting for a sequence; beyond it a
 	// call fails at once with ErrOverloaded (a server answers 429 or 503).
-	// 0 means 64 or 16 × Parallel, whichever is more; -1 means no bound.
+	// 0 means 64 or 16 × Sequences, whichever is more; -1 means no bound.
 	MaxWaiting int
 	// Progress, if set, is called with values from 0 to 1 while the model
 	// loads; returning false cancels the load.
@@ -149,20 +149,20 @@ func (o Options) withDefaults() (Options, error) {
 	switch {
 	case o.Process != SameProcess && o.Process != ChildProcess:
 		return o, fmt.Errorf("Process %v: %w", o.Process, ErrInvalidOptions)
-	case o.GPULayers < -1, o.MainGPU < 0, o.Threads < 0, o.ContextSize < 0, o.BatchSize < 0, o.Parallel < 0, o.ImageCacheBytes < -1, o.MaxWaiting < -1:
+	case o.GPULayers < -1, o.MainGPU < 0, o.Threads < 0, o.SequenceLength < 0, o.BatchSize < 0, o.Sequences < 0, o.ImageCacheBytes < -1, o.MaxWaiting < -1:
 		return o, fmt.Errorf("negative option in %+v: %w", o, ErrInvalidOptions)
 	}
 	if o.Threads == 0 {
 		o.Threads = vlm.DefaultThreads()
 	}
-	if o.ContextSize == 0 {
-		o.ContextSize = llama.DefaultNCtx
+	if o.SequenceLength == 0 {
+		o.SequenceLength = llama.DefaultContextSize
 	}
 	if o.BatchSize == 0 {
 		o.BatchSize = 512
 	}
-	if o.Parallel == 0 {
-		o.Parallel = 1
+	if o.Sequences == 0 {
+		o.Sequences = 1
 	}
 	if o.ImageMemory < -1 || o.MaxImageBytes < -1 || o.ImageLimits.ReducePixels < -1 {
 		return o, fmt.Errorf("ImageMemory %d, MaxImageBytes %d, ImageLimits.ReducePixels %d (-1: no bound, 0: default): %w",
@@ -173,7 +173,7 @@ func (o Options) withDefaults() (Options, error) {
 
 // Pipeline answers image-text-to-text requests with one model and projector.
 // It is safe for concurrent use: calls from many goroutines are batched in
-// one context (Options.Parallel at a time), and a new prompt starts from
+// one context (Options.Sequences at a time), and a new prompt starts from
 // the longest prefix any sequence holds (the system prompt, the same
 // picture, an earlier turn of the same chat).
 type Pipeline struct {
@@ -254,7 +254,7 @@ func New(ctx context.Context, modelPath, projectorPath string, opts Options) (*P
 	// it runs (ggml's spinning threads collapse when oversubscribed).
 	encThreads := opts.Threads
 	idle := mtmd.IdlePriorityWorks()
-	if !idle && opts.Parallel > 1 && opts.Threads > 1 {
+	if !idle && opts.Sequences > 1 && opts.Threads > 1 {
 		encThreads = (opts.Threads + 1) / 2
 	}
 	if p.proj, err = mtmd.Load(ctx, projectorPath, model, mtmd.Options{NoGPU: !gpu, Threads: encThreads, IdlePriority: idle}); err != nil {
@@ -266,7 +266,7 @@ func New(ctx context.Context, modelPath, projectorPath string, opts Options) (*P
 		return nil, err
 	}
 	p.eng, err = engine.New(model, p.proj, engine.Options{
-		Sequences: opts.Parallel, SequenceLength: opts.ContextSize, BatchSize: opts.BatchSize,
+		Sequences: opts.Sequences, SequenceLength: opts.SequenceLength, BatchSize: opts.BatchSize,
 		Threads: opts.Threads, FlashAttn: p.flashAttn(), MaxWaiting: opts.MaxWaiting,
 	})
 	if err != nil {
@@ -414,7 +414,7 @@ func (p *Pipeline) Overloaded() bool {
 	return o.MaxWaiting >= 0 && p.eng.Stats().Waiting >= o.MaxWaiting
 }
 
-// Capacity returns how many requests the pipeline holds at once: Parallel
+// Capacity returns how many requests the pipeline holds at once: Sequences
 // being answered plus MaxWaiting waiting (its default resolved); -1 when
 // MaxWaiting is -1 (no bound).
 func (p *Pipeline) Capacity() int {

@@ -36,8 +36,8 @@ func newPipeline(t testing.TB, pt testmodel.ProjectorType, opts pipeline.Options
 	if opts.Threads == 0 {
 		opts.Threads = 2
 	}
-	if opts.ContextSize == 0 {
-		opts.ContextSize = 1024
+	if opts.SequenceLength == 0 {
+		opts.SequenceLength = 1024
 	}
 	p, err := pipeline.New(context.Background(), mp, pp, opts)
 	require.NoError(t, err)
@@ -84,7 +84,7 @@ func TestPipelineEqualsLowLevelGreedy(t *testing.T) {
 				AddSpecial: v.AddBOS() && !strings.HasPrefix(prompt, bos), ParseSpecial: true})
 			require.NoError(t, err)
 			defer chunks.Close()
-			x, err := m.NewContext(llama.ContextOptions{NCtx: 1024, Threads: 2, FlashAttn: llama.FlashAttentionOn}) // as the pipeline on a CPU
+			x, err := m.NewContext(llama.ContextOptions{ContextSize: 1024, Threads: 2, FlashAttn: llama.FlashAttentionOn}) // as the pipeline on a CPU
 			require.NoError(t, err)
 			defer x.Close()
 			pos, _, err := proj.Eval(ctx, x, chunks, mtmd.EvalOptions{Logits: true})
@@ -218,7 +218,7 @@ func eogBan(t testing.TB, p *pipeline.Pipeline) map[llama.Token]float32 {
 }
 
 func TestRunBatchAndParallel(t *testing.T) {
-	p, _, _ := newPipeline(t, testmodel.ProjectorGemma3, pipeline.Options{Parallel: 2})
+	p, _, _ := newPipeline(t, testmodel.ProjectorGemma3, pipeline.Options{Sequences: 2})
 	var inputs []pipeline.Input
 	for i := 0; i < 4; i++ {
 		inputs = append(inputs, pipeline.Input{Text: "Picture number?", Images: []pipeline.Image{pipeline.ImageOf(picture(64, 64, uint8(i*60)))}})
@@ -248,7 +248,7 @@ func TestRunBatchAndParallel(t *testing.T) {
 func TestQuantizeQ8_0(t *testing.T) {
 	mp, pp := testmodel.TinyPair(t, testmodel.ProjectorMLP, gguf.TypeF32)
 	dir := t.TempDir()
-	p, err := pipeline.New(context.Background(), mp, pp, pipeline.Options{Threads: 2, QuantizeQ8_0: true, QuantizedCacheDir: dir, ContextSize: 512})
+	p, err := pipeline.New(context.Background(), mp, pp, pipeline.Options{Threads: 2, QuantizeQ8_0: true, QuantizedCacheDir: dir, SequenceLength: 512})
 	require.NoError(t, err)
 	defer p.Close()
 	assert.Contains(t, p.Model().Path(), dir)

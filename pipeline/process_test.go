@@ -27,8 +27,8 @@ func childPipeline(t testing.TB, mp, pp string, opts pipeline.Options) *pipeline
 	if opts.Threads == 0 {
 		opts.Threads = 1
 	}
-	if opts.ContextSize == 0 {
-		opts.ContextSize = 1024
+	if opts.SequenceLength == 0 {
+		opts.SequenceLength = 1024
 	}
 	p, err := pipeline.New(context.Background(), mp, pp, opts)
 	require.NoError(t, err)
@@ -42,10 +42,10 @@ func childPipeline(t testing.TB, mp, pp string, opts pipeline.Options) *pipeline
 func TestChildProcessAnswersAsInProcess(t *testing.T) {
 	mp, pp := testmodel.TinyPair(t, testmodel.ProjectorIdefics3, gguf.TypeF16)
 	ctx := context.Background()
-	in, err := pipeline.New(ctx, mp, pp, pipeline.Options{Threads: 1, ContextSize: 1024, Parallel: 2})
+	in, err := pipeline.New(ctx, mp, pp, pipeline.Options{Threads: 1, SequenceLength: 1024, Sequences: 2})
 	require.NoError(t, err)
 	defer in.Close()
-	cp := childPipeline(t, mp, pp, pipeline.Options{Parallel: 2})
+	cp := childPipeline(t, mp, pp, pipeline.Options{Sequences: 2})
 	assert.Nil(t, cp.Model(), "the model lives in the child")
 	assert.Equal(t, in.ModelPath(), cp.ModelPath())
 	assert.Equal(t, in.Capacity(), cp.Capacity())
@@ -161,7 +161,7 @@ func settle(t *testing.T, goroutines, fds int) {
 func TestChildProcessCrash(t *testing.T) {
 	mp, pp := testmodel.TinyPair(t, testmodel.ProjectorIdefics3, gguf.TypeF16)
 	ctx := context.Background()
-	ref, err := pipeline.New(ctx, mp, pp, pipeline.Options{Threads: 1, ContextSize: 512})
+	ref, err := pipeline.New(ctx, mp, pp, pipeline.Options{Threads: 1, SequenceLength: 512})
 	require.NoError(t, err)
 	ban := eogBan(t, ref)
 	ref.Close()
@@ -185,7 +185,7 @@ func TestChildProcessCrash(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			goroutines, fds := runtime.NumGoroutine(), openFDs(t)
-			p, err := pipeline.New(ctx, mp, pp, pipeline.Options{Process: pipeline.ChildProcess, Threads: 1, Parallel: 8, ContextSize: 4096, Supervisor: sup})
+			p, err := pipeline.New(ctx, mp, pp, pipeline.Options{Process: pipeline.ChildProcess, Threads: 1, Sequences: 8, SequenceLength: 4096, Supervisor: sup})
 			require.NoError(t, err)
 			sess, err := p.NewSession(pipeline.SessionOptions{})
 			require.NoError(t, err)
@@ -352,7 +352,7 @@ func TestChildProcessWaitsForRestart(t *testing.T) {
 // the child's error, its sentinels intact.
 func TestChildProcessLoadErrors(t *testing.T) {
 	mp, _ := testmodel.TinyPair(t, testmodel.ProjectorMLP, gguf.TypeF16)
-	_, err := pipeline.New(context.Background(), mp, mp, pipeline.Options{Process: pipeline.ChildProcess, Threads: 1, ContextSize: 512})
+	_, err := pipeline.New(context.Background(), mp, mp, pipeline.Options{Process: pipeline.ChildProcess, Threads: 1, SequenceLength: 512})
 	require.Error(t, err)
 	assert.NotErrorIs(t, err, pipeline.ErrChildCrashed)
 	t.Log(err)
@@ -397,7 +397,7 @@ func TestChildProcessShutdown(t *testing.T) {
 func TestChildProcessRefusesWhatItDoesNotCarry(t *testing.T) {
 	mp, pp := testmodel.TinyPair(t, testmodel.ProjectorIdefics3, gguf.TypeF16)
 	ctx := context.Background()
-	cp := childPipeline(t, mp, pp, pipeline.Options{Parallel: 2})
+	cp := childPipeline(t, mp, pp, pipeline.Options{Sequences: 2})
 	_, err := cp.RunChoices(ctx, pipeline.Input{Text: "Hello"}, pipeline.GenerateOptions{MaxTokens: 4}, 2)
 	require.ErrorIs(t, err, pipeline.ErrNotInChildProcess)
 	assert.ErrorIs(t, err, pipeline.ErrInvalidOptions)

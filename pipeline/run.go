@@ -70,7 +70,7 @@ type Stats struct {
 	GeneratedTokens  int           // tokens of the answer
 	TimeToFirstToken time.Duration // from the start of the call (images decoded included) to the first answer token
 	ImageEncodeTime  time.Duration // time in the vision encoder
-	QueueTime        time.Duration // waiting for one of the Parallel sequences
+	QueueTime        time.Duration // waiting for one of the Sequences sequences
 	PrefillTime      time.Duration // from a sequence to the prompt evaluated (shared with the other sequences' steps)
 	DecodeTime       time.Duration // time generating
 	Total            time.Duration
@@ -220,7 +220,7 @@ func (p *Pipeline) submit(ctx context.Context, msgs []template.Message, images [
 	}
 	resp.Stats.ImageCacheHits, resp.Stats.ImageCacheMisses = chunks.CacheStats()
 	streams, err := p.eng.SubmitN(ctx, engine.Request{
-		Chunks: chunks, Sampler: opts.Sampler, MaxTokens: maxTokens, Stop: opts.Stop, MaxPositions: maxPos, ImageProgress: opts.ImageProgress,
+		Chunks: chunks, Sampler: opts.Sampler, MaxTokens: maxTokens, Stop: opts.Stop, SequenceLength: maxPos, ImageProgress: opts.ImageProgress,
 		Logprobs: opts.Logprobs, TopLogprobs: opts.TopLogprobs,
 		Special: opts.Tools != nil, // call markers are often special tokens
 	}, n)
@@ -366,13 +366,13 @@ func (s *Stream) wait() (*Response, error) {
 	return s.resp, nil
 }
 
-// RunBatch answers several inputs, batched Options.Parallel at a time, and
+// RunBatch answers several inputs, batched Options.Sequences at a time, and
 // returns the responses in input order. The errors are returned joined,
 // with the responses (nil for inputs that failed).
 func (p *Pipeline) RunBatch(ctx context.Context, inputs []Input, opts GenerateOptions) ([]*Response, error) {
 	out := make([]*Response, len(inputs))
 	errs := make([]error, len(inputs))
-	sem := make(chan struct{}, 2*p.opts.Parallel) // enough to keep every sequence busy
+	sem := make(chan struct{}, 2*p.opts.Sequences) // enough to keep every sequence busy
 	done := make(chan struct{})
 	for i, in := range inputs {
 		sem <- struct{}{}

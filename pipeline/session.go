@@ -71,9 +71,9 @@ func (p *Pipeline) NewSession(opts SessionOptions) (*Session, error) {
 	if p.isClosed() {
 		return nil, ErrClosed
 	}
-	if opts.ContextSize < 0 || opts.ContextSize > p.opts.ContextSize {
+	if opts.ContextSize < 0 || opts.ContextSize > p.opts.SequenceLength {
 		return nil, fmt.Errorf("SessionOptions.ContextSize %d: at most the pipeline's ContextSize %d (Options.ContextSize): %w",
-			opts.ContextSize, p.opts.ContextSize, ErrInvalidOptions)
+			opts.ContextSize, p.opts.SequenceLength, ErrInvalidOptions)
 	}
 	if opts.History != KeepHistory && opts.History != DropOldestTurns {
 		return nil, fmt.Errorf("SessionOptions.History %d: %w", opts.History, ErrInvalidOptions)

@@ -20,7 +20,7 @@ import (
 // answered in full; new calls fail with ErrShuttingDown meanwhile and
 // with ErrClosed after.
 func TestPipelineShutdown(t *testing.T) {
-	p, _, _ := newPipeline(t, testmodel.ProjectorMLP, pipeline.Options{Parallel: 2})
+	p, _, _ := newPipeline(t, testmodel.ProjectorMLP, pipeline.Options{Sequences: 2})
 	ctx := context.Background()
 	ban := map[llama.Token]float32{}
 	for _, tok := range p.Model().Vocab().EOGTokens() {

@@ -44,9 +44,9 @@ func newChildPipeline(ctx context.Context, modelPath, projectorPath string, opts
 	}
 	cfg := childConfig{
 		Model: modelPath, Projector: projectorPath, GPULayers: opts.GPULayers, NoGPU: opts.NoGPU, MainGPU: opts.MainGPU,
-		Threads: opts.Threads, ContextSize: opts.ContextSize, BatchSize: opts.BatchSize, Parallel: opts.Parallel,
+		Threads: opts.Threads, SequenceLength: opts.SequenceLength, BatchSize: opts.BatchSize, Sequences: opts.Sequences,
 		MaxWaiting: opts.MaxWaiting, QuantizeQ8_0: opts.QuantizeQ8_0, QuantizedCacheDir: opts.QuantizedCacheDir,
-		ChatTemplate: opts.ChatTemplate, ImageCacheBytes: opts.ImageCacheBytes, Beat: sopts.beat(),
+		ChatTemplate: opts.ChatTemplate, ImageCacheBytes: opts.ImageCacheBytes, BatchVariant: opts.BatchVariant, Beat: sopts.beat(),
 	}
 	s := &supervisor{cfg: cfg, opts: sopts, changed: make(chan struct{}), stop: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -377,7 +377,7 @@ func (s *supervisor) engineStats() engine.Stats {
 	st.CopiedPrefixes += b.CopiedPrefixes
 	st.Waiting += s.waiting
 	if st.KVCells == 0 {
-		st.KVCells = s.hello.Engine.KVSize
+		st.KVCells = s.hello.Engine.ContextSize
 	}
 	return st
 }

@@ -49,7 +49,7 @@ func TestToolCallsThroughTemplates(t *testing.T) {
 	}
 	for name, src := range templates {
 		t.Run(name, func(t *testing.T) {
-			p, _, _ := newPipeline(t, testmodel.ProjectorIdefics3, pipeline.Options{ChatTemplate: src, ContextSize: 4096})
+			p, _, _ := newPipeline(t, testmodel.ProjectorIdefics3, pipeline.Options{ChatTemplate: src, SequenceLength: 4096})
 			in := pipeline.Input{
 				Messages: []template.Message{
 					// Llama 4 puts the tools into the first user message as

@@ -139,15 +139,16 @@ type childConfig struct {
 	GPULayers         int
 	NoGPU             bool
 	MainGPU           int
-	Threads           int
-	ContextSize       int
+	Threads           int // Options.Threads: 0 means vlm.DefaultThreads()
+	SequenceLength    int
 	BatchSize         int
-	Parallel          int
+	Sequences         int
 	MaxWaiting        int
 	QuantizeQ8_0      bool
 	QuantizedCacheDir string
 	ChatTemplate      string
 	ImageCacheBytes   int64
+	BatchVariant      bool
 	Progress          bool // send fLoad frames
 	Beat              time.Duration
 }

@@ -188,7 +188,7 @@ func New(m *llama.Model, cfg Config) (*Sampler, error) {
 			// holds, so that is the window.
 			lastN = info.NCtxTrain
 			if lastN <= 0 {
-				lastN = llama.DefaultNCtx
+				lastN = llama.DefaultContextSize
 			}
 		}
 		repeat := cfg.RepeatPenalty

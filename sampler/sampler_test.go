@@ -20,7 +20,7 @@ func setup(t *testing.T) (*llama.Model, *llama.Context) {
 	m, err := llama.Load(context.Background(), path, llama.LoadOptions{})
 	require.NoError(t, err)
 	t.Cleanup(func() { m.Close() })
-	x, err := m.NewContext(llama.ContextOptions{NCtx: 256, Threads: 2})
+	x, err := m.NewContext(llama.ContextOptions{ContextSize: 256, Threads: 2})
 	require.NoError(t, err)
 	t.Cleanup(func() { x.Close() })
 	return m, x

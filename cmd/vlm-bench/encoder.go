@@ -201,7 +201,7 @@ func tiledPrefill(ctx context.Context, o encoderOptions, typ gguf.TensorType) er
 		return err
 	}
 	defer chunks.Close()
-	x, err := m.NewContext(llama.ContextOptions{NCtx: chunks.NPos() + 64, NBatch: 512, NUbatch: 512, Threads: o.threads})
+	x, err := m.NewContext(llama.ContextOptions{ContextSize: chunks.NPos() + 64, BatchSize: 512, UBatchSize: 512, Threads: o.threads})
 	if err != nil {
 		return err
 	}
@@ -222,13 +222,13 @@ func tiledPrefill(ctx context.Context, o encoderOptions, typ gguf.TensorType) er
 		if st.ImagesEncoded != 0 {
 			return fmt.Errorf("second eval encoded %d chunks", st.ImagesEncoded)
 		}
-		d := time.Duration(st.DecodeNanos)
+		d := st.DecodeTime
 		if bestPrefill == 0 || d < bestPrefill {
 			bestPrefill = d
 		}
 	}
 	fmt.Printf("%s, 512 px picture as the preset tiles it: %d image chunks, %d positions; encode all %.1f s (%.0f ms per chunk); prefill of the image prompt %.0f ms (%.0f positions/s)\n",
-		typ, first.ImagesEncoded, chunks.NPos(), float64(first.EncodeNanos)/1e9, float64(first.EncodeNanos)/1e6/float64(max(first.ImagesEncoded, 1)),
+		typ, first.ImagesEncoded, chunks.NPos(), float64(first.EncodeTime)/1e9, float64(first.EncodeTime)/1e6/float64(max(first.ImagesEncoded, 1)),
 		float64(bestPrefill)/1e6, float64(chunks.NPos())/bestPrefill.Seconds())
 	return nil
 }

@@ -47,7 +47,7 @@ func runIsolation(o isolationOptions) error {
 	ban := eogBan(m)
 	m.Close()
 	gen := pipeline.GenerateOptions{MaxTokens: o.gen, Sampler: sampler.Config{LogitBias: ban}}
-	opts := pipeline.Options{Threads: o.threads, ContextSize: 1024, Parallel: o.streams}
+	opts := pipeline.Options{Threads: o.threads, SequenceLength: 1024, Sequences: o.streams}
 
 	// The child first, alone: the parent's memory after a burst of
 	// streams, before anything is loaded in this process.

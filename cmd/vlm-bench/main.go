@@ -325,7 +325,7 @@ func setup(ctx context.Context, typ, mp, pp string, nPrompt, nGen, threads, ngl 
 	if bn.proj, err = mtmd.Load(ctx, pp, bn.m, mtmd.Options{Threads: threads, NoGPU: !gpuProj, Warmup: true}); err != nil {
 		return bn, err
 	}
-	if bn.x, err = bn.m.NewContext(llama.ContextOptions{NCtx: nPrompt + nGen + 64, NBatch: nPrompt, NUbatch: nPrompt, Threads: threads, FlashAttn: flashAttn}); err != nil {
+	if bn.x, err = bn.m.NewContext(llama.ContextOptions{ContextSize: nPrompt + nGen + 64, BatchSize: nPrompt, UBatchSize: nPrompt, Threads: threads, FlashAttn: flashAttn}); err != nil {
 		return bn, err
 	}
 	info, _ := bn.m.Info()

@@ -37,7 +37,7 @@ func runRepeat(o repeatOptions) error {
 	if err != nil {
 		return err
 	}
-	popts := pipeline.Options{Threads: o.threads, ContextSize: 8192}
+	popts := pipeline.Options{Threads: o.threads, SequenceLength: 8192}
 	p, err := pipeline.New(ctx, mp, pp, popts)
 	if err != nil {
 		return err

@@ -60,7 +60,7 @@ func runStreams(o streamsOptions) error {
 
 // newBenchPipeline loads a pipeline with n sequences.
 func newBenchPipeline(ctx context.Context, mp, pp string, o streamsOptions, n int) (*pipeline.Pipeline, pipeline.GenerateOptions, error) {
-	p, err := pipeline.New(ctx, mp, pp, pipeline.Options{Threads: o.threads, ContextSize: 1024, Parallel: n})
+	p, err := pipeline.New(ctx, mp, pp, pipeline.Options{Threads: o.threads, SequenceLength: 1024, Sequences: n})
 	if err != nil {
 		return nil, pipeline.GenerateOptions{}, err
 	}
@@ -141,7 +141,7 @@ func rawBatchedDecode(ctx context.Context, mp string, o streamsOptions, n int) (
 		return 0, err
 	}
 	defer m.Close()
-	x, err := m.NewContext(llama.ContextOptions{NCtx: n * 1024, Sequences: n, Threads: o.threads, FlashAttn: llama.FlashAttentionOff})
+	x, err := m.NewContext(llama.ContextOptions{ContextSize: n * 1024, Sequences: n, Threads: o.threads, FlashAttn: llama.FlashAttentionOff})
 	if err != nil {
 		return 0, err
 	}

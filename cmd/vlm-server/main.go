@@ -60,7 +60,8 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	model := fs.String("model", "", "text model GGUF (empty: the built-in demo pair)")
 	mmproj := fs.String("mmproj", "", "vision projector GGUF")
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address (loopback by default; 0.0.0.0:8080 for all interfaces)")
-	parallel := fs.Int("parallel", 4, "sequences decoded together")
+	parallel := fs.Int("sequences", 4, "answers decoded together: the sequences of the one batched context (pipeline.Options.Sequences)")
+	fs.IntVar(parallel, "parallel", 4, "the same as -sequences (llama-server's name)")
 	ctxSize := fs.Int("ctx", 4096, "context per request, in tokens")
 	threads := fs.Int("threads", 0, "CPU threads (0: physical cores less one)")
 	ngl := fs.Int("ngl", -1, "layers on the GPU when one is loaded: -1 all, 0 none (CPU)")
@@ -115,7 +116,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 		}
 	}
 	opts := pipeline.Options{
-		Parallel: *parallel, ContextSize: *ctxSize, Threads: *threads, GPULayers: max(*ngl, -1), NoGPU: *ngl == 0, MaxWaiting: *maxWaiting,
+		Sequences: *parallel, SequenceLength: *ctxSize, Threads: *threads, GPULayers: max(*ngl, -1), NoGPU: *ngl == 0, MaxWaiting: *maxWaiting,
 		Isolated: *isolated, ImageMemory: *imageMemory,
 	}
 	if *isolated {
@@ -152,7 +153,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	defer signal.Stop(sigs)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	log.Info("serving the OpenAI API", "addr", ln.Addr().String(), "model", *model, "parallel", *parallel, "api_key", os.Getenv(*keyEnv) != "")
+	log.Info("serving the OpenAI API", "addr", ln.Addr().String(), "model", *model, "sequences", *parallel, "api_key", os.Getenv(*keyEnv) != "")
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}

@@ -3,15 +3,15 @@
 // and prints ratios measured within one run:
 //
 //   - first: the first question about a new picture (preset's tiling: a
-//     512 px picture is 17 tiles on smolvlm-256m) with Parallel 8 against
-//     Parallel 1: time to first token.
+//     512 px picture is 17 tiles on smolvlm-256m) with Sequences 8 against
+//     Sequences 1: time to first token.
 //
 //   - text: time to first token of short text requests sent one after
 //     another while a new picture is encoded, against the same requests on
 //     the idle pipeline (median and p95).
 //
 //   - greedy: 8 text prompts answered greedily one at a time and all at
-//     once through one Parallel-8 pipeline: how many answers differ,
+//     once through one 8-sequence pipeline: how many answers differ,
 //     batch-invariant off (Options.BatchVariant) and on (the default).
 //
 //   - streams: aggregate decode of 8 streams against 1, with
@@ -109,7 +109,7 @@ func main() {
 }
 
 func newPipeline(ctx context.Context, c config, parallel int, invariant bool) (*pipeline.Pipeline, error) {
-	return pipeline.New(ctx, c.model, c.proj, pipeline.Options{Threads: c.threads, ContextSize: 2048, Parallel: parallel, BatchVariant: !invariant})
+	return pipeline.New(ctx, c.model, c.proj, pipeline.Options{Threads: c.threads, SequenceLength: 2048, Sequences: parallel, BatchVariant: !invariant})
 }
 
 // picture is a deterministic n×n picture; shade makes pictures differ.
@@ -125,7 +125,7 @@ func picture(n int, shade uint8) image.Image {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// first: the first question about a new 512 px picture, Parallel 8 vs 1.
+// first: the first question about a new 512 px picture, Sequences 8 vs 1.
 func first(ctx context.Context, c config) error {
 	ttft := map[int]time.Duration{}
 	for _, par := range []int{1, 8} {
@@ -139,10 +139,10 @@ func first(ctx context.Context, c config) error {
 			return err
 		}
 		ttft[par] = r.Stats.TimeToFirstToken
-		fmt.Printf("first question about a new 512 px picture, Parallel %d: ttft %.0f ms (encode %.0f ms, %d chunks, %d prompt entries)\n",
+		fmt.Printf("first question about a new 512 px picture, Sequences %d: ttft %.0f ms (encode %.0f ms, %d chunks, %d prompt entries)\n",
 			par, ms(r.Stats.TimeToFirstToken), ms(r.Stats.ImageEncodeTime), r.Stats.ImagesEncoded, r.Stats.PromptTokens)
 	}
-	fmt.Printf("  Parallel 8 / Parallel 1: %.3f×\n", ms(ttft[8])/ms(ttft[1]))
+	fmt.Printf("  Sequences 8 / Sequences 1: %.3f×\n", ms(ttft[8])/ms(ttft[1]))
 	return nil
 }
 

@@ -276,7 +276,7 @@ func load(ctx context.Context, c *config, stderr io.Writer) (*pipeline.Pipeline,
 		}
 		fmt.Fprintf(stderr, "chat: -q8: using %s (%v)\n", modelPath, time.Since(t0).Round(time.Millisecond))
 	}
-	opts := pipeline.Options{Threads: c.threads, ContextSize: c.ctxSize, NoGPU: c.ngl == 0}
+	opts := pipeline.Options{Threads: c.threads, SequenceLength: c.ctxSize, NoGPU: c.ngl == 0}
 	if c.ngl > 0 {
 		opts.GPULayers = c.ngl
 	}

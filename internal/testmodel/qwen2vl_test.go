@@ -108,7 +108,7 @@ func testQwenPairRuns(t *testing.T, pt testmodel.ProjectorType) {
 			}
 
 			gen := func() ([]llama.Token, int32) {
-				x, err := m.NewContext(llama.ContextOptions{NCtx: 512, NBatch: 64, NUbatch: 64, Threads: 1})
+				x, err := m.NewContext(llama.ContextOptions{ContextSize: 512, BatchSize: 64, UBatchSize: 64, Threads: 1})
 				require.NoError(t, err)
 				defer x.Close()
 				img, err := mtmd.ImageFromGo(qwenImage(64, 48))

@@ -54,7 +54,7 @@ var sampleSchemas = []string{
 // other answer must end.
 func TestSampledAnswersValidate(t *testing.T) {
 	m := loadModel(t)
-	x, err := m.NewContext(llama.ContextOptions{NCtx: 1024, Threads: 1})
+	x, err := m.NewContext(llama.ContextOptions{ContextSize: 1024, Threads: 1})
 	require.NoError(t, err)
 	t.Cleanup(func() { x.Close() })
 	prompt, err := m.Vocab().Tokenize("Give me a record as JSON.", true, false)
