@@ -121,10 +121,11 @@ func serverFlags(t *testing.T) []string {
 	src, err := os.ReadFile(filepath.Join("..", "..", "cmd", "vlm-server", "main.go"))
 	require.NoError(t, err)
 	var names []string
-	for _, m := range regexp.MustCompile(`fs\.\w+\("([a-z0-9-]+)"`).FindAllStringSubmatch(string(src), -1) {
+	for _, m := range regexp.MustCompile(`fs\.\w+\((?:\w+, )?"([a-z0-9-]+)"`).FindAllStringSubmatch(string(src), -1) {
 		names = append(names, m[1])
 	}
-	require.Contains(t, names, "parallel", "vlm-server's flags not found in its source")
+	require.Contains(t, names, "sequences", "vlm-server's flags not found in its source")
+	require.Contains(t, names, "parallel", "the alias of -sequences")
 	return names
 }
 
