@@ -1,7 +1,6 @@
 package vlm
 
 import (
-	"bytes"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -66,34 +65,6 @@ func TestPinnedLlamaCppCommit(t *testing.T) {
 	mk, err := os.ReadFile(filepath.Join(dir, "Makefile.sync"))
 	require.NoError(t, err)
 	assert.Contains(t, string(mk), "FETCH_HEAD="+LlamaCppCommit+"\n")
-}
-
-// captureLogs routes native logs into a buffer for the duration of a test.
-func captureLogs(t *testing.T, level slog.Level) *syncBuffer {
-	t.Helper()
-	buf := &syncBuffer{}
-	prevLevel := LogLevel()
-	SetLogger(slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	SetLogLevel(level)
-	t.Cleanup(func() { SetLogger(nil); SetLogLevel(prevLevel) })
-	return buf
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestLogDefaultLevelIsWarn(t *testing.T) {

@@ -24,7 +24,7 @@ var (
 	// template.ErrInvalidMessage, mtmd.ErrInvalidImage, the JSON-schema
 	// converter's errors — so errors.Is(err, vlm.ErrInvalidArgument) tells a
 	// caller's mistake from a failure at any layer.
-	ErrInvalidArgument = errkind.InvalidArgument
+	ErrInvalidArgument = errkind.ErrInvalidArgument
 	// ErrDecode: llama_decode or mtmd_encode failed for another reason.
 	ErrDecode = errors.New("vlm: decode failed")
 	// ErrVocabOnly: the model was loaded with VocabOnly (vocabulary and

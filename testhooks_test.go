@@ -6,11 +6,13 @@ package vlm
 // in testhooks.go (build tag vlmtest, set by ./build.sh test).
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -96,4 +98,32 @@ func TestLogHandlerRunsWithoutALock(t *testing.T) {
 		t.Fatal("the handler deadlocked on the log routing's lock")
 	}
 	assert.Equal(t, []string{"inner", "outer"}, r.all())
+}
+
+// captureLogs routes native logs into a buffer for the duration of a test.
+func captureLogs(t *testing.T, level slog.Level) *syncBuffer {
+	t.Helper()
+	buf := &syncBuffer{}
+	prevLevel := LogLevel()
+	SetLogger(slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	SetLogLevel(level)
+	t.Cleanup(func() { SetLogger(nil); SetLogLevel(prevLevel) })
+	return buf
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

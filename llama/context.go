@@ -25,9 +25,9 @@ const (
 // (capped at the training length), BatchSize 512, UBatchSize = BatchSize, one
 // sequence, threads = vlm.DefaultThreads() (physical cores less one).
 type ContextOptions struct {
-	ContextSize         int            // context length in tokens
-	BatchSize       int            // most tokens per Decode
-	UBatchSize      int            // most tokens per compute step (≤ BatchSize); must be ≥ an image's tokens for non-causal projectors
+	ContextSize  int            // context length in tokens
+	BatchSize    int            // most tokens per Decode
+	UBatchSize   int            // most tokens per compute step (≤ BatchSize); must be ≥ an image's tokens for non-causal projectors
 	Sequences    int            // sequences the context holds (conversations decoded together); ids 0..Sequences-1
 	Threads      int            // threads for generation; 0 means vlm.DefaultThreads()
 	ThreadsBatch int            // threads for prompt processing (default: Threads)

@@ -17,7 +17,7 @@ var ErrUnknownTemplate = errors.New("template: unknown built-in template")
 
 // ErrInvalidMessage is returned when a [Message] cannot be turned into
 // template input, e.g. one that sets both Content and Text.
-var ErrInvalidMessage = errkind.New("template: invalid message", errkind.InvalidArgument)
+var ErrInvalidMessage = errkind.New("template: invalid message", errkind.ErrInvalidArgument)
 
 // ErrImageCount is returned by [Template.Prompt] when the number of media
 // markers in the prompt differs from the number of image parts in the

@@ -9,10 +9,10 @@ package errkind
 
 import "errors"
 
-// InvalidArgument is the kind of every "the caller passed something wrong"
+// ErrInvalidArgument is the kind of every "the caller passed something wrong"
 // error: an option out of range, an empty or inconsistent request, a bad
 // image, a schema that cannot be honoured. Servers answer it with 400.
-var InvalidArgument = errors.New("vlm: invalid argument")
+var ErrInvalidArgument = errors.New("vlm: invalid argument")
 
 // New returns a sentinel error whose message is msg and which is also each
 // of kinds for errors.Is (not for errors.Unwrap: its message stays msg).

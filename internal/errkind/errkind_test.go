@@ -12,12 +12,12 @@ import (
 
 func TestSentinelIsItselfAndItsKind(t *testing.T) {
 	other := errors.New("other kind")
-	s := errkind.New("pkg: bad thing", errkind.InvalidArgument)
+	s := errkind.New("pkg: bad thing", errkind.ErrInvalidArgument)
 	wrapped := fmt.Errorf("context %d: %w", 3, s)
 	assert.ErrorIs(t, wrapped, s)
-	assert.ErrorIs(t, wrapped, errkind.InvalidArgument)
+	assert.ErrorIs(t, wrapped, errkind.ErrInvalidArgument)
 	assert.NotErrorIs(t, wrapped, other)
-	assert.NotErrorIs(t, errkind.New("pkg: bad thing", errkind.InvalidArgument), s, "two sentinels with one message are different errors")
+	assert.NotErrorIs(t, errkind.New("pkg: bad thing", errkind.ErrInvalidArgument), s, "two sentinels with one message are different errors")
 	assert.Equal(t, "context 3: pkg: bad thing", wrapped.Error())
 	assert.Nil(t, errors.Unwrap(s))
 }

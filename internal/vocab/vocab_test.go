@@ -177,7 +177,7 @@ func TestEveryInvalidSentinelIsListed(t *testing.T) {
 						continue
 					}
 					src := strings.ReplaceAll(exprString(vs.Values[i]), " ", "")
-					assert.True(t, strings.Contains(src, "ErrInvalidArgument") || strings.Contains(src, "errkind.InvalidArgument"),
+					assert.True(t, strings.Contains(src, "ErrInvalidArgument") || strings.Contains(src, "errkind.ErrInvalidArgument"),
 						"%s: %s = %s is not of the invalid-argument kind", rel, id.Name, src)
 				}
 			}
