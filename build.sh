@@ -4,8 +4,9 @@
 #   ./build.sh [setup]        check tools, download modules, build everything
 #   ./build.sh test [args]    run the whole test suite; args go to `go test` (packages named
 #                             there, e.g. ./template, replace the whole suite). It runs real
-#                             JavaScript OpenAI clients too (openai/jsclients): Node.js 20+ and
-#                             npm are needed, npm ci reaches the registry once per lockfile
+#                             JavaScript OpenAI clients too (openai/jsclients) where Node.js 20+ and
+#                             npm are installed (else they skip, saying so; VLM_JSCLIENTS=on makes that
+#                             a failure); npm ci reaches the registry once per lockfile
 #                             (cached under the user cache dir); VLM_JSCLIENTS=off skips them
 #   ./build.sh chat [flags]   build and run examples/chat (flags go to it)
 #   ./build.sh server [flags] build and run cmd/vlm-server, the OpenAI-compatible server
