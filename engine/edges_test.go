@@ -46,7 +46,7 @@ func TestSubmitErrors(t *testing.T) {
 	_, err = e.Submit(ctx, engine.Request{Tokens: []llama.Token{1, 1 << 20}})
 	assert.ErrorIs(t, err, llama.ErrInvalidArgument)
 	// A prompt ending with an image.
-	ch, err := p.proj.Tokenize(p.proj.Marker(), []*mtmd.Image{picture(24, 24, 1)}, mtmd.TokenizeOptions{})
+	ch, err := p.proj.Tokenize(ctx, p.proj.Marker(), []*mtmd.Image{picture(24, 24, 1)}, mtmd.TokenizeOptions{})
 	require.NoError(t, err)
 	_, err = e.Submit(ctx, engine.Request{Chunks: ch})
 	assert.ErrorIs(t, err, engine.ErrInvalidRequest)

@@ -91,7 +91,7 @@ func (p pair) tokenize(t testing.TB, a ask) *mtmd.Chunks {
 	if a.img != nil {
 		text, imgs = p.proj.Marker()+"\n"+a.question, []*mtmd.Image{a.img}
 	}
-	ch, err := p.proj.Tokenize("<|im_start|>user\n"+text+"<|im_end|>\n<|im_start|>assistant\n", imgs,
+	ch, err := p.proj.Tokenize(context.Background(), "<|im_start|>user\n"+text+"<|im_end|>\n<|im_start|>assistant\n", imgs,
 		mtmd.TokenizeOptions{AddSpecial: true, ParseSpecial: true, Cache: p.cache})
 	require.NoError(t, err)
 	return ch

@@ -35,7 +35,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	// Each request (this would run on its own goroutine).
-	chunks, err := proj.Tokenize("<|im_start|>user\n"+proj.Marker()+"What is this?<|im_end|>\n<|im_start|>assistant\n",
+	chunks, err := proj.Tokenize(ctx, "<|im_start|>user\n"+proj.Marker()+"What is this?<|im_end|>\n<|im_start|>assistant\n",
 		[]*mtmd.Image{img}, mtmd.TokenizeOptions{AddSpecial: true, ParseSpecial: true, Cache: cache})
 	if err != nil {
 		log.Fatal(err)

@@ -139,7 +139,7 @@ func setupFor(b *testing.B, mode string) *benchSetup {
 	}
 	img, err := mtmd.ImageFromGo(testImage(512, 512))
 	require.NoError(b, err)
-	s.chunk, err = s.proj.Tokenize(s.proj.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{})
+	s.chunk, err = s.proj.Tokenize(ctx, s.proj.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{})
 	require.NoError(b, err)
 	s.image = -1
 	for i, ch := range s.chunk.All() {

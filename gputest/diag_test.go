@@ -56,7 +56,7 @@ func TestGPUTeardownDiag(t *testing.T) {
 		require.NoError(t, err)
 		img, err := mtmd.ImageFromGo(testImage(64, 64))
 		require.NoError(t, err)
-		chunks, err := p.Tokenize("Describe "+p.Marker()+" please.", []*mtmd.Image{img}, mtmd.TokenizeOptions{AddSpecial: true, ParseSpecial: true})
+		chunks, err := p.Tokenize(ctx, "Describe "+p.Marker()+" please.", []*mtmd.Image{img}, mtmd.TokenizeOptions{AddSpecial: true, ParseSpecial: true})
 		require.NoError(t, err)
 		say("evaluating text and image")
 		pos, _, err = p.Eval(ctx, x, chunks, mtmd.EvalOptions{Logits: true})

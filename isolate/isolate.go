@@ -221,7 +221,7 @@ func trial(a childArgs) (string, error) {
 			return "encode", err
 		}
 		stage("encode image")
-		chunks, err := p.Tokenize("What is in "+p.Marker()+"?", []*mtmd.Image{img}, mtmd.TokenizeOptions{AddSpecial: true, ParseSpecial: true})
+		chunks, err := p.Tokenize(ctx, "What is in "+p.Marker()+"?", []*mtmd.Image{img}, mtmd.TokenizeOptions{AddSpecial: true, ParseSpecial: true})
 		if err != nil {
 			return "tokenize image", err
 		}

@@ -57,7 +57,7 @@ func TestTokenizeMatchesMtmd(t *testing.T) {
 					// Twice: the first may prepare images, the second
 					// takes every image from the cache.
 					for round := range 2 {
-						got, err := p.proj.Tokenize(c.text, c.images, mtmd.TokenizeOptions{AddSpecial: special, ParseSpecial: true, Cache: cache})
+						got, err := p.proj.Tokenize(context.Background(), c.text, c.images, mtmd.TokenizeOptions{AddSpecial: special, ParseSpecial: true, Cache: cache})
 						require.NoError(t, err)
 						assert.Equal(t, chunkView(want), chunkView(got.All()), "case %d %q add_special=%v round %d", i, c.text, special, round)
 						hits, misses := got.CacheStats()
@@ -100,10 +100,10 @@ func TestImageCacheSameAnswer(t *testing.T) {
 
 			// Encode returns the cached embeddings: equal to a fresh encode.
 			m := p.proj.Marker()
-			fresh, err := p.proj.Tokenize(m, []*mtmd.Image{img}, mtmd.TokenizeOptions{})
+			fresh, err := p.proj.Tokenize(context.Background(), m, []*mtmd.Image{img}, mtmd.TokenizeOptions{})
 			require.NoError(t, err)
 			defer fresh.Close()
-			cached, err := p.proj.Tokenize(m, []*mtmd.Image{img}, mtmd.TokenizeOptions{Cache: cache})
+			cached, err := p.proj.Tokenize(context.Background(), m, []*mtmd.Image{img}, mtmd.TokenizeOptions{Cache: cache})
 			require.NoError(t, err)
 			defer cached.Close()
 			for i, ch := range fresh.All() {
@@ -132,7 +132,7 @@ func TestSameImageTwiceEncodedOnce(t *testing.T) {
 	require.NoError(t, err)
 	defer x.Close()
 	m := p.proj.Marker()
-	chunks, err := p.proj.Tokenize("a "+m+" b "+m, []*mtmd.Image{img, img}, mtmd.TokenizeOptions{})
+	chunks, err := p.proj.Tokenize(context.Background(), "a "+m+" b "+m, []*mtmd.Image{img, img}, mtmd.TokenizeOptions{})
 	require.NoError(t, err)
 	defer chunks.Close()
 	hits, misses := chunks.CacheStats()
@@ -168,7 +168,7 @@ func TestImageCacheKeyedByProjector(t *testing.T) {
 	require.NoError(t, err)
 	cache := mtmd.NewImageCache(0)
 	prepare := func(p *mtmd.Projector) (hits, misses int) {
-		ch, err := p.Tokenize(p.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{Cache: cache})
+		ch, err := p.Tokenize(ctx, p.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{Cache: cache})
 		require.NoError(t, err)
 		defer ch.Close()
 		for i, c := range ch.All() {
@@ -201,7 +201,7 @@ func TestImageCacheEvictsLeastRecentlyUsed(t *testing.T) {
 		imgs = append(imgs, img)
 	}
 	use := func(cache *mtmd.ImageCache, img *mtmd.Image) {
-		ch, err := p.proj.Tokenize(p.proj.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{Cache: cache})
+		ch, err := p.proj.Tokenize(ctx, p.proj.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{Cache: cache})
 		require.NoError(t, err)
 		defer ch.Close()
 		for i, c := range ch.All() {
@@ -242,10 +242,10 @@ func TestTokenizeKeepsTextAfterNUL(t *testing.T) {
 	img, err := mtmd.ImageFromGo(testImage(32, 32, 8))
 	require.NoError(t, err)
 	m := p.proj.Marker()
-	whole, err := p.proj.Tokenize("hello\x00 world "+m+" after", []*mtmd.Image{img}, mtmd.TokenizeOptions{ParseSpecial: true})
+	whole, err := p.proj.Tokenize(context.Background(), "hello\x00 world "+m+" after", []*mtmd.Image{img}, mtmd.TokenizeOptions{ParseSpecial: true})
 	require.NoError(t, err)
 	defer whole.Close()
-	cut, err := p.proj.Tokenize("hello", nil, mtmd.TokenizeOptions{ParseSpecial: true})
+	cut, err := p.proj.Tokenize(context.Background(), "hello", nil, mtmd.TokenizeOptions{ParseSpecial: true})
 	require.NoError(t, err)
 	defer cut.Close()
 	first := whole.Chunk(0)

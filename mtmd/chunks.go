@@ -1,6 +1,7 @@
 package mtmd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"runtime"
@@ -89,7 +90,11 @@ const legacyImageMarker = "<__image__>"
 // text between markers is tokenized on its own, and each image becomes the
 // chunks mtmd makes of one marker — taken from opts.Cache when the image is
 // there, so that a known image is not preprocessed again.
-func (p *Projector) Tokenize(text string, images []*Image, opts TokenizeOptions) (*Chunks, error) {
+//
+// Preprocessing a new image needs the projector, which an encode holds for
+// a whole image or tile (seconds on a CPU); ctx bounds that wait
+// (ErrCancelled). Text and cached images never wait.
+func (p *Projector) Tokenize(ctx context.Context, text string, images []*Image, opts TokenizeOptions) (*Chunks, error) {
 	if err := p.open(); err != nil {
 		return nil, err
 	}
@@ -124,7 +129,7 @@ func (p *Projector) Tokenize(text string, images []*Image, opts TokenizeOptions)
 				continue
 			}
 		}
-		pi, err := p.prepare(im)
+		pi, err := p.prepare(ctx, im)
 		if err != nil {
 			return nil, fmt.Errorf("image %d of %d: %w", i+1, len(images), err)
 		}
@@ -193,14 +198,14 @@ func freeNative(list []*vlm.InputChunks) {
 
 // prepare runs mtmd's tokenizer on one marker and the image: preprocessing
 // (resize, tiles) and the chunks it becomes.
-func (p *Projector) prepare(im *Image) (*preparedImage, error) {
+func (p *Projector) prepare(ctx context.Context, im *Image) (*preparedImage, error) {
 	b, err := vlm.NewBitmap(im.width, im.height, im.rgb, im.id)
 	if err != nil {
 		return nil, err
 	}
 	defer b.Free()
 	var native *vlm.InputChunks
-	err = p.use(func(c *vlm.MtmdContext) (err error) {
+	err = p.useCtx(ctx, func(c *vlm.MtmdContext) (err error) {
 		native, err = c.Tokenize(p.marker, false, true, []*vlm.Bitmap{b})
 		return err
 	})

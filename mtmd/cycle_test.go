@@ -78,7 +78,7 @@ func oneCycle(t *testing.T, modelPath, projPath string, png []byte, n int) {
 	defer func() { require.NoError(t, x.Close()) }()
 	img, err := mtmd.DecodeImageBytes(png, mtmd.Limits{})
 	require.NoError(t, err)
-	chunks, err := p.Tokenize("Describe "+p.Marker()+" briefly.", []*mtmd.Image{img}, mtmd.TokenizeOptions{AddSpecial: true, ParseSpecial: true})
+	chunks, err := p.Tokenize(ctx, "Describe "+p.Marker()+" briefly.", []*mtmd.Image{img}, mtmd.TokenizeOptions{AddSpecial: true, ParseSpecial: true})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, chunks.Close()) }()
 	pos, stats, err := p.Eval(ctx, x, chunks, mtmd.EvalOptions{Logits: true})

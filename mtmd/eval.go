@@ -62,7 +62,7 @@ func (p *Projector) embeddings(ctx context.Context, chunks *Chunks, i int, again
 	if err := ctx.Err(); err != nil {
 		return nil, false, fmt.Errorf("%w (%w)", ErrCancelled, err)
 	}
-	err = p.use(func(c *vlm.MtmdContext) (err error) {
+	err = p.useCtx(ctx, func(c *vlm.MtmdContext) (err error) {
 		embd, err = c.Encode(src.img.native, src.slot)
 		return err
 	})

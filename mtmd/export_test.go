@@ -55,6 +55,6 @@ func freeBitmaps(list []*vlm.Bitmap) {
 // HoldNative takes the lock an encode holds for a whole image, as a long
 // encode would, until release is called.
 func (p *Projector) HoldNative() (release func()) {
-	p.mu.Lock()
-	return p.mu.Unlock
+	p.lock <- struct{}{}
+	return func() { <-p.lock }
 }

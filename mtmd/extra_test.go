@@ -1,6 +1,7 @@
 package mtmd_test
 
 import (
+	"context"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -22,7 +23,7 @@ func TestProjectorAndChunkAccessors(t *testing.T) {
 
 	img, err := mtmd.ImageFromGo(testImage(64, 64, 1))
 	require.NoError(t, err)
-	chunks, err := p.proj.Tokenize("a "+p.proj.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{})
+	chunks, err := p.proj.Tokenize(context.Background(), "a "+p.proj.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{})
 	require.NoError(t, err)
 	defer chunks.Close()
 	want, _ := p.spec.ImageChunks(64, 64)

@@ -76,7 +76,7 @@ func TestFlashAttentionKernel(t *testing.T) {
 			img, err := mtmd.ImageFromGo(testImage(c.size, c.size, 5))
 			require.NoError(t, err)
 			encode := func() []float32 {
-				chunks, err := proj.Tokenize(proj.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{})
+				chunks, err := proj.Tokenize(ctx, proj.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{})
 				require.NoError(t, err)
 				defer chunks.Close()
 				var all []float32

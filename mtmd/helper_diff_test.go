@@ -54,7 +54,7 @@ func TestEvalMatchesMtmdHelper(t *testing.T) {
 			x1, err := p.model.NewContext(opts)
 			require.NoError(t, err)
 			defer x1.Close()
-			chunks, err := p.proj.Tokenize(prompt, imgs, mtmd.TokenizeOptions{AddSpecial: true, ParseSpecial: true})
+			chunks, err := p.proj.Tokenize(ctx, prompt, imgs, mtmd.TokenizeOptions{AddSpecial: true, ParseSpecial: true})
 			require.NoError(t, err)
 			defer chunks.Close()
 			next1, _, err := p.proj.Eval(ctx, x1, chunks, mtmd.EvalOptions{Logits: true, BatchSize: nBatch})

@@ -33,7 +33,7 @@ func TestIdlePriorityEncodesTheSame(t *testing.T) {
 		p, err := mtmd.Load(ctx, ppath, m, mtmd.Options{Threads: 2, IdlePriority: idle, NoGPU: true})
 		require.NoError(t, err)
 		require.Equal(t, idle, p.IdlePriority())
-		chunks, err := p.Tokenize("Look: "+p.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{ParseSpecial: true})
+		chunks, err := p.Tokenize(ctx, "Look: "+p.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{ParseSpecial: true})
 		require.NoError(t, err)
 		for i, ch := range chunks.All() {
 			if ch.Type == mtmd.ChunkImage {

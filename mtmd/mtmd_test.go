@@ -71,7 +71,7 @@ func TestImageEncodesIntoPredictedEmbeddings(t *testing.T) {
 				for _, size := range [][2]int{{64, 64}, {100, 40}, {17, 90}} {
 					img, err := mtmd.ImageFromGo(testImage(size[0], size[1], 1))
 					require.NoError(t, err)
-					chunks, err := p.proj.Tokenize("Look: "+p.proj.Marker()+" What is it?", []*mtmd.Image{img}, mtmd.TokenizeOptions{ParseSpecial: true})
+					chunks, err := p.proj.Tokenize(context.Background(), "Look: "+p.proj.Marker()+" What is it?", []*mtmd.Image{img}, mtmd.TokenizeOptions{ParseSpecial: true})
 					require.NoError(t, err)
 					want, err := p.spec.ImageChunks(size[0], size[1])
 					require.NoError(t, err)
@@ -107,7 +107,7 @@ func generate(t testing.TB, p pair, img *mtmd.Image, n int, cache *mtmd.ImageCac
 	x, err := p.model.NewContext(llama.ContextOptions{ContextSize: 1024, BatchSize: 256, Threads: 2})
 	require.NoError(t, err)
 	defer x.Close()
-	chunks, err := p.proj.Tokenize("Describe "+p.proj.Marker()+" please.", []*mtmd.Image{img}, mtmd.TokenizeOptions{AddSpecial: true, ParseSpecial: true, Cache: cache})
+	chunks, err := p.proj.Tokenize(ctx, "Describe "+p.proj.Marker()+" please.", []*mtmd.Image{img}, mtmd.TokenizeOptions{AddSpecial: true, ParseSpecial: true, Cache: cache})
 	require.NoError(t, err)
 	defer chunks.Close()
 	pos, stats, err := p.proj.Eval(ctx, x, chunks, mtmd.EvalOptions{Logits: true})
@@ -189,7 +189,7 @@ func TestMultipleImages(t *testing.T) {
 		imgs = append(imgs, img)
 	}
 	m := p.proj.Marker()
-	chunks, err := p.proj.Tokenize("a "+m+" b "+m+" c "+m, imgs, mtmd.TokenizeOptions{})
+	chunks, err := p.proj.Tokenize(context.Background(), "a "+m+" b "+m+" c "+m, imgs, mtmd.TokenizeOptions{})
 	require.NoError(t, err)
 	defer chunks.Close()
 	per, _ := p.spec.ImageTokens(32, 32)
@@ -203,11 +203,11 @@ func TestMultipleImages(t *testing.T) {
 	assert.Equal(t, []string{imgs[0].ID(), imgs[1].ID(), imgs[2].ID()}, ids)
 
 	// Marker count must match.
-	_, err = p.proj.Tokenize("only "+m, imgs, mtmd.TokenizeOptions{})
+	_, err = p.proj.Tokenize(context.Background(), "only "+m, imgs, mtmd.TokenizeOptions{})
 	assert.ErrorIs(t, err, mtmd.ErrMarkerMismatch)
-	_, err = p.proj.Tokenize(m+m, imgs[:1], mtmd.TokenizeOptions{})
+	_, err = p.proj.Tokenize(context.Background(), m+m, imgs[:1], mtmd.TokenizeOptions{})
 	assert.ErrorIs(t, err, mtmd.ErrMarkerMismatch)
-	_, err = p.proj.Tokenize(m, []*mtmd.Image{nil}, mtmd.TokenizeOptions{})
+	_, err = p.proj.Tokenize(context.Background(), m, []*mtmd.Image{nil}, mtmd.TokenizeOptions{})
 	assert.ErrorIs(t, err, mtmd.ErrInvalidImage)
 }
 
@@ -328,7 +328,7 @@ func TestProjectorMismatchAndBadFiles(t *testing.T) {
 	require.NoError(t, err)
 	defer x.Close()
 	img, _ := mtmd.ImageFromGo(testImage(8, 8, 1))
-	chunks, err := p.proj.Tokenize(p.proj.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{})
+	chunks, err := p.proj.Tokenize(ctx, p.proj.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{})
 	require.NoError(t, err)
 	defer chunks.Close()
 	_, _, err = p.proj.Eval(ctx, x, chunks, mtmd.EvalOptions{})
@@ -346,7 +346,7 @@ func TestPromptLongerThanContextAndSmallUbatch(t *testing.T) {
 	x, err := p.model.NewContext(llama.ContextOptions{ContextSize: 256, BatchSize: 64, UBatchSize: perImage - 1, Threads: 2})
 	require.NoError(t, err)
 	defer x.Close()
-	chunks, err := p.proj.Tokenize("x "+p.proj.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{})
+	chunks, err := p.proj.Tokenize(ctx, "x "+p.proj.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{})
 	require.NoError(t, err)
 	defer chunks.Close()
 	_, _, err = p.proj.Eval(ctx, x, chunks, mtmd.EvalOptions{})
@@ -356,7 +356,7 @@ func TestPromptLongerThanContextAndSmallUbatch(t *testing.T) {
 	for i := 0; i < 300; i++ {
 		long += "word "
 	}
-	chunks2, err := p.proj.Tokenize(long+p.proj.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{})
+	chunks2, err := p.proj.Tokenize(ctx, long+p.proj.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{})
 	require.NoError(t, err)
 	defer chunks2.Close()
 	_, _, err = p.proj.Eval(ctx, x, chunks2, mtmd.EvalOptions{})
@@ -370,7 +370,7 @@ func TestCancelledEval(t *testing.T) {
 	require.NoError(t, err)
 	defer x.Close()
 	img, _ := mtmd.ImageFromGo(testImage(64, 64, 1))
-	chunks, err := p.proj.Tokenize("x "+p.proj.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{})
+	chunks, err := p.proj.Tokenize(context.Background(), "x "+p.proj.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{})
 	require.NoError(t, err)
 	defer chunks.Close()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -386,7 +386,7 @@ func TestCancelledEval(t *testing.T) {
 func TestProjectorUseAfterClose(t *testing.T) {
 	p := loadPair(t, testmodel.ProjectorMLP, gguf.TypeF16)
 	img, _ := mtmd.ImageFromGo(testImage(8, 8, 1))
-	chunks, err := p.proj.Tokenize(p.proj.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{})
+	chunks, err := p.proj.Tokenize(context.Background(), p.proj.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{})
 	require.NoError(t, err)
 	// The model closed under the projector stays alive for it.
 	require.NoError(t, p.model.Close())
@@ -394,7 +394,7 @@ func TestProjectorUseAfterClose(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, p.proj.Close())
 	require.NoError(t, p.proj.Close())
-	_, err = p.proj.Tokenize(p.proj.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{})
+	_, err = p.proj.Tokenize(context.Background(), p.proj.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{})
 	assert.ErrorIs(t, err, mtmd.ErrClosed)
 	_, err = p.proj.Encode(context.Background(), chunks, 0)
 	assert.ErrorIs(t, err, mtmd.ErrClosed)

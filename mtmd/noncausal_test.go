@@ -22,7 +22,7 @@ func TestNonCausalImageIsNotSplitAcrossBatches(t *testing.T) {
 	require.True(t, p.proj.UsesNonCausal())
 	img, err := mtmd.ImageFromGo(testImage(64, 64, 3))
 	require.NoError(t, err)
-	chunks, err := p.proj.Tokenize("look "+p.proj.Marker()+" here", []*mtmd.Image{img}, mtmd.TokenizeOptions{})
+	chunks, err := p.proj.Tokenize(context.Background(), "look "+p.proj.Marker()+" here", []*mtmd.Image{img}, mtmd.TokenizeOptions{})
 	require.NoError(t, err)
 	defer chunks.Close()
 	perImage := chunks.ImageTokens()

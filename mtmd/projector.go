@@ -59,12 +59,12 @@ type Projector struct {
 	// nonCausal and mrope are read once at load, so that evaluating an
 	// image never waits for the projector's lock (held by an encode).
 	nonCausal, mrope bool
-	threads          int         // the encoder's threads
-	idle             bool        // encodes run at the lowest CPU priority
-	maxTok           int         // Options.ImageMaxTokens
-	id               uint64      // distinct for every loaded projector (ImageCache keys)
-	mu               sync.Mutex  // serialises native calls and Close
-	closed           atomic.Bool // set by Close before it frees: checked without mu
+	threads          int           // the encoder's threads
+	idle             bool          // encodes run at the lowest CPU priority
+	maxTok           int           // Options.ImageMaxTokens
+	id               uint64        // distinct for every loaded projector (ImageCache keys)
+	lock             chan struct{} // held (one element) by a native call or Close: serialises them; a ctx can stop the wait
+	closed           atomic.Bool   // set by Close before it frees: checked without mu
 	c                *vlm.MtmdContext
 	cleanup          runtime.Cleanup
 }
@@ -138,7 +138,7 @@ func Load(ctx context.Context, path string, model *llama.Model, opts Options) (*
 		}
 		return nil, err
 	}
-	p := &Projector{model: model, info: info, path: path, marker: marker, c: c, nEmbd: minfo.NEmbdInput, id: projectorIDs.Add(1), threads: opts.Threads, idle: idle, maxTok: opts.ImageMaxTokens,
+	p := &Projector{model: model, info: info, path: path, marker: marker, c: c, nEmbd: minfo.NEmbdInput, id: projectorIDs.Add(1), lock: make(chan struct{}, 1), threads: opts.Threads, idle: idle, maxTok: opts.ImageMaxTokens,
 		nonCausal: c.UseNonCausal(), mrope: c.UseMRoPE()}
 	p.cleanup = runtime.AddCleanup(p, func(c *vlm.MtmdContext) { c.Free(); llamaaccess.Release(model) }, c)
 	return p, nil
@@ -233,12 +233,15 @@ func CheckFile(path string) (*gguf.Projector, error) {
 }
 
 // Close frees the projector (idempotent) and releases its hold on the model.
+// It waits for a native call in progress — an encode holds the projector
+// for a whole image or tile, seconds on a CPU — so a server stops its
+// requests first (engine and pipeline Shutdown take a ctx for that).
 func (p *Projector) Close() error {
 	if p == nil {
 		return nil
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.lock <- struct{}{}
+	defer func() { <-p.lock }()
 	if p.c == nil {
 		return nil
 	}
@@ -251,11 +254,22 @@ func (p *Projector) Close() error {
 }
 
 func (p *Projector) use(f func(c *vlm.MtmdContext) error) error {
+	return p.useCtx(context.Background(), f)
+}
+
+// useCtx runs f with the native context once no other call holds it; the
+// wait (an encode holds it for a whole image or tile, seconds on a CPU)
+// ends with ErrCancelled when ctx does.
+func (p *Projector) useCtx(ctx context.Context, f func(c *vlm.MtmdContext) error) error {
 	if p == nil {
 		return ErrClosed
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	select {
+	case p.lock <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the projector: %w (%w)", ErrCancelled, ctx.Err())
+	}
+	defer func() { <-p.lock }()
 	if p.c == nil {
 		return ErrClosed
 	}
@@ -263,7 +277,7 @@ func (p *Projector) use(f func(c *vlm.MtmdContext) error) error {
 }
 
 // open returns ErrClosed once the projector is closed. It does not wait for
-// mu: an encode holds mu for a whole image (seconds on a CPU), and text
+// the lock: an encode holds it for a whole image (seconds on a CPU), and text
 // needs no native call of the projector (Tokenize of a prompt whose images
 // are all cached uses the model's vocabulary only).
 func (p *Projector) open() error {

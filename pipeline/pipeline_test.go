@@ -80,7 +80,7 @@ func TestPipelineEqualsLowLevelGreedy(t *testing.T) {
 			assert.Equal(t, full, resp.Prompt)
 			mimg, err := mtmd.ImageFromGo(img)
 			require.NoError(t, err)
-			chunks, err := proj.Tokenize(prompt, []*mtmd.Image{mimg}, mtmd.TokenizeOptions{
+			chunks, err := proj.Tokenize(ctx, prompt, []*mtmd.Image{mimg}, mtmd.TokenizeOptions{
 				AddSpecial: v.AddBOS() && !strings.HasPrefix(prompt, bos), ParseSpecial: true})
 			require.NoError(t, err)
 			defer chunks.Close()

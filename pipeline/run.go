@@ -214,7 +214,7 @@ func (p *Pipeline) submit(ctx context.Context, msgs []template.Message, images [
 		return nil, err
 	}
 	addSpecial := p.addBOS && (p.bos == "" || !strings.HasPrefix(prompt, p.bos))
-	chunks, err := p.proj.Tokenize(prompt, images, mtmd.TokenizeOptions{AddSpecial: addSpecial, ParseSpecial: true, Cache: p.cache})
+	chunks, err := p.proj.Tokenize(ctx, prompt, images, mtmd.TokenizeOptions{AddSpecial: addSpecial, ParseSpecial: true, Cache: p.cache})
 	if err != nil {
 		return nil, err
 	}

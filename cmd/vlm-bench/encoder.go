@@ -114,7 +114,7 @@ func encodeTimes(ctx context.Context, mp, pp string, threads, reps int, also fun
 	if err != nil {
 		return best, err
 	}
-	chunks, err := proj.Tokenize(proj.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{})
+	chunks, err := proj.Tokenize(ctx, proj.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{})
 	if err != nil {
 		return best, err
 	}
@@ -196,7 +196,7 @@ func tiledPrefill(ctx context.Context, o encoderOptions, typ gguf.TensorType) er
 	if err != nil {
 		return err
 	}
-	chunks, err := proj.Tokenize(proj.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{})
+	chunks, err := proj.Tokenize(ctx, proj.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{})
 	if err != nil {
 		return err
 	}

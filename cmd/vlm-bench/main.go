@@ -344,7 +344,7 @@ func setup(ctx context.Context, typ, mp, pp string, nPrompt, nGen, threads, ngl 
 	if err != nil {
 		return bn, err
 	}
-	if bn.chunks, err = bn.proj.Tokenize(bn.proj.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{}); err != nil {
+	if bn.chunks, err = bn.proj.Tokenize(ctx, bn.proj.Marker(), []*mtmd.Image{img}, mtmd.TokenizeOptions{}); err != nil {
 		return bn, err
 	}
 	for i, ch := range bn.chunks.All() {

@@ -67,7 +67,7 @@ func testQwenPairRuns(t *testing.T, pt testmodel.ProjectorType) {
 			for _, size := range [][2]int{{64, 64}, {100, 40}, {17, 90}, {32, 32}, {640, 480}, {4000, 3000}} {
 				img, err := mtmd.ImageFromGo(qwenImage(size[0], size[1]))
 				require.NoError(t, err)
-				chunks, err := p.Tokenize("<|im_start|>user\n"+p.Marker()+"What?<|im_end|>", []*mtmd.Image{img}, mtmd.TokenizeOptions{ParseSpecial: true})
+				chunks, err := p.Tokenize(ctx, "<|im_start|>user\n"+p.Marker()+"What?<|im_end|>", []*mtmd.Image{img}, mtmd.TokenizeOptions{ParseSpecial: true})
 				require.NoError(t, err)
 				nx, ny, err := spec.ImageGrid(size[0], size[1])
 				require.NoError(t, err)
@@ -114,7 +114,7 @@ func testQwenPairRuns(t *testing.T, pt testmodel.ProjectorType) {
 				img, err := mtmd.ImageFromGo(qwenImage(64, 48))
 				require.NoError(t, err)
 				prompt := "<|im_start|>user\n" + p.Marker() + "What is in the picture?<|im_end|>\n<|im_start|>assistant\n"
-				chunks, err := p.Tokenize(prompt, []*mtmd.Image{img}, mtmd.TokenizeOptions{AddSpecial: true, ParseSpecial: true})
+				chunks, err := p.Tokenize(ctx, prompt, []*mtmd.Image{img}, mtmd.TokenizeOptions{AddSpecial: true, ParseSpecial: true})
 				require.NoError(t, err)
 				defer chunks.Close()
 				next, stats, err := p.Eval(ctx, x, chunks, mtmd.EvalOptions{Logits: true})
