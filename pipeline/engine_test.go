@@ -73,10 +73,10 @@ func TestSessionFailedTurnLeavesSession(t *testing.T) {
 	require.ErrorIs(t, err, llama.ErrCancelled)
 	assert.Equal(t, h, s.History(), "a cancelled turn leaves the session as it was")
 
-	_, err = p.NewSession(pipeline.SessionOptions{ContextSize: 257})
+	_, err = p.NewSession(pipeline.SessionOptions{SequenceLength: 257})
 	assert.ErrorIs(t, err, pipeline.ErrInvalidOptions)
 
-	d, err := p.NewSession(pipeline.SessionOptions{System: "Be brief.", History: pipeline.DropOldestTurns, ContextSize: 160})
+	d, err := p.NewSession(pipeline.SessionOptions{System: "Be brief.", History: pipeline.DropOldestTurns, SequenceLength: 160})
 	require.NoError(t, err)
 	for i := range 6 {
 		_, err := d.Send(ctx, pipeline.Input{Text: strings.Repeat("more words here ", 6)}, pipeline.GenerateOptions{MaxTokens: 8})

@@ -57,7 +57,9 @@ type Options struct {
 	// physical cores less one, because ggml's spinning threads collapse when
 	// another program takes a core (see DefaultThreads). Set it to use all.
 	Threads int
-	// SequenceLength is the context length in tokens; 0 means 4096.
+	// SequenceLength bounds one request — its prompt, images included,
+	// and its answer — in positions; 0 means 4096 (capped at the model's
+	// training length).
 	SequenceLength int
 	// BatchSize is the most tokens evaluated in one step; 0 means 512. It
 	// must hold an image's tokens for projectors with non-causal attention.
@@ -65,7 +67,7 @@ type Options struct {
 	// Sequences is how many requests — Run, Stream, RunBatch and session
 	// turns, from any number of goroutines — are decoded together: the
 	// sequences of the pipeline's one batched context (package engine),
-	// whose KV cache holds Sequences × ContextSize tokens. More requests
+	// whose KV cache holds Sequences × SequenceLength positions. More requests
 	// wait for a sequence. 0 means 1.
 	Sequences int
 	// MaxWaiting bounds the requests waiting for a sequence; beyond it a

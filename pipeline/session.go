@@ -30,11 +30,11 @@ const (
 type SessionOptions struct {
 	// System is a system message that starts the conversation; empty for none.
 	System string
-	// ContextSize bounds this session's prompt and answer, in tokens; 0
-	// means the pipeline's ContextSize, which it may not exceed.
-	ContextSize int
+	// SequenceLength bounds this session's prompt and answer, in positions; 0
+	// means the pipeline's SequenceLength, which it may not exceed.
+	SequenceLength int
 	// History says what happens when the conversation outgrows
-	// ContextSize: KeepHistory (the default) or DropOldestTurns.
+	// SequenceLength: KeepHistory (the default) or DropOldestTurns.
 	History HistoryPolicy
 }
 
@@ -71,9 +71,9 @@ func (p *Pipeline) NewSession(opts SessionOptions) (*Session, error) {
 	if p.isClosed() {
 		return nil, ErrClosed
 	}
-	if opts.ContextSize < 0 || opts.ContextSize > p.opts.SequenceLength {
-		return nil, fmt.Errorf("SessionOptions.ContextSize %d: at most the pipeline's ContextSize %d (Options.ContextSize): %w",
-			opts.ContextSize, p.opts.SequenceLength, ErrInvalidOptions)
+	if opts.SequenceLength < 0 || opts.SequenceLength > p.opts.SequenceLength {
+		return nil, fmt.Errorf("SessionOptions.SequenceLength %d: at most the pipeline's %d (Options.SequenceLength): %w",
+			opts.SequenceLength, p.opts.SequenceLength, ErrInvalidOptions)
 	}
 	if opts.History != KeepHistory && opts.History != DropOldestTurns {
 		return nil, fmt.Errorf("SessionOptions.History %d: %w", opts.History, ErrInvalidOptions)
@@ -127,7 +127,7 @@ func (s *Session) Stream(ctx context.Context, in Input, opts GenerateOptions) *S
 			all := append(append([]template.Message(nil), history...), msgs...)
 			allImages := append(append([]*mtmd.Image(nil), histImages...), images...)
 			tooLong := false
-			err := s.p.answer(ctx, all, allImages, opts, s.opts.ContextSize, start, resp, func(tok llama.GeneratedToken, err error) bool {
+			err := s.p.answer(ctx, all, allImages, opts, s.opts.SequenceLength, start, resp, func(tok llama.GeneratedToken, err error) bool {
 				if err != nil && errors.Is(err, llama.ErrPromptTooLong) && resp.Prompt == "" && s.opts.History == DropOldestTurns {
 					if h, hi, ok := dropOldestTurn(history, histImages); ok {
 						history, histImages, tooLong = h, hi, true

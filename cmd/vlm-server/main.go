@@ -62,7 +62,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address (loopback by default; 0.0.0.0:8080 for all interfaces)")
 	parallel := fs.Int("sequences", 4, "answers decoded together: the sequences of the one batched context (pipeline.Options.Sequences)")
 	fs.IntVar(parallel, "parallel", 4, "the same as -sequences (llama-server's name)")
-	ctxSize := fs.Int("ctx", 4096, "context per request, in tokens")
+	ctxSize := fs.Int("ctx", 4096, "positions per request: its prompt, images included, and its answer (pipeline.Options.SequenceLength)")
 	threads := fs.Int("threads", 0, "CPU threads (0: physical cores less one)")
 	ngl := fs.Int("ngl", -1, "layers on the GPU when one is loaded: -1 all, 0 none (CPU)")
 	keyEnv := fs.String("api-key-env", "VLM_API_KEY", "environment variable holding the API key (unset or empty: no key)")
