@@ -251,9 +251,10 @@ func New(ctx context.Context, modelPath, projectorPath string, opts Options) (*P
 	// The encoder runs beside the decode loop. Where it can run at the
 	// lowest CPU priority (Linux) it gets every thread: alone it has the
 	// whole CPU; while it runs the engine decodes with half the threads,
-	// which take their cores from it at once (see engine.Options.Threads). Elsewhere, with several sequences, it takes
-	// half the threads, and the engine decodes with the other half while
-	// it runs (ggml's spinning threads collapse when oversubscribed).
+	// which take their cores from it at once (see engine.Options.Threads).
+	// Elsewhere, with several sequences, it takes half the threads, and the
+	// engine decodes with the other half while it runs (ggml's spinning
+	// threads collapse when oversubscribed).
 	encThreads := opts.Threads
 	idle := mtmd.IdlePriorityWorks()
 	if !idle && opts.Sequences > 1 && opts.Threads > 1 {

@@ -70,7 +70,7 @@ type Stats struct {
 	GeneratedTokens  int           // tokens of the answer
 	TimeToFirstToken time.Duration // from the start of the call (images decoded included) to the first answer token
 	ImageEncodeTime  time.Duration // time in the vision encoder
-	QueueTime        time.Duration // waiting for one of the Sequences sequences
+	QueueTime        time.Duration // waiting for a free sequence (Options.Sequences)
 	PrefillTime      time.Duration // from a sequence to the prompt evaluated (shared with the other sequences' steps)
 	DecodeTime       time.Duration // time generating
 	Total            time.Duration

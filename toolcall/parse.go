@@ -454,12 +454,7 @@ func (p *pyParser) calls() ([]Call, error) {
 			if err != nil {
 				return nil, err
 			}
-			if n > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString(jsonString(key))
-			b.WriteByte(':')
-			b.Write(v)
+			writeMember(&b, n, key, v)
 		}
 		b.WriteByte('}')
 		calls = append(calls, Call{Name: name, Arguments: json.RawMessage(b.Bytes())})
@@ -521,12 +516,7 @@ func (p *pyParser) value() (json.RawMessage, error) {
 			if err != nil {
 				return nil, err
 			}
-			if n > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString(jsonString(key))
-			b.WriteByte(':')
-			b.Write(v)
+			writeMember(&b, n, key, v)
 		}
 		b.WriteByte('}')
 		return json.RawMessage(b.Bytes()), nil
@@ -624,4 +614,16 @@ func (p *pyParser) str(q byte) (json.RawMessage, error) {
 		}
 	}
 	return nil, p.errorf("unterminated string")
+}
+
+// writeMember writes the n-th member (from 0) of a JSON object being built
+// in b: a comma before all but the first, the key as a JSON string, the
+// value as given.
+func writeMember(b *bytes.Buffer, n int, key string, v []byte) {
+	if n > 0 {
+		b.WriteByte(',')
+	}
+	b.WriteString(jsonString(key))
+	b.WriteByte(':')
+	b.Write(v)
 }
