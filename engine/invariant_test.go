@@ -58,7 +58,7 @@ func greedyAloneAndBatched(t *testing.T, m *llama.Model, prompts [][]llama.Token
 }
 
 // TestGreedyBatchInvariant: with flash attention (the pipeline's default
-// on the CPU, see pipeline.Options.BatchVariant) the same greedy requests give the same tokens
+// on the CPU, see pipeline.Options.BatchInvariant) the same greedy requests give the same tokens
 // decoded one at a time and all together, on the tiny model and on the
 // SmolVLM-256M shapes (Q8_0), where without it 1 of 8 answers differs
 // within 32 tokens.

@@ -83,7 +83,7 @@ func serveChild(w *wire, cfg childConfig) {
 	opts := Options{
 		GPULayers: cfg.GPULayers, NoGPU: cfg.NoGPU, MainGPU: cfg.MainGPU, Threads: cfg.Threads, SequenceLength: cfg.SequenceLength,
 		BatchSize: cfg.BatchSize, Sequences: cfg.Sequences, MaxWaiting: cfg.MaxWaiting, QuantizeQ8_0: cfg.QuantizeQ8_0,
-		QuantizedCacheDir: cfg.QuantizedCacheDir, ChatTemplate: cfg.ChatTemplate, ImageCacheBytes: cfg.ImageCacheBytes, BatchVariant: cfg.BatchVariant,
+		QuantizedCacheDir: cfg.QuantizedCacheDir, ChatTemplate: cfg.ChatTemplate, ImageCacheBytes: cfg.ImageCacheBytes, BatchInvariant: cfg.BatchInvariant,
 		ImageMemory: -1, MaxImageBytes: -1, // the parent decodes images
 	}
 	if cfg.Progress {

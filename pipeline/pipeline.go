@@ -128,23 +128,23 @@ type Options struct {
 	Process Process
 	// Supervisor configures the supervision of a ChildProcess pipeline.
 	Supervisor Supervisor
-	// BatchVariant lets answers depend on the batch on the CPU: it turns
-	// flash attention off there. By default (false) a greedy answer
-	// (temperature 0) is the same token for token whether its request
-	// decodes alone or beside any others: ggml's CPU attention without
+	// BatchInvariant makes a greedy answer (temperature 0) the same token
+	// for token whether its request decodes alone or beside others, on the
+	// CPU: it turns flash attention on there. ggml's CPU attention without
 	// flash attention sums each softmax row and each attention-weighted
 	// value over every cell of the shared KV cache, masked or not, in SIMD
-	// groups whose borders depend on where the sequence's cells sit and
-	// on the cache's length, so the last bits — and, after tens of tokens,
-	// a greedy choice between close candidates — depend on the other
-	// sequences (6 of 8 answers of 128 tokens differed on SmolVLM-256M
-	// shapes); the flash kernel visits a sequence's cells one by one and
-	// skips the others' (the weight products are the same for one row as
-	// for many). Measured with SmolVLM-256M shapes, Q8_0, 2 threads
-	// (`vlm-stall -run streams -gen 64`): one stream decodes 3% faster
-	// with BatchVariant, eight streams together 1.24× slower. On a GPU
-	// llama.cpp decides either way.
-	BatchVariant bool
+	// groups whose borders depend on where the sequence's cells sit, so the
+	// last bits — and, after tens of tokens, a greedy choice between close
+	// candidates — depend on the other sequences (6 of 8 answers of 128
+	// tokens differed on SmolVLM-256M shapes; 0 with BatchInvariant). It is
+	// not the default yet: with pictures and prefixes shared between
+	// concurrent requests, answers can still differ (the flash kernel
+	// visits a sequence's cells in cell order, which prefix sharing can
+	// make differ from position order). Measured with SmolVLM-256M shapes,
+	// Q8_0, 2 threads: prefill 1.5 % slower, one stream's decode within
+	// noise, eight streams together 1.24× faster. On a GPU llama.cpp
+	// decides either way.
+	BatchInvariant bool
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -281,19 +281,19 @@ func New(ctx context.Context, modelPath, projectorPath string, opts Options) (*P
 
 // flashAttn is the pipeline's flash-attention setting.
 //
-// On the CPU flash attention is on unless Options.BatchVariant: it makes
-// answers independent of the batch (see BatchVariant) and decodes several
-// streams faster (it skips the other sequences' cells), at a cost for long
-// prompts alone: measured before with SmolVLM-256M shapes, 2 threads, 18
+// On the CPU flash attention is on only with Options.BatchInvariant (see
+// there); it decodes several streams faster (it skips the other sequences'
+// cells), at a cost for long prompts alone: measured earlier on a loaded
+// machine with SmolVLM-256M shapes, 2 threads, 18
 // tokens after 1134 in the cache 116–121 ms with it, 77 ms without;
 // filling 1134 tokens 5.0–5.2 s vs 3.5–3.6 s (`vlm-bench -prompt 1152
 // -flash on` vs `-flash off`). On a GPU llama.cpp decides.
 func (p *Pipeline) flashAttn() llama.FlashAttention {
 	if !p.gpu {
-		if p.opts.BatchVariant {
-			return llama.FlashAttentionOff
+		if p.opts.BatchInvariant {
+			return llama.FlashAttentionOn
 		}
-		return llama.FlashAttentionOn
+		return llama.FlashAttentionOff
 	}
 	return llama.FlashAttentionAuto
 }

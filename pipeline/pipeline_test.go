@@ -84,7 +84,7 @@ func TestPipelineEqualsLowLevelGreedy(t *testing.T) {
 				AddSpecial: v.AddBOS() && !strings.HasPrefix(prompt, bos), ParseSpecial: true})
 			require.NoError(t, err)
 			defer chunks.Close()
-			x, err := m.NewContext(llama.ContextOptions{ContextSize: 1024, Threads: 2, FlashAttn: llama.FlashAttentionOn}) // as the pipeline on a CPU
+			x, err := m.NewContext(llama.ContextOptions{ContextSize: 1024, Threads: 2, FlashAttn: llama.FlashAttentionOff}) // as the pipeline on a CPU
 			require.NoError(t, err)
 			defer x.Close()
 			pos, _, err := proj.Eval(ctx, x, chunks, mtmd.EvalOptions{Logits: true})

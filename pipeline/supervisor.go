@@ -46,7 +46,7 @@ func newChildPipeline(ctx context.Context, modelPath, projectorPath string, opts
 		Model: modelPath, Projector: projectorPath, GPULayers: opts.GPULayers, NoGPU: opts.NoGPU, MainGPU: opts.MainGPU,
 		Threads: opts.Threads, SequenceLength: opts.SequenceLength, BatchSize: opts.BatchSize, Sequences: opts.Sequences,
 		MaxWaiting: opts.MaxWaiting, QuantizeQ8_0: opts.QuantizeQ8_0, QuantizedCacheDir: opts.QuantizedCacheDir,
-		ChatTemplate: opts.ChatTemplate, ImageCacheBytes: opts.ImageCacheBytes, BatchVariant: opts.BatchVariant, Beat: sopts.beat(),
+		ChatTemplate: opts.ChatTemplate, ImageCacheBytes: opts.ImageCacheBytes, BatchInvariant: opts.BatchInvariant, Beat: sopts.beat(),
 	}
 	s := &supervisor{cfg: cfg, opts: sopts, changed: make(chan struct{}), stop: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())

@@ -148,7 +148,7 @@ type childConfig struct {
 	QuantizedCacheDir string
 	ChatTemplate      string
 	ImageCacheBytes   int64
-	BatchVariant      bool
+	BatchInvariant    bool
 	Progress          bool // send fLoad frames
 	Beat              time.Duration
 }

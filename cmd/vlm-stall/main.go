@@ -12,7 +12,7 @@
 //
 //   - greedy: 8 text prompts answered greedily one at a time and all at
 //     once through one 8-sequence pipeline: how many answers differ,
-//     batch-invariant off (Options.BatchVariant) and on (the default).
+//     batch-invariant off (the default) and on (Options.BatchInvariant).
 //
 //   - streams: aggregate decode of 8 streams against 1, with
 //     BatchInvariant off and on (its cost).
@@ -109,7 +109,7 @@ func main() {
 }
 
 func newPipeline(ctx context.Context, c config, parallel int, invariant bool) (*pipeline.Pipeline, error) {
-	return pipeline.New(ctx, c.model, c.proj, pipeline.Options{Threads: c.threads, SequenceLength: 2048, Sequences: parallel, BatchVariant: !invariant})
+	return pipeline.New(ctx, c.model, c.proj, pipeline.Options{Threads: c.threads, SequenceLength: 2048, Sequences: parallel, BatchInvariant: invariant})
 }
 
 // picture is a deterministic n×n picture; shade makes pictures differ.
